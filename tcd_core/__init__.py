@@ -1,0 +1,67 @@
+"""tcd-core: a pure-functional Trajectory Consistency Distillation sampling core.
+
+Host side (NumPy, Python ints): :class:`TCDConfig`, the noise schedule tables and the timestep
+plan. Device side (any Array API namespace, jit-able): :func:`tcd_step` and friends. See the
+README and ``docs/`` for guides; every function's docstring states its maths.
+"""
+
+from .config import BETA_SCHEDULES, PREDICTION_TYPES, TIMESTEP_SPACINGS, TCDConfig
+from .parameterization import (
+    add_noise,
+    boundary_condition_scalings,
+    get_velocity,
+    predict_original_and_noise,
+)
+from .plan import (
+    TCDPlan,
+    check_eta,
+    draws_noise,
+    intermediate_timestep,
+    previous_timesteps,
+    tcd_timesteps,
+)
+from .schedule import (
+    NoiseSchedule,
+    alphas_cumprod,
+    betas,
+    betas_for_alpha_bar,
+    final_alpha_cumprod,
+    linspace_f32,
+    noise_schedule,
+    rescale_zero_terminal_snr,
+)
+from .step import TCDStepOutput, tcd_step
+from .thresholding import clip_sample, dynamic_threshold, quantile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BETA_SCHEDULES",
+    "PREDICTION_TYPES",
+    "TIMESTEP_SPACINGS",
+    "NoiseSchedule",
+    "TCDConfig",
+    "TCDPlan",
+    "TCDStepOutput",
+    "__version__",
+    "add_noise",
+    "alphas_cumprod",
+    "betas",
+    "betas_for_alpha_bar",
+    "boundary_condition_scalings",
+    "check_eta",
+    "clip_sample",
+    "draws_noise",
+    "dynamic_threshold",
+    "final_alpha_cumprod",
+    "get_velocity",
+    "intermediate_timestep",
+    "linspace_f32",
+    "noise_schedule",
+    "predict_original_and_noise",
+    "previous_timesteps",
+    "quantile",
+    "rescale_zero_terminal_snr",
+    "tcd_step",
+    "tcd_timesteps",
+]

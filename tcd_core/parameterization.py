@@ -1,0 +1,142 @@
+"""Model parameterisations, forward noising and the consistency boundary conditions.
+
+All functions are pure Array API code: no host reads, no branches on array values. Expressions
+follow the reference's operation order so torch results are bit-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._array import cast_like, is_host_scalar, namespace
+from .config import PREDICTION_TYPES
+
+__all__ = [
+    "add_noise",
+    "boundary_condition_scalings",
+    "get_velocity",
+    "predict_original_and_noise",
+]
+
+
+def predict_original_and_noise(
+    model_output: Any, sample: Any, alpha_prod_t: Any, prediction_type: str = "epsilon"
+) -> tuple[Any, Any]:
+    """(x̂₀, ε̂) from a model output at noise level ᾱₜ (``alpha_prod_t``, broadcastable).
+
+    * ``epsilon``: x̂₀ = (x − √(1−ᾱ)·ε)/√ᾱ, ε̂ = ε
+    * ``sample``: x̂₀ = model output, ε̂ = (x − √ᾱ·x̂₀)/√(1−ᾱ)
+    * ``v_prediction``: x̂₀ = √ᾱ·x − √(1−ᾱ)·v, ε̂ = √ᾱ·v + √(1−ᾱ)·x
+
+    Example:
+        >>> import numpy as np
+        >>> x0, eps = predict_original_and_noise(np.zeros(2), np.ones(2), np.float32(0.25))
+        >>> x0.tolist(), eps.tolist()
+        ([2.0, 2.0], [0.0, 0.0])
+    """
+    xp = namespace(model_output, sample)
+    alpha_prod_t = xp.asarray(alpha_prod_t) if is_host_scalar(alpha_prod_t) else alpha_prod_t
+    beta_prod_t = 1 - alpha_prod_t
+    if prediction_type == "epsilon":
+        x0 = (sample - xp.sqrt(beta_prod_t) * model_output) / xp.sqrt(alpha_prod_t)
+        eps = model_output
+    elif prediction_type == "sample":
+        x0 = model_output
+        eps = (sample - alpha_prod_t**0.5 * x0) / beta_prod_t**0.5
+    elif prediction_type == "v_prediction":
+        x0 = alpha_prod_t**0.5 * sample - beta_prod_t**0.5 * model_output
+        eps = alpha_prod_t**0.5 * model_output + beta_prod_t**0.5 * sample
+    else:
+        raise ValueError(
+            f"`prediction_type` must be one of {', '.join(map(repr, PREDICTION_TYPES))}; "
+            f"got {prediction_type!r}"
+        )
+    return x0, eps
+
+
+def _noise_coefficients(alphas_cumprod: Any, timesteps: Any, like: Any, xp: Any) -> tuple[Any, Any]:
+    # The reference casts the table to the sample's dtype first, then gathers, then takes powers,
+    # and reshapes the (flattened) coefficients to broadcast from the leading axis.
+    table = xp.astype(alphas_cumprod, like.dtype)
+    if isinstance(timesteps, int):
+        timesteps = xp.asarray(timesteps, device=_device(like))
+    t = xp.reshape(xp.asarray(timesteps), (-1,))
+    picked = xp.take(table, t, axis=0)
+    shape = (picked.shape[0],) + (1,) * (like.ndim - 1)
+    sqrt_alpha = xp.reshape(picked**0.5, shape)
+    sqrt_one_minus = xp.reshape((1 - picked) ** 0.5, shape)
+    return sqrt_alpha, sqrt_one_minus
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def add_noise(alphas_cumprod: Any, original_samples: Any, noise: Any, timesteps: Any) -> Any:
+    """Forward diffusion q(x_t | x₀): √ᾱₜ·x₀ + √(1−ᾱₜ)·ε, one timestep per batch element.
+
+    Matches diffusers' ``add_noise`` (the table is cast to the samples' dtype before use).
+
+    Example:
+        >>> import numpy as np
+        >>> from tcd_core import TCDConfig, alphas_cumprod
+        >>> ac = alphas_cumprod(TCDConfig())
+        >>> x = add_noise(ac, np.ones((2, 1), np.float32), np.zeros((2, 1), np.float32), np.array([0, 999]))
+        >>> x.shape, x.dtype
+        ((2, 1), dtype('float32'))
+    """
+    xp = namespace(original_samples, noise)
+    _check_same_shape(original_samples, noise=noise)
+    a, b = _noise_coefficients(alphas_cumprod, timesteps, original_samples, xp)
+    return cast_like(a * original_samples + b * noise, original_samples, xp)
+
+
+def get_velocity(alphas_cumprod: Any, sample: Any, noise: Any, timesteps: Any) -> Any:
+    """The v-prediction target v = √ᾱₜ·ε − √(1−ᾱₜ)·x₀ (diffusers' ``get_velocity``).
+
+    Example:
+        >>> import numpy as np
+        >>> from tcd_core import TCDConfig, alphas_cumprod
+        >>> v = get_velocity(alphas_cumprod(TCDConfig()), np.ones((1, 2), np.float32),
+        ...                  np.ones((1, 2), np.float32), np.array([500]))
+        >>> v.shape
+        (1, 2)
+    """
+    xp = namespace(sample, noise)
+    _check_same_shape(sample, noise=noise)
+    a, b = _noise_coefficients(alphas_cumprod, timesteps, sample, xp)
+    return cast_like(a * noise - b * sample, sample, xp)
+
+
+def _check_same_shape(reference: Any, **others: Any) -> None:
+    for name, other in others.items():
+        if other is not None and tuple(other.shape) != tuple(reference.shape):
+            raise ValueError(
+                f"`{name}` must have the sample's shape {tuple(reference.shape)}, "
+                f"got {tuple(other.shape)}"
+            )
+
+
+def boundary_condition_scalings(
+    timestep: Any, timestep_scaling: float = 10.0, sigma_data: float = 0.5
+) -> tuple[Any, Any]:
+    """Consistency-model boundary conditions (c_skip, c_out) at a discrete timestep.
+
+    With τ = t·timestep_scaling and σ_d = ``sigma_data``:
+    c_skip = σ_d² / (τ² + σ_d²), c_out = τ / √(τ² + σ_d²), so that
+    f(x, t) = c_skip·x + c_out·F(x, t) is the identity at t = 0. Identical to diffusers'
+    ``LCMScheduler.get_scalings_for_boundary_condition_discrete``; ``timestep`` may be a Python
+    number or an array of any namespace.
+
+    Example:
+        >>> c_skip, c_out = boundary_condition_scalings(0)
+        >>> c_skip, c_out
+        (1.0, 0.0)
+    """
+    scaled = timestep * timestep_scaling
+    c_skip = sigma_data**2 / (scaled**2 + sigma_data**2)
+    c_out = scaled / (scaled**2 + sigma_data**2) ** 0.5
+    return c_skip, c_out
+

@@ -1,0 +1,158 @@
+"""The TCD step: Strategic Stochastic Sampling (Zheng et al. 2024, Algorithm 4).
+
+One pure function of arrays. No hidden state, no random numbers (noise is an argument), no host
+synchronisation, no branch on an array value: it runs under ``jax.jit`` and
+``torch.compile(fullgraph=True)``. On torch, with scalar timesteps, every operation is the
+reference's in the reference's order, so float32 (and float16/bfloat16) results are bit-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import array_api_compat
+import numpy as np
+
+from ._array import cast_like, gather, is_host_scalar, namespace
+from .config import TCDConfig
+from .parameterization import predict_original_and_noise
+from .plan import check_eta, intermediate_timestep
+from .thresholding import clip_sample, dynamic_threshold
+
+__all__ = ["TCDStepOutput", "tcd_step"]
+
+_DEFAULT_CONFIG = TCDConfig()
+
+
+class TCDStepOutput(NamedTuple):
+    """What one step produces (a NamedTuple, hence a JAX pytree).
+
+    Attributes:
+        prev_sample: x_p, the sample at the next timestep (the model's next input).
+        pred_noised_sample: x_s, the deterministic DDIM jump to the intermediate timestep s.
+        pred_original_sample: x̂₀ after clipping/thresholding (when the config enables them).
+    """
+
+    prev_sample: Any
+    pred_noised_sample: Any
+    pred_original_sample: Any
+
+
+def _as_index(value: Any, xp: Any, device: Any) -> Any:
+    """Host integers stay Python ints (plain indexing, as in the reference); host arrays move to
+    the sample's namespace and device; device arrays pass through untouched."""
+    if is_host_scalar(value):
+        return int(value)
+    if isinstance(value, (np.ndarray, list, tuple)):
+        host = np.asarray(value)
+        return int(host) if host.ndim == 0 else xp.asarray(host, device=device)
+    return value
+
+
+def _check_timestep_array(name: str, value: Any, batch: int) -> None:
+    if is_host_scalar(value):
+        if isinstance(value, bool) or float(value) != int(value) or int(value) < 0:
+            raise ValueError(f"`{name}` must be a non-negative integer timestep, got {value!r}")
+        return
+    ndim = getattr(value, "ndim", None)
+    if ndim is None:
+        raise ValueError(f"`{name}` must be an integer or an array, got {type(value).__name__}")
+    if ndim > 1 or (ndim == 1 and value.shape[0] != batch):
+        raise ValueError(
+            f"`{name}` must be a scalar or a 1-D array with one entry per batch element "
+            f"({batch}), got shape {tuple(value.shape)}"
+        )
+
+
+def tcd_step(
+    model_output: Any,
+    timestep: Any,
+    sample: Any,
+    prev_timestep: Any,
+    alphas_cumprod: Any,
+    eta: Any = 0.3,
+    noise: Any = None,
+    config: TCDConfig | None = None,
+) -> TCDStepOutput:
+    r"""One TCD step from timestep t to the next timestep p, through s = ⌊(1−η)·p⌋.
+
+    With ᾱ = ``alphas_cumprod``:
+
+    1. (x̂₀, ε̂) from the model output (:func:`~tcd_core.predict_original_and_noise`); x̂₀ clipped or
+       dynamically thresholded when the config says so, ε̂ left as predicted (DDIM's default
+       ``use_clipped_model_output=False``).
+    2. s = ⌊f32(1−η)·f32(p)⌋ (:func:`~tcd_core.intermediate_timestep`).
+    3. x_s = √ᾱ_s·x̂₀ + √(1−ᾱ_s)·ε̂ (``pred_noised_sample``).
+    4. x_p = √(ᾱ_p/ᾱ_s)·x_s + √(1−ᾱ_p/ᾱ_s)·z with z = ``noise``; without noise, x_p = x_s.
+       At η = 0 and at the last step (p = 0) the ratio is exactly 1, so the noise term is exactly
+       zero: loops may pass noise at every step without changing the result.
+
+    Args:
+        model_output: the model's prediction (ε, x₀ or v, per ``config.prediction_type``).
+        timestep: t — a Python int, a 0-d integer array, or a 1-D array with one entry per batch
+            element.
+        sample: x_t; its dtype is the output dtype (coefficients are float32).
+        prev_timestep: p, the next timestep (0 after the last step); same forms as ``timestep``.
+        alphas_cumprod: the float32 ᾱ table (:func:`~tcd_core.alphas_cumprod`).
+        eta: η ∈ [0, 1] (the paper's γ): a Python float, a 0-d array or a 1-D per-batch array.
+        noise: z ~ N(0, I) with the sample's shape, or None.
+        config: supplies ``prediction_type`` and the clipping/thresholding options.
+
+    Raises:
+        ValueError: η outside [0, 1] (when given as a number), shapes that do not match, or
+            timesteps that are neither scalars nor per-batch vectors.
+
+    Example:
+        >>> import numpy as np
+        >>> from tcd_core import TCDConfig, alphas_cumprod, tcd_timesteps, tcd_step
+        >>> cfg = TCDConfig()
+        >>> ac, plan = alphas_cumprod(cfg), tcd_timesteps(cfg, 4)
+        >>> x = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
+        >>> for t, p in zip(plan.timesteps, plan.prev_timesteps):
+        ...     eps = 0.1 * x                       # a model would go here
+        ...     z = np.random.default_rng(int(t)).standard_normal(x.shape).astype(np.float32)
+        ...     x = tcd_step(eps, int(t), x, int(p), ac, eta=0.3, noise=z, config=cfg).prev_sample
+        >>> x.dtype, x.shape
+        (dtype('float32'), (1, 4, 8, 8))
+    """
+    config = _DEFAULT_CONFIG if config is None else config
+    xp = namespace(model_output, sample)
+    check_eta(eta)
+    if tuple(model_output.shape) != tuple(sample.shape):
+        raise ValueError(
+            f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
+            f"got {tuple(model_output.shape)}"
+        )
+    if noise is not None and tuple(noise.shape) != tuple(sample.shape):
+        raise ValueError(
+            f"`noise` must have the sample's shape {tuple(sample.shape)}, got {tuple(noise.shape)}"
+        )
+    batch = sample.shape[0] if sample.ndim else 1
+    _check_timestep_array("timestep", timestep, batch)
+    _check_timestep_array("prev_timestep", prev_timestep, batch)
+    if not is_host_scalar(eta) and getattr(eta, "ndim", 0) > 1:
+        raise ValueError(f"`eta` must be a scalar or a 1-D per-batch array, got shape {eta.shape}")
+
+    ndim = sample.ndim
+    device = array_api_compat.device(sample)
+    s = _as_index(intermediate_timestep(prev_timestep, eta), xp, device)
+    alpha_prod_t = gather(alphas_cumprod, _as_index(timestep, xp, device), ndim, xp)
+    alpha_prod_p = gather(alphas_cumprod, _as_index(prev_timestep, xp, device), ndim, xp)
+    alpha_prod_s = gather(alphas_cumprod, s, ndim, xp)
+    beta_prod_s = 1 - alpha_prod_s
+
+    x0, eps = predict_original_and_noise(model_output, sample, alpha_prod_t, config.prediction_type)
+    if config.thresholding:
+        x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
+    elif config.clip_sample:
+        x0 = clip_sample(x0, config.clip_sample_range)
+
+    x_s = xp.sqrt(alpha_prod_s) * x0 + xp.sqrt(beta_prod_s) * eps
+    if noise is None:
+        x_p = x_s
+    else:
+        ratio = alpha_prod_p / alpha_prod_s
+        x_p = xp.sqrt(ratio) * x_s + xp.sqrt(1 - ratio) * noise
+    return TCDStepOutput(
+        cast_like(x_p, sample, xp), cast_like(x_s, sample, xp), cast_like(x0, sample, xp)
+    )
