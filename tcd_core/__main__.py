@@ -1,0 +1,5 @@
+"""``python -m tcd_core`` runs ``tcd-sample`` (see :mod:`tcd_core.cli`)."""
+
+from .cli import main
+
+raise SystemExit(main())

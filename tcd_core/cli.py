@@ -1,0 +1,385 @@
+"""``tcd-sample``: TCD sampling of a 2-D Gaussian mixture whose exact answer is known.
+
+Two exact models of the same mixture, under the scheduler config's VP noise schedule: the
+**teacher** (the closed-form ε-prediction) and the **distilled** model (the ideal consistency
+model: its DDIM jump to t = 0 lands on the exact probability-flow-ODE solution). For every
+(model, steps, η) the table shows the sliced Wasserstein distance (SW₁) to fresh exact samples,
+the share of samples per mixture component, the share off every mode and the time taken; the
+figure shows the samples over the target density, one panel per setting.
+
+Exit status: 0 on success, 2 for bad arguments (one line on stderr, no traceback), 1 when an
+optional dependency (a backend, matplotlib) is missing or writing a file fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
+
+import numpy as np
+
+from . import __version__
+from .config import PREDICTION_TYPES, TCDConfig
+from .plan import check_eta, tcd_timesteps
+from .schedule import alphas_cumprod
+from .toy import PRESETS, DistilledModel, TeacherModel, component_shares, sliced_wasserstein
+from .toy._backend import BACKENDS, load_backend, to_numpy
+from .toy.sampling import tcd_sample
+
+__all__ = ["main"]
+
+PROG = "tcd-sample"
+MODELS = {"teacher": TeacherModel, "distilled": DistilledModel}
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+MAX_SAMPLES = 1_000_000
+
+
+class UsageError(Exception):
+    """A bad argument: reported in one line, exit status 2."""
+
+
+class EnvironmentProblem(Exception):
+    """A missing optional dependency or an unwritable file: one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage block
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description=(
+            "Sample a 2-D Gaussian mixture with TCD (tcd_core) using its exact teacher and its "
+            "ideal distilled model, and compare with the exact answer."
+        ),
+        epilog="Several values for --steps, --eta or --model give a sweep (one row each).",
+    )
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array library (numpy)")
+    p.add_argument(
+        "--model",
+        nargs="+",
+        choices=tuple(MODELS),
+        default=["teacher", "distilled"],
+        help="model(s) to sample with (both)",
+    )
+    p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4, 8], help="(1 2 4 8)")
+    p.add_argument("--eta", nargs="+", type=float, default=[0.3], help="η in [0, 1] (0.3)")
+    p.add_argument(
+        "--prediction-type",
+        choices=PREDICTION_TYPES,
+        default=None,
+        help="what the model outputs (the scheduler config's: epsilon)",
+    )
+    p.add_argument("--preset", choices=tuple(PRESETS), default="ring", help="mixture (ring)")
+    p.add_argument("--samples", type=int, default=2000, help="samples per setting (2000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument(
+        "--config", metavar="FILE", help="a scheduler_config.json (diffusers' TCDScheduler)"
+    )
+    p.add_argument("--out", metavar="FILE", default="tcd-sample.png", help="figure (tcd-sample.png)")
+    p.add_argument("--no-figure", action="store_true", help="skip the figure")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument(
+        "--trajectories", type=int, default=0, metavar="K", help="draw K sample paths (0)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+class Progress:
+    """A tiny progress bar on a text stream (stderr); silent unless enabled."""
+
+    def __init__(self, total: int, stream: TextIO, enabled: bool, width: int = 24):
+        self.total, self.stream, self.enabled, self.width = total, stream, enabled, width
+        self.done = 0
+
+    def show(self, label: str) -> None:
+        if not self.enabled:
+            return
+        filled = self.width * self.done // max(self.total, 1)
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {label}\x1b[K")
+        self.stream.flush()
+
+    def advance(self, label: str = "") -> None:
+        self.done += 1
+        self.show(label)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _validate(args: argparse.Namespace) -> TCDConfig:
+    for s in args.steps:
+        if s < 1:
+            raise UsageError(f"--steps must be >= 1, got {s}")
+    for e in args.eta:
+        if not math.isfinite(e) or not 0.0 <= e <= 1.0:
+            raise UsageError(f"--eta must be in [0, 1], got {e}")
+    if not 2 <= args.samples <= MAX_SAMPLES:
+        raise UsageError(f"--samples must be in [2, {MAX_SAMPLES}], got {args.samples}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if not 0 <= args.trajectories <= args.samples:
+        raise UsageError(f"--trajectories must be in [0, --samples], got {args.trajectories}")
+    if not args.no_figure:
+        if os.path.splitext(args.out)[1].lower() not in FIGURE_SUFFIXES:
+            raise UsageError(f"--out must end in {', '.join(FIGURE_SUFFIXES)}, got {args.out!r}")
+        _check_dir("--out", args.out)
+    if args.json:
+        _check_dir("--json", args.json)
+    config = _load_config(args.config)
+    if args.prediction_type is not None:
+        config = config.replace(prediction_type=args.prediction_type)
+    for s in args.steps:
+        try:
+            tcd_timesteps(config, s)
+        except ValueError as exc:
+            raise UsageError(f"--steps {s}: {exc}") from None
+    for e in args.eta:
+        check_eta(e)
+    return config
+
+
+def _check_dir(option: str, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option}: folder {folder!r} does not exist")
+
+
+def _load_config(path: str | None) -> TCDConfig:
+    if path is None:
+        return TCDConfig()
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise UsageError(f"--config: cannot read {path!r}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--config: {path!r} is not valid JSON ({exc.msg}, line {exc.lineno})")
+    if not isinstance(data, dict):
+        raise UsageError(f"--config: {path!r} must hold a JSON object")
+    try:
+        return TCDConfig.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--config: {exc}") from None
+
+
+def _load_matplotlib() -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise EnvironmentProblem(
+            "the figure needs matplotlib: pip install 'tcd-core[sample]' (or pass --no-figure)"
+        ) from None
+    return Figure, FigureCanvasAgg
+
+
+def _shares_text(shares: np.ndarray) -> str:
+    """Every share (in %) for up to 8 components, else the smallest and the largest."""
+    if len(shares) <= 8:
+        return " ".join(f"{100 * s:4.1f}" for s in shares)
+    return f"min {100 * shares.min():4.1f} max {100 * shares.max():4.1f}"
+
+
+def _table(rows: list[dict], floor: dict, mixture: Any, stream: TextIO) -> None:
+    target = _shares_text(np.asarray(mixture.weights))
+    share_head = "share per component %"
+    width = max(len(share_head), len(target))
+    head = (
+        f"{'model':<10} {'steps':>5} {'eta':>5} {'SW1':>8} {'off-mode %':>10}  "
+        f"{share_head:<{width}} {'time':>8}"
+    )
+    print(head, file=stream)
+    print("-" * len(head), file=stream)
+    for r in rows:
+        shares = _shares_text(np.asarray(r["share"]))
+        print(
+            f"{r['model']:<10} {r['steps']:>5} {r['eta']:>5.2f} {r['swd']:>8.4f} "
+            f"{100 * r['off_mode']:>10.2f}  {shares:<{width}} {r['seconds']:>7.2f}s",
+            file=stream,
+        )
+    print("-" * len(head), file=stream)
+    shares = _shares_text(np.asarray(floor["share"]))
+    print(
+        f"{'exact':<10} {'':>5} {'':>5} {floor['swd']:>8.4f} {100 * floor['off_mode']:>10.2f}  "
+        f"{shares:<{width}} {'':>8}",
+        file=stream,
+    )
+    print(f"{'target':<10} {'':>5} {'':>5} {'0':>8} {'0.03':>10}  {target:<{width}}", file=stream)
+
+
+def _figure(path: str, runs: list[dict], mixture: Any, alpha0: float, trajectories: bool) -> None:
+    Figure, FigureCanvasAgg = _load_matplotlib()
+    n = len(runs)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(3.2 * cols, 3.3 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    means = np.asarray(mixture.means)
+    lim = float(np.max(np.abs(means)) + 4 * max(mixture.stds) + 0.3)
+    grid = np.linspace(-lim, lim, 200)
+    gx, gy = np.meshgrid(grid, grid)
+    density = np.exp(mixture.noised(alpha0).log_density(np.stack([gx, gy], axis=-1)))
+    for i, run in enumerate(runs):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.contourf(gx, gy, density, levels=12, cmap="Blues")
+        pts = run["samples"]
+        ax.scatter(pts[:, 0], pts[:, 1], s=1.5, c="#d62728", alpha=0.5, linewidths=0)
+        if trajectories and run["trajectory"] is not None:
+            for line in np.transpose(run["trajectory"], (1, 0, 2)):
+                ax.plot(line[:, 0], line[:, 1], "-o", color="black", lw=0.6, ms=1.8, alpha=0.8)
+        r = run["row"]
+        ax.set_title(
+            f"{r['model']}, {r['steps']} step{'s' if r['steps'] > 1 else ''}, η={r['eta']:g}\n"
+            f"SW₁ {r['swd']:.3f}",
+            fontsize=9,
+        )
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"tcd-sample: {mixture.name} mixture, samples (red) over the target density")
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> dict:
+    """Run the sweep described by parsed ``args``; print the table; return the JSON document."""
+    config = _validate(args)
+    if not args.no_figure:
+        _load_matplotlib()  # fail before the work, not after
+    try:
+        xp = load_backend(args.backend)
+    except ImportError:
+        raise EnvironmentProblem(
+            f"backend {args.backend!r} is not installed: pip install 'tcd-core[{args.backend}]'"
+        ) from None
+    if args.backend == "torch":
+        # The toy's arrays are tiny (thousands of numbers): torch's intra-op threads only add
+        # synchronisation, which costs up to 1000x on a loaded 2-core machine.
+        importlib.import_module("torch").set_num_threads(1)
+    mixture = PRESETS[args.preset]
+    table = to_numpy(alphas_cumprod(config)).astype(np.float64)
+    alpha0 = float(table[0])
+    try:
+        models = {name: MODELS[name](mixture, table) for name in dict.fromkeys(args.model)}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    target = mixture.noised(alpha0)
+    seeds = np.random.SeedSequence(args.seed).spawn(2)
+    reference, _ = target.sample(args.samples, np.random.default_rng(seeds[0]))
+    other, _ = target.sample(args.samples, np.random.default_rng(seeds[1]))
+    floor_shares, floor_off = component_shares(other, target)
+    floor = {
+        "swd": sliced_wasserstein(other, reference),
+        "share": floor_shares.tolist(),
+        "off_mode": floor_off,
+    }
+
+    settings = [
+        (m, s, e) for m in dict.fromkeys(args.model) for s in dict.fromkeys(args.steps)
+        for e in dict.fromkeys(args.eta)
+    ]
+    enabled = len(settings) > 1 and not args.no_progress and stderr.isatty()
+    progress = Progress(len(settings), stderr, enabled)
+    rows, runs = [], []
+    for name, steps, eta in settings:
+        progress.show(f"{name} steps={steps} eta={eta:g}")
+        result = tcd_sample(
+            models[name], config, steps, eta, args.samples, args.seed, xp,
+            trajectory=args.trajectories,
+        )
+        samples = to_numpy(result.samples).astype(np.float64)
+        shares, off = component_shares(samples, target)
+        row = {
+            "model": name,
+            "steps": steps,
+            "eta": eta,
+            "timesteps": result.timesteps.tolist(),
+            "swd": sliced_wasserstein(samples, reference),
+            "share": shares.tolist(),
+            "off_mode": off,
+            "seconds": result.seconds,
+        }
+        rows.append(row)
+        runs.append({"row": row, "samples": samples, "trajectory": result.trajectory})
+        progress.advance(f"{name} steps={steps} eta={eta:g}")
+    progress.close()
+
+    print(
+        f"tcd-sample {__version__}: {mixture.name} mixture ({mixture.num_components} components), "
+        f"{args.samples} samples, seed {args.seed}, backend {args.backend}, "
+        f"prediction_type {config.prediction_type}; SW1 = sliced 1-Wasserstein distance to "
+        f"{args.samples} fresh exact samples at alpha_bar_0 = {alpha0:.5f}",
+        file=stdout,
+    )
+    _table(rows, floor, mixture, stdout)
+    doc = {
+        "tool": PROG,
+        "version": __version__,
+        "backend": args.backend,
+        "preset": args.preset,
+        "mixture": {
+            "means": [list(m) for m in mixture.means],
+            "stds": list(mixture.stds),
+            "weights": list(mixture.weights),
+        },
+        "samples": args.samples,
+        "seed": args.seed,
+        "alpha_bar_0": alpha0,
+        "config": config.to_dict(),
+        "metric": "sliced 1-Wasserstein, 128 directions",
+        "exact": floor,
+        "results": rows,
+    }
+    if not args.no_figure:
+        _figure(args.out, runs, mixture, alpha0, args.trajectories > 0)
+        print(f"figure: {args.out}", file=stdout)
+    if args.json:
+        try:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(doc, f, indent=2)
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot write {args.json!r}: {exc.strerror}") from None
+        print(f"json: {args.json}", file=stdout)
+    return doc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tcd-sample`` and ``python -m tcd_core``; returns the exit status."""
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        args = _parser().parse_args(argv)
+        run(args, stdout, stderr)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc} (see {PROG} --help)", file=stderr)
+        return 2
+    except EnvironmentProblem as exc:
+        print(f"{PROG}: error: {exc}", file=stderr)
+        return 1
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
