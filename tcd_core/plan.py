@@ -111,10 +111,10 @@ def intermediate_timestep(prev_timestep: Any, eta: Any) -> Any:
         one_minus = np.float32(1.0 - np.asarray(eta, dtype=np.float64))
         s = np.floor(one_minus * np.asarray(prev_timestep).astype(np.float32))
         return s.astype(np.int64)
-    xp = namespace(prev_timestep, eta)
-    ref = prev_timestep if hasattr(prev_timestep, "__array_namespace__") else eta
     import array_api_compat
 
+    xp = namespace(prev_timestep, eta)
+    ref = prev_timestep if array_api_compat.is_array_api_obj(prev_timestep) else eta
     device = array_api_compat.device(ref)
     if is_host_scalar(eta):
         one_minus = xp.asarray(float(1.0 - eta), dtype=xp.float32, device=device)

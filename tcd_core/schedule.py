@@ -5,8 +5,7 @@ reference's on torch:
 
 * ``torch.linspace`` in float32 is reproduced exactly on the host (see :func:`linspace_f32`);
 * ``torch.cumprod`` in float32 accumulates in float64 and rounds each prefix; we do the same
-  wherever the namespace has float64 (elsewhere, e.g. JAX without x64, the product accumulates in
-  float32, within ~1e-7 of the reference);
+  (in the namespace where it has float64, on the host in NumPy otherwise, e.g. JAX without x64);
 * the zero-terminal-SNR rescale uses the namespace's own ``sqrt`` in the reference's op order.
 """
 
@@ -37,8 +36,10 @@ def linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
 
     torch rounds the end points to float32, takes ``step = f32(f32(end - start) / f32(steps - 1))``
     and fills the first half as ``start + step·i`` and the second as ``end - step·(steps-1-i)``,
-    each with one rounding (a fused multiply-add). Products of float32 numbers with small integers
-    are exact in float64, so evaluating in float64 and rounding once reproduces it.
+    each with one rounding (a fused multiply-add). Products of float32 numbers with integers below
+    2²⁹ are exact in float64; the sum is rounded to float64 and then to float32, which is one
+    correct rounding except when the float64 sum lands exactly on a float32 midpoint: there the
+    sum's rounding error (an exact two-sum) decides the direction, as the single rounding would.
 
     Example:
         >>> linspace_f32(0.0, 1.0, 5).tolist()
@@ -51,9 +52,24 @@ def linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
         return np.asarray([a], dtype=np.float32)
     step = np.float32(np.float32(b - a) / np.float32(steps - 1))
     i = np.arange(steps, dtype=np.float64)
-    low = np.float64(a) + np.float64(step) * i
-    high = np.float64(b) - np.float64(step) * (steps - 1 - i)
-    return np.where(i < steps // 2, low, high).astype(np.float32)
+    low = _fma_f32(np.float64(step) * i, np.float64(a))
+    high = _fma_f32(-np.float64(step) * (steps - 1 - i), np.float64(b))
+    return np.where(i < steps // 2, low, high)
+
+
+def _fma_f32(x: np.ndarray, y: np.float64) -> np.ndarray:
+    """f32(x + y) with one rounding, for float64 ``x`` and ``y`` that are exact (see above)."""
+    r = x + y
+    bb = r - x
+    err = (x - (r - bb)) + (y - bb)  # exact: x + y == r + err (Knuth's two-sum)
+    r32 = r.astype(np.float32)
+    side = np.where(r > r32.astype(np.float64), np.inf, -np.inf).astype(np.float32)
+    other = np.nextafter(r32, side)
+    midpoint = (r32.astype(np.float64) + other.astype(np.float64)) / 2
+    tie = (r == midpoint) & (err != 0) & (r32 != other)
+    above = np.maximum(r32, other)
+    below = np.minimum(r32, other)
+    return np.where(tie, np.where(err > 0, above, below), r32).astype(np.float32)
 
 
 def betas_for_alpha_bar(
@@ -69,7 +85,7 @@ def betas_for_alpha_bar(
 
     Example:
         >>> betas_for_alpha_bar(1000)[:2]
-        array([4.1384e-05, 4.2164e-05], dtype=float32)
+        array([4.1284224e-05, 4.6141751e-05], dtype=float32)
     """
     if alpha_transform_type == "cosine":
 
@@ -99,11 +115,22 @@ def betas_for_alpha_bar(
 
 
 def _cumprod(x: Any, xp: Any) -> Any:
-    """float32 cumulative product accumulated in float64 where available (torch's behaviour)."""
+    """float32 cumulative product accumulated in float64, rounding each prefix (torch's behaviour).
+
+    Namespaces without float64 on ``x``'s device (JAX without x64) accumulate on the host in
+    NumPy: the tables are built once, outside any jit, so the one transfer costs nothing per step.
+    Only if ``x`` cannot be read on the host (a tracer) does the product accumulate in float32,
+    within ~1e-6 of the reference.
+    """
     device = _device(x)
     if has_float64(xp, device):
         return xp.astype(xp.cumulative_prod(xp.astype(x, xp.float64), axis=0), xp.float32)
-    return xp.cumulative_prod(x, axis=0)
+    try:
+        host = np.asarray(x, dtype=np.float64)
+    except Exception:  # noqa: BLE001 - e.g. a JAX tracer: fall back to the device
+        return xp.cumulative_prod(x, axis=0)
+    prefix = np.cumprod(host).astype(np.float32)
+    return xp.asarray(prefix, dtype=xp.float32, device=device)
 
 
 def _device(x: Any) -> Any:
