@@ -1,0 +1,20 @@
+"""tcd-core benchmarks: one command, ratios measured side by side in one process.
+
+Run ``python -m benchmarks`` (full CPU grid; rewrites docs/performance.md and
+benchmarks/results/cpu.json), ``python -m benchmarks --quick --out DIR`` (smoke run, < 2 minutes
+on 2 cores), or ``python -m benchmarks --device cuda`` on a GPU machine. See ``--help``.
+
+Modules: ``workloads`` (the grid, shared inputs, the floor's coefficients), ``contenders`` (one
+whole-loop callable per contender), ``timing`` (interleaved timing, memory), ``runner`` (the CPU
+run), ``report`` (JSON schema, tables, plot, docs page), ``gpu`` (the CUDA mode), ``machine``.
+Importing this package imports neither torch nor jax: the CLI sets thread options first.
+"""
+
+__all__ = ["main"]
+
+
+def main(argv=None) -> int:
+    """The command line (``python -m benchmarks``); returns the exit status."""
+    from .__main__ import main as _main
+
+    return _main(argv)

@@ -1,0 +1,146 @@
+"""``python -m benchmarks``: see ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS_PAGE = REPO / "docs" / "performance.md"
+DOCS_PLOT = REPO / "docs" / "img" / "performance.png"
+RESULTS_DIR = REPO / "benchmarks" / "results"
+
+# One thread per backend for the CPU comparison. XLA reads its flags once, when jax is first
+# imported, so they are set before anything imports jax.
+SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark tcd-core against diffusers' TCDScheduler and the per-backend "
+        "floor (noise draw + one fused update per step), side by side in one process.",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 2 small latents, 4 steps, few repeats (< 2 min on 2 cores); "
+                   "does not touch docs/")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for cpu.json / gpu.json, performance.png and performance.md "
+                   "(default: benchmarks/results for full runs, ./out/bench-quick for --quick)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--repeats", type=int, default=None, help="timed samples per cell")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (and XLA single-threaded when 1); 0 = leave "
+                   "the libraries' defaults (default: 1)")
+    p.add_argument("--no-jax", action="store_true", help="skip the JAX contenders")
+    p.add_argument("--no-docs", action="store_true",
+                   help="full run: do not rewrite docs/performance.md and docs/img/")
+    p.add_argument("--render-docs", type=Path, metavar="RESULTS_JSON", default=None,
+                   help="only regenerate docs/performance.md (+ plot) from a results JSON")
+    p.add_argument("--gpu", type=Path, metavar="GPU_JSON", default=None,
+                   help="with --render-docs: add a GPU section from a --device cuda run")
+    return p
+
+
+def render_docs_files(results: dict, gpu: dict | None = None, page: Path = DOCS_PAGE,
+                      plot_file: Path = DOCS_PLOT) -> Path:
+    """Write the docs page and its plot for ``results``."""
+    from .report import plot, render_docs
+
+    made = plot(results, plot_file)
+    rel = os.path.relpath(plot_file, page.parent) if made else None
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(render_docs(results, rel, gpu=gpu), encoding="utf-8")
+    return page
+
+
+def _run_gpu(args: argparse.Namespace) -> int:
+    from .gpu import CudaUnavailable, gpu_markdown, run_gpu
+    from .report import write_json
+
+    try:
+        gpu = run_gpu(repeats=args.repeats or 30, log=lambda s: print(s, file=sys.stderr))
+    except CudaUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "gpu.json"
+    import json
+
+    path.write_text(json.dumps(gpu, indent=1) + "\n", encoding="utf-8")
+    print(gpu_markdown(gpu))
+    print(f"\nwrote {path}", file=sys.stderr)
+    del write_json
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.render_docs is not None:
+        import json
+
+        from .report import read_json
+
+        results = read_json(args.render_docs)
+        gpu = json.loads(args.gpu.read_text(encoding="utf-8")) if args.gpu else None
+        print(f"wrote {render_docs_files(results, gpu)}")
+        return 0
+    if args.device == "cuda":
+        return _run_gpu(args)
+
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if args.threads == 1 and "jax" not in sys.modules:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "intra_op_parallelism_threads" not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_XLA}".strip()
+
+    from .contenders import cpu_contenders
+    from .report import headline_table, plot, render_docs, results_table, write_json
+    from .runner import run_cpu
+    from .workloads import FULL_GRID, QUICK_GRID
+
+    quick = args.quick
+    if quick:
+        settings = dict(repeats=args.repeats or 5, warmup=2, min_sample_s=0.003)
+        workloads, mode = QUICK_GRID, "quick"
+    else:
+        settings = dict(repeats=args.repeats or 15, warmup=3, min_sample_s=0.01)
+        workloads, mode = FULL_GRID, "full"
+    out = args.out or (Path("out/bench-quick") if quick else RESULTS_DIR)
+    t0 = time.perf_counter()
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    log(f"tcd-core benchmark ({mode}): {len(workloads)} workloads, torch threads = "
+        f"{args.threads or 'default'}, XLA_FLAGS = {os.environ.get('XLA_FLAGS', '')!r}")
+    results = run_cpu(
+        workloads,
+        threads=args.threads or None,
+        contenders=cpu_contenders(include_jax=not args.no_jax),
+        mode=mode,
+        log=log,
+        **settings,
+    )
+    json_path = write_json(results, out / "cpu.json")
+    png = plot(results, out / "performance.png")
+    (out / "performance.md").write_text(
+        render_docs(results, "performance.png" if png else None), encoding="utf-8"
+    )
+    print(f"torch.set_num_threads({args.threads}) for the CPU comparison"
+          if args.threads else "library default thread counts")
+    print()
+    print(headline_table(results))
+    print()
+    print(results_table(results))
+    if not quick and not args.no_docs:
+        page = render_docs_files(results)
+        log(f"wrote {page} and {DOCS_PLOT}")
+    log(f"wrote {json_path}, {out / 'performance.png'}, {out / 'performance.md'} "
+        f"in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

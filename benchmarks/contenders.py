@@ -1,0 +1,521 @@
+"""The contenders of the CPU benchmark: each turns a workload's shared inputs into one callable
+that runs a whole generation loop (timestep plan + every step, noise drawn from a freshly seeded
+generator, a model stub that returns a fixed tensor) and returns the final latents.
+
+Contenders whose package is missing or incomplete are reported as unavailable, with the reason,
+instead of stopping the run (the adapters are developed alongside this harness).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from tcd_core import alphas_cumprod, tcd_step, tcd_timesteps
+
+from .timing import numpy_peak_bytes, torch_peak_bytes
+from .workloads import Inputs, floor_coefficients
+
+__all__ = ["Contender", "Loop", "Unavailable", "cpu_contenders"]
+
+
+class Unavailable(Exception):
+    """Raised by ``Contender.load`` when the contender cannot run here (the message says why)."""
+
+
+@dataclass
+class Loop:
+    """One prepared contender on one workload."""
+
+    run: Callable[[], Any]
+    to_numpy: Callable[[Any], np.ndarray]
+    memory: Callable[[], int] | None = None
+    compile_s: float | None = None
+
+
+@dataclass
+class Contender:
+    key: str
+    name: str
+    backend: str
+    floor: str | None
+    description: str
+    # True when the contender draws its noise from the same torch generator stream as the
+    # reference, so its final latents can be compared with the reference's.
+    reference_noise: bool = False
+    is_floor: bool = False
+
+    def load(self) -> None:  # pragma: no cover - overridden
+        """Import what is needed; raise Unavailable(reason) when it cannot run."""
+
+    def prepare(self, inputs: Inputs) -> Loop:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "backend": self.backend,
+            "floor": self.floor,
+            "description": self.description,
+            "is_floor": self.is_floor,
+        }
+
+
+def _import(name: str, attr: str | None = None) -> Any:
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # ImportError, or the package failing while importing
+        raise Unavailable(f"import {name} failed: {type(exc).__name__}: {exc}") from exc
+    if attr is None:
+        return module
+    if not hasattr(module, attr):
+        raise Unavailable(f"{name} has no attribute {attr!r} (not implemented yet)")
+    return getattr(module, attr)
+
+
+def _torch_inputs(inputs: Inputs) -> tuple[Any, Any, Any]:
+    import torch
+
+    x0 = torch.from_numpy(inputs.latents.copy())
+    eps = torch.from_numpy(inputs.model_output.copy())
+    return torch, x0, eps
+
+
+def _torch_to_numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# torch: the reference, our adapter, the core eager and compiled, and the floors
+
+
+class DiffusersScheduler(Contender):
+    """A diffusers-style scheduler driven exactly as a pipeline drives it."""
+
+    def __init__(self, key: str, name: str, module: str, description: str) -> None:
+        super().__init__(key, name, "torch", "floor-torch", description, reference_noise=True)
+        self.module = module
+        self.cls: Any = None
+
+    def load(self) -> None:
+        self.cls = _import(self.module, "TCDScheduler")
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        torch, x0, eps = _torch_inputs(inputs)
+        wl = inputs.workload
+        try:
+            sched = self.cls.from_config(inputs.config.to_dict())
+        except Exception as exc:
+            raise Unavailable(f"{self.module}.TCDScheduler.from_config failed: {exc!r}") from exc
+        g = torch.Generator().manual_seed(inputs.seed)
+
+        def model(x: Any, t: Any) -> Any:
+            return eps
+
+        def run() -> Any:
+            g.manual_seed(inputs.seed)
+            sched.set_timesteps(wl.steps)
+            x = x0
+            for t in sched.timesteps:
+                x = sched.step(model(x, t), t, x, eta=wl.eta, generator=g).prev_sample
+            return x
+
+        return Loop(run, _torch_to_numpy, memory=lambda: torch_peak_bytes(run))
+
+
+class CoreTorchEager(Contender):
+    def __init__(self) -> None:
+        super().__init__(
+            "core-torch",
+            "core, torch eager",
+            "torch",
+            "floor-torch",
+            "tcd_core.tcd_timesteps + tcd_step on torch tensors, host-int timesteps, "
+            "torch.randn(generator=g) where the reference draws",
+            reference_noise=True,
+        )
+
+    def load(self) -> None:
+        _import("torch")
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        torch, x0, eps = _torch_inputs(inputs)
+        import array_api_compat
+
+        cfg, wl = inputs.config, inputs.workload
+        ac = alphas_cumprod(cfg, xp=array_api_compat.array_namespace(x0))
+        g = torch.Generator().manual_seed(inputs.seed)
+
+        def model(x: Any, t: Any) -> Any:
+            return eps
+
+        def run() -> Any:
+            g.manual_seed(inputs.seed)
+            plan = tcd_timesteps(cfg, wl.steps)
+            draws = plan.noise_mask(wl.eta)
+            x = x0
+            for i, (t, p) in enumerate(zip(plan.timesteps.tolist(), plan.prev_timesteps.tolist())):
+                noise = torch.randn(x.shape, generator=g, dtype=x.dtype) if draws[i] else None
+                x = tcd_step(model(x, t), t, x, p, ac, wl.eta, noise, cfg).prev_sample
+            return x
+
+        return Loop(run, _torch_to_numpy, memory=lambda: torch_peak_bytes(run))
+
+
+def _graph_count() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+class CoreTorchCompile(Contender):
+    """One compiled step function per latent shape, shared by every η and step count.
+
+    Timesteps and η enter as 0-d tensors (t, p int64; η float64 so that 1 − η rounds exactly as
+    the reference's Python double does), the noise always as a tensor (zeros where the reference
+    draws none: the re-noise weight is exactly 0 there), so one graph serves the whole grid.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "core-compile",
+            "core, torch.compile",
+            "torch",
+            "floor-compile",
+            "tcd_core.tcd_step under torch.compile(fullgraph=True, dynamic=False), compiled once "
+            "per shape (compile time reported separately), noise drawn eagerly from g",
+            reference_noise=True,
+        )
+        self.compiled: dict[tuple[int, ...], Any] = {}
+
+    def load(self) -> None:
+        torch = _import("torch")
+        if not hasattr(torch, "compile"):
+            raise Unavailable("torch.compile is missing")
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        torch, x0, eps = _torch_inputs(inputs)
+        import array_api_compat
+
+        cfg, wl = inputs.config, inputs.workload
+        ac = alphas_cumprod(cfg, xp=array_api_compat.array_namespace(x0))
+        g = torch.Generator().manual_seed(inputs.seed)
+        zeros = torch.zeros_like(x0)
+
+        def model(x: Any, t: Any) -> Any:
+            return eps
+
+        def run_with(step: Any) -> Any:
+            g.manual_seed(inputs.seed)
+            plan = tcd_timesteps(cfg, wl.steps)
+            draws = plan.noise_mask(wl.eta)
+            ts = torch.from_numpy(plan.timesteps)
+            ps = torch.from_numpy(plan.prev_timesteps)
+            eta = torch.tensor(wl.eta, dtype=torch.float64)
+            x = x0
+            for i in range(len(ts)):
+                t = ts[i]
+                noise = torch.randn(x.shape, generator=g, dtype=x.dtype) if draws[i] else zeros
+                x = step(model(x, t), x, t, ps[i], eta, noise)
+            return x
+
+        compile_s = None
+        step = self.compiled.get(wl.shape)
+        if step is None:
+
+            def step_fn(model_output, sample, t, p, eta, noise):
+                return tcd_step(model_output, t, sample, p, ac, eta, noise, cfg).prev_sample
+
+            step = torch.compile(step_fn, fullgraph=True, dynamic=False)
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                # array_api_compat's lru_cache helpers: dynamo traces through them (harmless).
+                warnings.filterwarnings("ignore", message=".*functools.lru_cache.*")
+                run_with(step)
+            compile_s = time.perf_counter() - t0
+            self.compiled[wl.shape] = step
+        return Loop(lambda: run_with(step), _torch_to_numpy, compile_s=compile_s)
+
+
+class FloorTorch(Contender):
+    def __init__(self) -> None:
+        super().__init__(
+            "floor-torch",
+            "floor, torch eager",
+            "torch",
+            "floor-torch",
+            "torch.randn(generator=g) where the reference draws + one linear update per step "
+            "(x.mul(a).add_(eps, alpha=b).add_(z, alpha=c): one allocation, no temporaries)",
+            reference_noise=True,
+            is_floor=True,
+        )
+
+    def load(self) -> None:
+        _import("torch")
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        torch, x0, eps = _torch_inputs(inputs)
+        wl = inputs.workload
+        a, b, c, draws = floor_coefficients(inputs.config, wl.steps, wl.eta)
+        g = torch.Generator().manual_seed(inputs.seed)
+        steps = list(zip(a, b, c, draws))
+
+        def run() -> Any:
+            g.manual_seed(inputs.seed)
+            x = x0
+            for ai, bi, ci, di in steps:
+                if di:
+                    z = torch.randn(x.shape, generator=g, dtype=x.dtype)
+                    x = torch.mul(x, ai).add_(eps, alpha=bi).add_(z, alpha=ci)
+                else:
+                    x = torch.mul(x, ai).add_(eps, alpha=bi)
+            return x
+
+        return Loop(run, _torch_to_numpy, memory=lambda: torch_peak_bytes(run))
+
+
+class FloorTorchCompile(Contender):
+    def __init__(self) -> None:
+        super().__init__(
+            "floor-compile",
+            "floor, torch.compile",
+            "torch",
+            "floor-compile",
+            "torch.randn(generator=g) + the update a*x + b*eps + c*z compiled into one kernel "
+            "(coefficients as 0-d tensors: one graph per shape)",
+            reference_noise=True,
+            is_floor=True,
+        )
+        self.compiled: dict[tuple[int, ...], tuple[Any, Any]] = {}
+
+    def load(self) -> None:
+        _import("torch")
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        torch, x0, eps = _torch_inputs(inputs)
+        wl = inputs.workload
+        a, b, c, draws = floor_coefficients(inputs.config, wl.steps, wl.eta)
+        coef = [
+            tuple(torch.tensor(v, dtype=torch.float32) for v in abc) for abc in zip(a, b, c)
+        ]
+        g = torch.Generator().manual_seed(inputs.seed)
+
+        def run_with(upd3: Any, upd2: Any) -> Any:
+            g.manual_seed(inputs.seed)
+            x = x0
+            for (ai, bi, ci), di in zip(coef, draws):
+                if di:
+                    z = torch.randn(x.shape, generator=g, dtype=x.dtype)
+                    x = upd3(x, eps, z, ai, bi, ci)
+                else:
+                    x = upd2(x, eps, ai, bi)
+            return x
+
+        compile_s = None
+        fns = self.compiled.get(wl.shape)
+        if fns is None:
+
+            def update3(x, e, z, ai, bi, ci):
+                return ai * x + bi * e + ci * z
+
+            def update2(x, e, ai, bi):
+                return ai * x + bi * e
+
+            fns = (
+                torch.compile(update3, fullgraph=True, dynamic=False),
+                torch.compile(update2, fullgraph=True, dynamic=False),
+            )
+            t0 = time.perf_counter()
+            fns[0](x0, eps, torch.zeros_like(x0), *coef[0])  # z must not alias x: a guard
+            fns[1](x0, eps, *coef[0][:2])
+            compile_s = time.perf_counter() - t0
+            self.compiled[wl.shape] = fns
+        return Loop(lambda: run_with(*fns), _torch_to_numpy, compile_s=compile_s)
+
+
+# --------------------------------------------------------------------------------------------
+# numpy
+
+
+class CoreNumpy(Contender):
+    def __init__(self) -> None:
+        super().__init__(
+            "core-numpy",
+            "core, numpy",
+            "numpy",
+            "floor-numpy",
+            "tcd_core.tcd_timesteps + tcd_step on numpy arrays, noise from "
+            "np.random.default_rng(seed).standard_normal(dtype=float32)",
+        )
+
+    def load(self) -> None:
+        pass
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        cfg, wl = inputs.config, inputs.workload
+        x0, eps = inputs.latents, inputs.model_output
+        ac = alphas_cumprod(cfg)
+
+        def run() -> Any:
+            rng = np.random.default_rng(inputs.seed)
+            plan = tcd_timesteps(cfg, wl.steps)
+            draws = plan.noise_mask(wl.eta)
+            x = x0
+            for i, (t, p) in enumerate(zip(plan.timesteps.tolist(), plan.prev_timesteps.tolist())):
+                noise = rng.standard_normal(x.shape, dtype=np.float32) if draws[i] else None
+                x = tcd_step(eps, t, x, p, ac, wl.eta, noise, cfg).prev_sample
+            return x
+
+        return Loop(run, np.asarray, memory=lambda: numpy_peak_bytes(run))
+
+
+class FloorNumpy(Contender):
+    def __init__(self) -> None:
+        super().__init__(
+            "floor-numpy",
+            "floor, numpy",
+            "numpy",
+            "floor-numpy",
+            "rng.standard_normal(dtype=float32) where the reference draws + y = a*x; "
+            "y += b*eps; y += c*z",
+            is_floor=True,
+        )
+
+    def load(self) -> None:
+        pass
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        wl = inputs.workload
+        x0, eps = inputs.latents, inputs.model_output
+        steps = list(zip(*floor_coefficients(inputs.config, wl.steps, wl.eta)))
+
+        def run() -> Any:
+            rng = np.random.default_rng(inputs.seed)
+            x = x0
+            for a, b, c, d in steps:
+                y = x * np.float32(a)
+                y += np.float32(b) * eps
+                if d:
+                    y += np.float32(c) * rng.standard_normal(x.shape, dtype=np.float32)
+                x = y
+            return x
+
+        return Loop(run, np.asarray, memory=lambda: numpy_peak_bytes(run))
+
+
+# --------------------------------------------------------------------------------------------
+# JAX
+
+
+# Short names in keys and tables; JAX's names for the key implementations.
+JAX_IMPLS = {"threefry": "threefry2x32", "rbg": "rbg"}
+
+
+def _jax_key(jax: Any, seed: int, impl: str) -> Any:
+    return jax.random.key(seed, impl=JAX_IMPLS[impl])
+
+
+class FloorJax(Contender):
+    def __init__(self, impl: str) -> None:
+        super().__init__(
+            f"floor-jax-{impl}",
+            f"floor, jax ({impl})",
+            "jax",
+            f"floor-jax-{impl}",
+            f"jax.jit of: normal(fold_in({impl} key, i)) where the reference draws + "
+            "a*x + b*eps + c*z (XLA fuses the update into one loop; steps unrolled)",
+            is_floor=True,
+        )
+        self.impl = impl
+        self.jax: Any = None
+
+    def load(self) -> None:
+        self.jax = _import("jax")
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        jax = self.jax
+        jnp = jax.numpy
+        wl = inputs.workload
+        steps = list(zip(*floor_coefficients(inputs.config, wl.steps, wl.eta)))
+        x0 = jnp.asarray(inputs.latents)
+        eps = jnp.asarray(inputs.model_output)
+        shape = wl.shape
+
+        @jax.jit
+        def loop(x: Any, e: Any, key: Any) -> Any:
+            for i, (a, b, c, d) in enumerate(steps):
+                y = a * x + b * e
+                if d:
+                    z = jax.random.normal(jax.random.fold_in(key, i), shape, dtype=jnp.float32)
+                    y = y + c * z
+                x = y
+            return x
+
+        key = _jax_key(jax, inputs.seed, self.impl)
+        t0 = time.perf_counter()
+        loop(x0, eps, key).block_until_ready()
+        compile_s = time.perf_counter() - t0
+        return Loop(
+            lambda: loop(x0, eps, key).block_until_ready(), np.asarray, compile_s=compile_s
+        )
+
+
+class TcdJaxLoop(Contender):
+    """The tcd_jax compiled sampling loop (the adapter is written alongside this harness)."""
+
+    def __init__(self, impl: str) -> None:
+        super().__init__(
+            f"tcd-jax-{impl}",
+            f"tcd_jax loop ({impl})",
+            "jax",
+            f"floor-jax-{impl}",
+            f"tcd_jax.sample(model_fn, latents, key, TCDPlan, eta): the whole loop in one "
+            f"jax.jit (lax.scan), {impl} key; the model stub returns a constant",
+        )
+        self.impl = impl
+        self.jax: Any = None
+        self.tcd_jax: Any = None
+
+    def load(self) -> None:
+        self.jax = _import("jax")
+        self.tcd_jax = _import("tcd_jax")
+        if not hasattr(self.tcd_jax, "sample"):
+            raise Unavailable("tcd_jax has no attribute 'sample' (not implemented yet)")
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        from ._jax_loop import prepare_tcd_jax_loop
+
+        return prepare_tcd_jax_loop(self.jax, self.tcd_jax, inputs, self.impl)
+
+
+def cpu_contenders(include_jax: bool = True) -> list[Contender]:
+    """All CPU contenders, the reference first (ratios are taken against it)."""
+    out: list[Contender] = [
+        DiffusersScheduler(
+            "reference",
+            "diffusers TCDScheduler (reference)",
+            "diffusers",
+            "diffusers.TCDScheduler: set_timesteps + step(eta, generator) as a pipeline calls it",
+        ),
+        DiffusersScheduler(
+            "adapter",
+            "tcd_diffusers TCDScheduler",
+            "tcd_diffusers",
+            "tcd_diffusers.TCDScheduler (our drop-in adapter), driven exactly like the reference",
+        ),
+        CoreTorchEager(),
+        CoreTorchCompile(),
+        CoreNumpy(),
+        FloorTorch(),
+        FloorTorchCompile(),
+        FloorNumpy(),
+    ]
+    if include_jax:
+        out += [TcdJaxLoop("threefry"), TcdJaxLoop("rbg"), FloorJax("threefry"), FloorJax("rbg")]
+    return out

@@ -1,0 +1,182 @@
+"""The CPU benchmark: every contender on every workload, side by side, into one results dict."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+import traceback
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .contenders import Contender, Loop, Unavailable, _graph_count, cpu_contenders
+from .machine import describe_machine, load_average
+from .timing import measure
+from .workloads import SEED, Workload, make_inputs
+
+__all__ = ["SCHEMA", "run_cpu"]
+
+SCHEMA = "tcd-core-benchmark/1"
+
+
+def _check(out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    """Agreement of a contender's final latents with the reference's (same noise stream)."""
+    diff = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64))))
+    scale = 1.0 + float(np.max(np.abs(ref)))
+    return {
+        "identical": bool(out.dtype == ref.dtype and np.array_equal(out, ref)),
+        "max_abs_diff": diff,
+        "within_tolerance": bool(diff <= 1e-5 * scale),
+    }
+
+
+def _row(wl: Workload, c: Contender, status: str, **extra: Any) -> dict[str, Any]:
+    row = {"workload": wl.to_dict(), "contender": c.key, "status": status}
+    row.update(extra)
+    return row
+
+
+def run_cpu(
+    workloads: Iterable[Workload],
+    *,
+    repeats: int = 15,
+    warmup: int = 3,
+    min_sample_s: float = 0.005,
+    threads: int | None = 1,
+    contenders: list[Contender] | None = None,
+    mode: str = "custom",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the grid; returns the JSON-ready results (see ``report`` for the schema).
+
+    ``threads``: torch intra-op threads while measuring (restored afterwards); None leaves it.
+    """
+    import torch
+
+    workloads = list(workloads)
+    contenders = cpu_contenders() if contenders is None else contenders
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    load_before = load_average()
+    unavailable: dict[str, str] = {}
+    for c in contenders:
+        try:
+            c.load()
+        except Unavailable as exc:
+            unavailable[c.key] = str(exc)
+            log(f"  {c.name}: not available ({exc})")
+    compile_s: dict[str, dict[str, float]] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        for wl in workloads:
+            t_cell = time.perf_counter()
+            inputs = make_inputs(wl, seed=SEED)
+            loops: dict[str, Loop] = {}
+            for c in contenders:
+                if c.key in unavailable:
+                    rows.append(_row(wl, c, "unavailable", reason=unavailable[c.key]))
+                    continue
+                try:
+                    loop = c.prepare(inputs)
+                except Unavailable as exc:
+                    rows.append(_row(wl, c, "unavailable", reason=str(exc)))
+                    continue
+                except Exception as exc:
+                    rows.append(_row(wl, c, "error", reason=f"{type(exc).__name__}: {exc}"))
+                    log(traceback.format_exc())
+                    continue
+                if loop.compile_s is not None:
+                    compile_s.setdefault(c.key, {})[wl.to_dict()["shape_label"]] = loop.compile_s
+                loops[c.key] = loop
+            # Compilation happened in prepare(); a graph compiled from here on is a recompile.
+            graphs_before = _graph_count()
+            # Correctness first: one run each; the reference's output is the yardstick.
+            outputs: dict[str, np.ndarray] = {}
+            for key, loop in list(loops.items()):
+                try:
+                    outputs[key] = loop.to_numpy(loop.run())
+                except Exception as exc:
+                    c = next(c for c in contenders if c.key == key)
+                    rows.append(_row(wl, c, "error", reason=f"{type(exc).__name__}: {exc}"))
+                    log(traceback.format_exc())
+                    del loops[key]
+            stats = measure(
+                {k: loop.run for k, loop in loops.items()},
+                repeats=repeats,
+                warmup=warmup,
+                min_sample_s=min_sample_s,
+            )
+            recompiled = _graph_count() != graphs_before
+            ref_stats = stats.get("reference")
+            for c in contenders:
+                if c.key not in loops:
+                    continue
+                s = stats[c.key]
+                floor = stats.get(c.floor) if c.floor else None
+                per_step = {k: s[k] / wl.steps * 1e6 for k in ("median", "min", "max")}
+                check = None
+                if c.reference_noise and "reference" in outputs and c.key != "reference":
+                    check = _check(outputs[c.key], outputs["reference"])
+                peak = None
+                mem = loops[c.key].memory
+                if mem is not None:
+                    try:
+                        peak = mem()
+                    except Exception as exc:  # measuring memory must not sink the timing
+                        log(f"  memory of {c.key} failed: {exc!r}")
+                rows.append(
+                    _row(
+                        wl,
+                        c,
+                        "ok",
+                        per_step_us=per_step,
+                        loop_us={k: s[k] * 1e6 for k in ("median", "min", "max")},
+                        repeats=s["repeats"],
+                        inner=s["inner"],
+                        vs_reference=(s["median"] / ref_stats["median"]) if ref_stats else None,
+                        vs_floor=(s["median"] / floor["median"]) if floor else None,
+                        peak_extra_bytes=peak,
+                        peak_extra_latents=(peak / wl.nbytes) if peak is not None else None,
+                        check=check,
+                        recompiled=recompiled if c.key in ("core-compile", "floor-compile") else None,
+                    )
+                )
+            log(f"  {wl.label}: {len(loops)} contenders, {time.perf_counter() - t_cell:.1f} s")
+    finally:
+        torch.set_num_threads(old_threads)
+    order = {c.key: i for i, c in enumerate(contenders)}
+    wl_order = {(tuple(w.shape), w.steps, w.eta): i for i, w in enumerate(workloads)}
+    rows.sort(
+        key=lambda r: (
+            wl_order[(tuple(r["workload"]["shape"]), r["workload"]["steps"], r["workload"]["eta"])],
+            order[r["contender"]],
+        )
+    )
+    machine = describe_machine(threads)
+    machine["load_average_before"] = load_before
+    machine["load_average_after"] = load_average()
+    return {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": mode,
+        "device": "cpu",
+        "machine": machine,
+        "settings": {
+            "repeats": repeats,
+            "warmup": warmup,
+            "min_sample_s": min_sample_s,
+            "seed": SEED,
+            "torch_threads": threads,
+            "timed": "one whole loop: timestep plan (set_timesteps) + every step, generator "
+            "re-seeded; reported per step = loop time / steps",
+        },
+        "contenders": [
+            dict(c.describe(), available=c.key not in unavailable, reason=unavailable.get(c.key))
+            for c in contenders
+        ],
+        "compile_s": compile_s,
+        "results": rows,
+        "elapsed_s": time.perf_counter() - started,
+    }
