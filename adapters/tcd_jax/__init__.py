@@ -1,0 +1,36 @@
+"""tcd_jax: TCD sampling for JAX — a Flax-style scheduler and a compiled sampling loop.
+
+* :class:`FlaxTCDScheduler`: diffusers' former Flax scheduler convention (config + immutable
+  state pytree; ``step`` works in ``jax.jit``, ``lax.fori_loop`` and ``lax.scan``).
+* :func:`sample`: the whole loop as one ``lax.scan``, compiled once; per-batch η and timesteps;
+  runs unchanged on batches sharded over a ``jax.sharding.Mesh``.
+* :func:`prng_key`: choose the PRNG implementation (threefry or the faster ``rbg``).
+
+All maths is :mod:`tcd_core`'s; numerically diffusers' ``TCDScheduler`` given the same noise.
+"""
+
+from tcd_core import TCDConfig
+
+from .noise import PRNG_IMPLS, prng_key, step_noise
+from .sampling import SamplingPlan, sample, sampling_plan, stack_plans
+from .scheduler import (
+    FlaxTCDScheduler,
+    FlaxTCDSchedulerOutput,
+    FlaxTCDSchedulerState,
+    jax_schedule,
+)
+
+__all__ = [
+    "PRNG_IMPLS",
+    "FlaxTCDScheduler",
+    "FlaxTCDSchedulerOutput",
+    "FlaxTCDSchedulerState",
+    "SamplingPlan",
+    "TCDConfig",
+    "jax_schedule",
+    "prng_key",
+    "sample",
+    "sampling_plan",
+    "stack_plans",
+    "step_noise",
+]

@@ -1,0 +1,230 @@
+"""The whole TCD sampling loop as one compiled function (``lax.scan``).
+
+``sample(model_fn, latents, key, plan, eta)`` traces once per (model, config, shapes, dtypes,
+shardings): η, the key, the latents' values and the plan's values are all traced arguments, so
+changing them reuses the compiled loop. η may be one value or one per batch element, and a plan
+may give every batch element its own timesteps (``(steps, B)`` arrays, e.g. img2img with a
+strength per image), as long as all have the same number of steps.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tcd_core import TCDConfig, TCDPlan, tcd_timesteps
+
+from ._step import eta_arrays, jax_tcd_step
+from .noise import step_noise
+from .scheduler import jax_schedule
+
+__all__ = ["SamplingPlan", "sample", "sampling_plan", "stack_plans"]
+
+_DEFAULT_CONFIG = TCDConfig()
+
+
+class SamplingPlan(NamedTuple):
+    """A timestep plan as fixed-shape arrays (a pytree; its values are traced, not static).
+
+    Attributes:
+        timesteps: int32 ``(steps,)``, or ``(steps, B)`` for one plan per batch element.
+        prev_timesteps: int32, same shape: each step's next timestep p (0 after the last).
+        final: bool, same shape: the reference's last step (``step_index ==
+            num_inference_steps − 1``), where it draws no noise whatever η is.
+        begin_index: the reference's step index of the first row (0 unless the plan starts part
+            way, as img2img pipelines do with ``set_begin_index``); step i draws its noise from
+            ``fold_in(key, begin_index + i)``, as ``FlaxTCDScheduler.step`` does.
+    """
+
+    timesteps: Any
+    prev_timesteps: Any
+    final: Any
+    begin_index: Any = 0
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.timesteps.shape[0])
+
+    @classmethod
+    def from_plan(cls, plan: TCDPlan, begin_index: int = 0) -> SamplingPlan:
+        """From a host :class:`tcd_core.TCDPlan`, optionally starting at ``begin_index``."""
+        n = len(plan.timesteps)
+        if not 0 <= begin_index < n:
+            raise ValueError(f"`begin_index` must be in [0, {n}), got {begin_index}")
+        index = np.arange(begin_index, n)
+        return cls(
+            np.asarray(plan.timesteps[begin_index:], dtype=np.int32),
+            np.asarray(plan.prev_timesteps[begin_index:], dtype=np.int32),
+            index == plan.num_inference_steps - 1,
+            begin_index,
+        )
+
+
+def stack_plans(plans: Sequence[SamplingPlan | TCDPlan]) -> SamplingPlan:
+    """One plan per batch element, stacked into ``(steps, B)`` arrays (equal step counts)."""
+    plans = [p if isinstance(p, SamplingPlan) else SamplingPlan.from_plan(p) for p in plans]
+    if not plans:
+        raise ValueError("`plans` must not be empty")
+    lengths = sorted({int(np.shape(p.timesteps)[0]) for p in plans})
+    if len(lengths) != 1 or any(np.ndim(p.timesteps) != 1 for p in plans):
+        raise ValueError(
+            f"per-sample plans must be 1-D and have the same number of steps, got lengths {lengths}"
+        )
+    begins = sorted({int(p.begin_index) for p in plans})
+    if len(begins) != 1:
+        raise ValueError(f"per-sample plans must share their begin_index, got {begins}")
+    stacked = (np.stack([np.asarray(p[i]) for p in plans], axis=1) for i in range(3))
+    return SamplingPlan(*stacked, begins[0])
+
+
+def sampling_plan(
+    config: TCDConfig | None = None,
+    num_inference_steps: int | None = None,
+    *,
+    original_inference_steps: int | None = None,
+    timesteps: Sequence[int] | None = None,
+    strength: float | Sequence[float] = 1.0,
+) -> SamplingPlan:
+    """The reference's timestep plan (:func:`tcd_core.tcd_timesteps`) for :func:`sample`.
+
+    ``strength`` may be a sequence, one value per batch element: the result then has ``(steps,
+    B)`` arrays (every strength must give the same number of steps, which the standard path
+    does: n steps out of ⌊original_steps·strength⌋). Errors are the core's ``ValueError``\\ s.
+
+    Example:
+        >>> import tcd_jax
+        >>> tcd_jax.sampling_plan(num_inference_steps=4).timesteps.tolist()
+        [999, 759, 499, 259]
+        >>> tcd_jax.sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
+        [[999, 499], [499, 259]]
+    """
+    config = _DEFAULT_CONFIG if config is None else config
+    kw = dict(original_inference_steps=original_inference_steps, timesteps=timesteps)
+    if isinstance(strength, (list, tuple, np.ndarray)):
+        return stack_plans(
+            [tcd_timesteps(config, num_inference_steps, strength=float(s), **kw) for s in strength]
+        )
+    return SamplingPlan.from_plan(tcd_timesteps(config, num_inference_steps, strength=strength, **kw))
+
+
+def _as_plan(plan: Any) -> SamplingPlan:
+    if isinstance(plan, TCDPlan):
+        return SamplingPlan.from_plan(plan)
+    if isinstance(plan, SamplingPlan):
+        return plan
+    raise ValueError(
+        f"`plan` must be a SamplingPlan (tcd_jax.sampling_plan) or a tcd_core.TCDPlan, "
+        f"got {type(plan).__name__}"
+    )
+
+
+def sample(
+    model_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    latents: jax.Array,
+    key: jax.Array,
+    plan: SamplingPlan | TCDPlan,
+    eta: Any = 0.3,
+    *,
+    config: TCDConfig | None = None,
+) -> jax.Array:
+    r"""Run the whole TCD loop, compiled once with ``lax.scan``, and return the final latents.
+
+    For step i with timestep t and next timestep p: ``out = model_fn(x, t)`` (t int32, 0-d or one
+    per batch element), z = ``normal(fold_in(key, begin_index + i))`` in the latents' dtype, and
+    x ← :func:`tcd_core.tcd_step` (x̂₀, x_s = √ᾱ_s·x̂₀ + √(1−ᾱ_s)·ε̂,
+    x_p = √(ᾱ_p/ᾱ_s)·x_s + √(1−ᾱ_p/ᾱ_s)·z, s = ⌊(1−η)·p⌋), with z where the reference draws
+    (η > 0, not the last step). Equal to ``FlaxTCDScheduler.step`` in a loop with the same key.
+
+    Args:
+        model_fn: the denoiser, ``model_fn(x, t) -> model output`` (ε, x₀ or v per the config).
+            It is a static argument: define it once (a new function object compiles anew).
+        latents: x at ``plan.timesteps[0]`` (unit Gaussians for text-to-image; ``add_noise``
+            output for img2img). Any float dtype; the loop keeps it (coefficients are float32).
+            The output keeps its sharding.
+        key: a PRNG key (any implementation, see :func:`tcd_jax.prng_key`), or one per batch
+            element (shape ``(B,)``).
+        plan: :func:`sampling_plan` / :func:`stack_plans` output, or a :class:`tcd_core.TCDPlan`.
+        eta: η ∈ [0, 1], a number or one per batch element. Python/NumPy values are checked
+            (ValueError) and rounded exactly like the reference; JAX arrays are used as given.
+        config: the scheduler config (prediction type, schedule, clipping); default TCDConfig().
+
+    Example:
+        >>> import jax, tcd_jax
+        >>> plan = tcd_jax.sampling_plan(num_inference_steps=4)
+        >>> model = lambda x, t: 0.1 * x                      # a denoiser goes here
+        >>> x = jax.random.normal(jax.random.key(0), (2, 4, 8, 8))
+        >>> y = tcd_jax.sample(model, x, jax.random.key(1), plan, eta=[0.3, 0.6])
+        >>> y.shape
+        (2, 4, 8, 8)
+    """
+    config = _DEFAULT_CONFIG if config is None else config
+    if not isinstance(config, TCDConfig):
+        raise ValueError(f"`config` must be a tcd_core.TCDConfig, got {type(config).__name__}")
+    plan = _as_plan(plan)
+    eta_f32, one_minus = eta_arrays(eta)
+    latents = jnp.asarray(latents) if not isinstance(latents, jax.Array) else latents
+    if not jnp.issubdtype(latents.dtype, jnp.floating):
+        raise ValueError(f"`latents` must be a floating-point array, got {latents.dtype}")
+    batch = latents.shape[0] if latents.ndim else 1
+    if np.ndim(plan.timesteps) == 2 and plan.timesteps.shape[1] != batch:
+        raise ValueError(
+            f"per-sample plan has {plan.timesteps.shape[1]} columns for a batch of {batch}"
+        )
+    if np.ndim(plan.timesteps) not in (1, 2):
+        raise ValueError(f"plan arrays must be (steps,) or (steps, B), got {np.shape(plan.timesteps)}")
+    if eta_f32.ndim == 1 and eta_f32.shape[0] != batch:
+        raise ValueError(f"per-batch `eta` has {eta_f32.shape[0]} entries for a batch of {batch}")
+    plan = SamplingPlan(
+        jnp.asarray(plan.timesteps, dtype=jnp.int32),
+        jnp.asarray(plan.prev_timesteps, dtype=jnp.int32),
+        jnp.asarray(plan.final, dtype=bool),
+        jnp.asarray(plan.begin_index, dtype=jnp.int32),
+    )
+    alphas_cumprod = jax_schedule(config).alphas_cumprod
+    return _sample_loop(
+        model_fn, _step_config(config), latents, key, plan, eta_f32, one_minus, alphas_cumprod
+    )
+
+
+def _step_config(config: TCDConfig) -> TCDConfig:
+    """The fields the traced step reads; the schedule enters as an array, so configs that differ
+    only in their noise schedule share one compiled loop."""
+    return TCDConfig(
+        prediction_type=config.prediction_type,
+        clip_sample=config.clip_sample,
+        clip_sample_range=config.clip_sample_range,
+        thresholding=config.thresholding,
+        dynamic_thresholding_ratio=config.dynamic_thresholding_ratio,
+        sample_max_value=config.sample_max_value,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("model_fn", "config"))
+def _sample_loop(
+    model_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    config: TCDConfig,
+    latents: jax.Array,
+    key: jax.Array,
+    plan: SamplingPlan,
+    eta: jax.Array,
+    one_minus_eta: jax.Array,
+    alphas_cumprod: jax.Array,
+) -> jax.Array:
+    steps = plan.timesteps.shape[0]
+
+    def body(x: jax.Array, inputs: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
+        i, t, p, final = inputs
+        model_output = model_fn(x, t)
+        noise = step_noise(key, i, x.shape, x.dtype)
+        draw = (eta > 0) & jnp.logical_not(final)
+        out = jax_tcd_step(model_output, t, x, p, alphas_cumprod, one_minus_eta, draw, noise, config)
+        return out.prev_sample, None
+
+    index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
+    x, _ = jax.lax.scan(body, latents, (index, plan.timesteps, plan.prev_timesteps, plan.final))
+    return x

@@ -1,0 +1,130 @@
+"""The reference run with injected noise, a toy denoiser shared by both sides, tolerances."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from diffusers import TCDScheduler
+from diffusers.schedulers import scheduling_tcd
+from hypothesis import strategies as st
+
+import tcd_jax
+from tcd_core import TCDConfig
+
+#: |Δ| <= TOL[dtype]·(1 + max|reference|): the issue's 1e-5 for float32; a few ulps for halves.
+TOL = {"float32": 1e-5, "float16": 4e-3, "bfloat16": 3e-2}
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def assert_close(actual, reference, dtype: str = "float32", what: str = "") -> None:
+    actual = np.asarray(jnp.asarray(actual).astype(jnp.float32), dtype=np.float64)
+    if isinstance(reference, torch.Tensor):
+        reference = reference.to(torch.float64).numpy()
+    reference = np.asarray(reference, dtype=np.float64)
+    assert actual.shape == reference.shape, (actual.shape, reference.shape)
+    bound = TOL[dtype] * (1.0 + np.max(np.abs(reference)))
+    err = np.max(np.abs(actual - reference))
+    assert err <= bound, f"{what}: max|Δ| = {err:.3g} > {bound:.3g}"
+
+
+def toy_model_np(x: np.ndarray, t) -> np.ndarray:
+    """A smooth, t-dependent denoiser written once for both backends (via the array's ops)."""
+    return 0.5 * x + 0.25 * x / (1.0 + x * x) * (t / 1000.0)
+
+
+def toy_model_torch(x: torch.Tensor, t) -> torch.Tensor:
+    t = torch.as_tensor(t, dtype=torch.float32)
+    if t.ndim == 1:
+        t = t.reshape(-1, *([1] * (x.ndim - 1)))
+    return (0.5 * x + 0.25 * x / (1.0 + x * x) * (t / 1000.0)).to(x.dtype)
+
+
+def toy_model_jax(x: jax.Array, t) -> jax.Array:
+    t = jnp.asarray(t).astype(jnp.float32)
+    if t.ndim == 1:
+        t = t.reshape((-1,) + (1,) * (x.ndim - 1))
+    return (0.5 * x + 0.25 * x / (1.0 + x * x) * (t / 1000.0)).astype(x.dtype)
+
+
+@contextlib.contextmanager
+def injected_noise(
+    scheduler: TCDScheduler, noise_for_step: Callable[[int], np.ndarray], drawn: list[int]
+) -> Iterator[None]:
+    """Replace the reference's ``randn_tensor`` by the noise JAX draws for the current step."""
+    original = scheduling_tcd.randn_tensor
+
+    def fake(shape, generator=None, device=None, dtype=None, **_):
+        index = scheduler.step_index
+        drawn.append(index)
+        z = torch.from_numpy(np.array(noise_for_step(index), dtype=np.float32))
+        assert tuple(z.shape) == tuple(shape)
+        return z.to(dtype)
+
+    scheduling_tcd.randn_tensor = fake
+    try:
+        yield
+    finally:
+        scheduling_tcd.randn_tensor = original
+
+
+def jax_noise(key, shape, dtype: str) -> Callable[[int], np.ndarray]:
+    """Step i's noise exactly as tcd_jax draws it (in ``dtype``), as float32 NumPy."""
+    return lambda i: np.asarray(tcd_jax.step_noise(key, i, shape, dtype).astype(jnp.float32))
+
+
+def reference_run(
+    config: TCDConfig,
+    latents: np.ndarray,
+    eta: float,
+    key,
+    dtype: str = "float32",
+    begin_index: int | None = None,
+    **plan_kwargs,
+) -> tuple[list[torch.Tensor], list[int], TCDScheduler]:
+    """Run diffusers' TCDScheduler with tcd_jax's noise; every prev_sample and the drawn steps."""
+    scheduler = TCDScheduler(**config.to_dict())
+    scheduler.set_timesteps(**plan_kwargs)
+    timesteps = scheduler.timesteps
+    if begin_index is not None:
+        scheduler.set_begin_index(begin_index)
+        timesteps = timesteps[begin_index:]
+    x = torch.from_numpy(np.asarray(latents, dtype=np.float32)).to(TORCH_DTYPES[dtype])
+    drawn: list[int] = []
+    outputs = []
+    with injected_noise(scheduler, jax_noise(key, latents.shape, dtype), drawn):
+        for t in timesteps:
+            x = scheduler.step(toy_model_torch(x, t), t, x, eta=eta).prev_sample
+            outputs.append(x)
+    return outputs, drawn, scheduler
+
+
+@st.composite
+def configs(draw) -> TCDConfig:
+    """Configs the reference runs without dividing by zero (zero-SNR only with v/sample)."""
+    prediction = draw(st.sampled_from(["epsilon", "sample", "v_prediction"]))
+    schedule = draw(st.sampled_from(["linear", "scaled_linear", "squaredcos_cap_v2"]))
+    beta_start = draw(st.sampled_from([0.0001, 0.00085, 0.001]))
+    beta_end = draw(st.sampled_from([0.012, 0.02]))
+    rescale = draw(st.booleans()) if prediction != "epsilon" else False
+    original = draw(st.sampled_from([50, 30, 25, 100]))
+    return TCDConfig(
+        beta_start=beta_start,
+        beta_end=beta_end,
+        beta_schedule=schedule,
+        prediction_type=prediction,
+        rescale_betas_zero_snr=rescale,
+        original_inference_steps=original,
+    )
+
+
+#: η values that matter: the ends, the recommended 0.3, and ones where f32(1−η) rounded from a
+#: float32 η gives a different s than the reference's (0.33, 0.8), plus arbitrary ones.
+etas = st.one_of(
+    st.sampled_from([0.0, 0.3, 0.33, 0.8, 0.9, 1.0]),
+    st.floats(0.0, 1.0, allow_nan=False, allow_subnormal=False),
+)
