@@ -270,10 +270,23 @@ def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> dict:
         raise EnvironmentProblem(
             f"backend {args.backend!r} is not installed: pip install 'tcd-core[{args.backend}]'"
         ) from None
-    if args.backend == "torch":
-        # The toy's arrays are tiny (thousands of numbers): torch's intra-op threads only add
-        # synchronisation, which costs up to 1000x on a loaded 2-core machine.
-        importlib.import_module("torch").set_num_threads(1)
+    if args.backend != "torch":
+        return _sweep(args, config, xp, stdout, stderr)
+    # The toy's arrays are tiny (thousands of numbers): torch's intra-op threads only add
+    # synchronisation, which costs up to 1000x on a loaded 2-core machine. Restored afterwards,
+    # for callers of main() in a longer-lived process.
+    torch = importlib.import_module("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _sweep(args, config, xp, stdout, stderr)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sweep(
+    args: argparse.Namespace, config: TCDConfig, xp: Any, stdout: TextIO, stderr: TextIO
+) -> dict:
     mixture = PRESETS[args.preset]
     table = to_numpy(alphas_cumprod(config)).astype(np.float64)
     alpha0 = float(table[0])

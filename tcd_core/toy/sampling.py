@@ -79,14 +79,14 @@ def tcd_sample(
 
     start = time.perf_counter()
     x = draw()
-    path = [to_numpy(x[:trajectory])] if trajectory else None
+    path = [to_numpy(x[:trajectory, :])] if trajectory else None
     for i, (t, p) in enumerate(zip(plan.timesteps.tolist(), plan.prev_timesteps.tolist())):
         eps = model(x, t)
         out = epsilon_to_prediction(eps, x, float(host_table[t]), config.prediction_type)
         z = draw() if draws_noise(i, eta, plan.num_inference_steps) else None
         x = tcd_step(out, t, x, p, table, eta=eta, noise=z, config=config).prev_sample
         if path is not None:
-            path.append(to_numpy(x[:trajectory]))
+            path.append(to_numpy(x[:trajectory, :]))
     to_numpy(x)  # wait for the device
     seconds = time.perf_counter() - start
     traj = np.stack(path) if path is not None else None

@@ -1,0 +1,246 @@
+"""``tcd-sample`` end to end: exit codes, table, files, JSON schema, determinism, backends."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tcd_core import cli
+
+FAST = ["--samples", "300", "--steps", "1", "2", "--no-progress"]
+
+
+def _run(capsys, *args):
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _png_pixels(path):
+    from matplotlib.image import imread
+
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    return imread(path)
+
+
+def test_writes_table_figure_and_json(capsys, tmp_path):
+    png, js = tmp_path / "fig.png", tmp_path / "out.json"
+    code, out, err = _run(capsys, *FAST, "--eta", "0", "0.5", "--out", str(png), "--json", str(js))
+    assert code == 0, err
+    assert err == ""
+    lines = out.splitlines()
+    rows = [ln for ln in lines if ln.startswith(("teacher ", "distilled "))]
+    assert len(rows) == 2 * 2 * 2  # models x steps x etas
+    assert any(ln.startswith("exact ") for ln in lines)
+    assert f"figure: {png}" in out and f"json: {js}" in out
+
+    pixels = _png_pixels(png)
+    assert pixels.ndim == 3 and pixels.shape[0] > 300 and pixels.shape[1] > 600
+    assert pixels[..., :3].std() > 0.05  # not a blank canvas
+
+    doc = json.loads(js.read_text())
+    assert doc["tool"] == "tcd-sample" and doc["backend"] == "numpy" and doc["preset"] == "ring"
+    assert doc["samples"] == 300 and doc["seed"] == 0
+    assert doc["alpha_bar_0"] == pytest.approx(0.99915, abs=1e-6)
+    assert doc["config"]["prediction_type"] == "epsilon"
+    assert len(doc["mixture"]["means"]) == len(doc["mixture"]["weights"]) == 8
+    assert set(doc["exact"]) == {"swd", "share", "off_mode"}
+    assert len(doc["results"]) == 8
+    for r in doc["results"]:
+        assert set(r) == {
+            "model", "steps", "eta", "timesteps", "swd", "share", "off_mode", "seconds"
+        }
+        assert r["model"] in ("teacher", "distilled") and r["eta"] in (0.0, 0.5)
+        assert len(r["timesteps"]) == r["steps"] and r["timesteps"][0] == 999
+        assert len(r["share"]) == 8
+        assert sum(r["share"]) + r["off_mode"] == pytest.approx(1.0)
+        assert r["swd"] >= 0 and r["seconds"] >= 0
+    # the table prints what the JSON holds
+    first = doc["results"][0]
+    assert f"{first['swd']:.4f}" in rows[0]
+
+
+def test_the_default_settings_tell_the_story(capsys, tmp_path):
+    # the README's first command, minus the figure: distilled good in 1 step, teacher not
+    js = tmp_path / "d.json"
+    code, out, err = _run(capsys, "--no-figure", "--json", str(js), "--no-progress")
+    assert code == 0, err
+    doc = json.loads(js.read_text())
+    res = {(r["model"], r["steps"]): r for r in doc["results"]}
+    assert set(res) == {(m, s) for m in ("teacher", "distilled") for s in (1, 2, 4, 8)}
+    assert all(r["eta"] == 0.3 for r in res.values()) and doc["samples"] == 2000
+    assert res["teacher", 1]["swd"] > 0.8 and res["teacher", 1]["off_mode"] == 1.0
+    for s in (1, 2, 4, 8):
+        assert res["distilled", s]["swd"] < 0.1
+        assert res["distilled", s]["swd"] < res["teacher", s]["swd"]
+
+
+def test_same_seed_same_output(capsys, tmp_path):
+    docs = []
+    for i in range(2):
+        js = tmp_path / f"r{i}.json"
+        assert _run(capsys, *FAST, "--no-figure", "--seed", "3", "--json", str(js))[0] == 0
+        doc = json.loads(js.read_text())
+        for r in doc["results"]:
+            r.pop("seconds")
+        docs.append(doc)
+    assert docs[0] == docs[1]
+    js = tmp_path / "other.json"
+    assert _run(capsys, *FAST, "--no-figure", "--seed", "4", "--json", str(js))[0] == 0
+    other = json.loads(js.read_text())
+    assert [r["swd"] for r in other["results"]] != [r["swd"] for r in docs[0]["results"]]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_backends_agree_with_numpy(capsys, tmp_path, backend):
+    swd = {}
+    for b in ("numpy", backend):
+        js = tmp_path / f"{b}.json"
+        code, _, err = _run(capsys, *FAST, "--preset", "pair", "--no-figure", "--backend", b,
+                            "--json", str(js))
+        assert code == 0, err
+        swd[b] = [(r["swd"], r["share"]) for r in json.loads(js.read_text())["results"]]
+    for (a, sa), (b, sb) in zip(swd["numpy"], swd[backend]):
+        assert a == pytest.approx(b, abs=1e-4)
+        np.testing.assert_allclose(sa, sb, atol=2 / 300)  # at most one point changes side
+
+
+@pytest.mark.parametrize("kind", ["sample", "v_prediction"])
+def test_prediction_type_option(capsys, tmp_path, kind):
+    js = tmp_path / "p.json"
+    code, out, err = _run(capsys, *FAST, "--no-figure", "--prediction-type", kind,
+                          "--json", str(js))
+    assert code == 0, err
+    assert json.loads(js.read_text())["config"]["prediction_type"] == kind
+    assert f"prediction_type {kind}" in out
+
+
+def test_config_file_and_presets_and_trajectories(capsys, tmp_path):
+    cfg = tmp_path / "scheduler_config.json"
+    cfg.write_text(json.dumps({"_class_name": "TCDScheduler", "beta_schedule": "linear",
+                               "beta_start": 0.0001, "beta_end": 0.02}))
+    png, js = tmp_path / "t.png", tmp_path / "t.json"
+    code, out, err = _run(capsys, *FAST, "--config", str(cfg), "--preset", "grid", "--model",
+                          "distilled", "--trajectories", "4", "--out", str(png), "--json", str(js))
+    assert code == 0, err
+    doc = json.loads(js.read_text())
+    assert doc["config"]["beta_schedule"] == "linear" and doc["preset"] == "grid"
+    assert doc["alpha_bar_0"] == pytest.approx(0.9999, abs=1e-6)
+    assert "min" in out  # 16 components: the table shows min/max shares
+    assert _png_pixels(png).size > 0
+
+
+BAD = [
+    (["--steps", "0"], "--steps must be >= 1"),
+    (["--steps", "51"], "--steps 51"),
+    (["--steps", "two"], "invalid int value"),
+    (["--eta", "1.5"], "--eta must be in [0, 1]"),
+    (["--eta", "nan"], "--eta must be in [0, 1]"),
+    (["--eta", "-0.1"], "--eta must be in [0, 1]"),
+    (["--samples", "1"], "--samples must be in"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--backend", "cupy"], "invalid choice"),
+    (["--model", "student"], "invalid choice"),
+    (["--preset", "moons"], "invalid choice"),
+    (["--prediction-type", "x0"], "invalid choice"),
+    (["--out", "figure.txt"], "--out must end in"),
+    (["--out", "/nonexistent-dir/f.png"], "does not exist"),
+    (["--json", "/nonexistent-dir/f.json"], "does not exist"),
+    (["--config", "/nonexistent-dir/c.json"], "cannot read"),
+    (["--trajectories", "-2"], "--trajectories"),
+    (["--frobnicate"], "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_arguments_exit_2_with_one_line(capsys, args, message):
+    code, out, err = _run(capsys, *args)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("tcd-sample: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_bad_config_contents_exit_2(capsys, tmp_path):
+    for text, message in [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"),
+                          ('{"beta_schedule": "cosine"}', "beta_schedule"),
+                          ('{"rescale_betas_zero_snr": true}', "zero-terminal-SNR")]:
+        cfg = tmp_path / "c.json"
+        cfg.write_text(text)
+        code, _, err = _run(capsys, "--config", str(cfg), "--no-figure", "--samples", "10")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_missing_matplotlib_is_one_line_exit_1(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    code, out, err = _run(capsys, *FAST, "--out", str(tmp_path / "f.png"))
+    assert code == 1 and out == ""
+    assert err.strip() == (
+        "tcd-sample: error: the figure needs matplotlib: pip install 'tcd-core[sample]' "
+        "(or pass --no-figure)"
+    )
+    assert not (tmp_path / "f.png").exists()
+    # ...and --no-figure works without it
+    assert _run(capsys, *FAST, "--no-figure")[0] == 0
+
+
+def test_missing_backend_is_one_line_exit_1(capsys, monkeypatch):
+    def missing(name):
+        raise ImportError(name)
+
+    monkeypatch.setattr(cli, "load_backend", missing)
+    code, _, err = _run(capsys, *FAST, "--no-figure", "--backend", "jax")
+    assert code == 1
+    assert err.strip() == (
+        "tcd-sample: error: backend 'jax' is not installed: pip install 'tcd-core[jax]'"
+    )
+
+
+def test_help_and_version_exit_0(capsys):
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0 and "--backend" in out and "--eta" in out
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and out.startswith("tcd-sample ")
+
+
+def test_progress_bar():
+    stream = io.StringIO()
+    bar = cli.Progress(4, stream, enabled=True, width=8)
+    bar.show("first")
+    bar.advance("second")
+    bar.close()
+    text = stream.getvalue()
+    assert "[--------] 0/4 first" in text and "[##------] 1/4 second" in text
+    quiet = io.StringIO()
+    bar = cli.Progress(4, quiet, enabled=False)
+    bar.advance("x")
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+def _subprocess(*args, cwd):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+
+
+def test_console_script_and_module_run_in_a_fresh_process(tmp_path):
+    # the installed console script: a real run, files in the working directory by default
+    exe = os.path.join(os.path.dirname(sys.executable), "tcd-sample")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "tcd_core"]
+    proc = _subprocess(*cmd, "--samples", "200", "--steps", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "distilled" in proc.stdout and (tmp_path / "tcd-sample.png").stat().st_size > 10_000
+    # python -m tcd_core, bad argument: exit 2, one line, no traceback
+    proc = _subprocess(sys.executable, "-m", "tcd_core", "--eta", "2", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "tcd-sample: error: --eta must be in [0, 1], got 2.0 (see tcd-sample --help)"
+    ]
