@@ -128,13 +128,19 @@ def boundary_condition_scalings(
     c_skip = σ_d² / (τ² + σ_d²), c_out = τ / √(τ² + σ_d²), so that
     f(x, t) = c_skip·x + c_out·F(x, t) is the identity at t = 0. Identical to diffusers'
     ``LCMScheduler.get_scalings_for_boundary_condition_discrete``; ``timestep`` may be a Python
-    number or an array of any namespace.
+    number or an array of any namespace (integer arrays are converted to float32 first, as torch's
+    promotion does, so that strict Array API namespaces accept them).
 
     Example:
         >>> c_skip, c_out = boundary_condition_scalings(0)
         >>> c_skip, c_out
         (1.0, 0.0)
     """
+    if not is_host_scalar(timestep):
+        xp = namespace(timestep)
+        if not xp.isdtype(timestep.dtype, "real floating"):
+            # integer timesteps become float32 first, which is what torch's int * float does
+            timestep = xp.astype(timestep, xp.float32)
     scaled = timestep * timestep_scaling
     c_skip = sigma_data**2 / (scaled**2 + sigma_data**2)
     c_out = scaled / (scaled**2 + sigma_data**2) ** 0.5
