@@ -1,0 +1,185 @@
+"""Config round trips with diffusers, add_noise/get_velocity, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from diffusers import EulerDiscreteScheduler, TCDScheduler
+from jax_helpers import assert_close
+
+import tcd_jax
+from tcd_core import TCDConfig
+
+CUSTOM = dict(
+    beta_schedule="linear",
+    beta_start=0.0002,
+    beta_end=0.018,
+    prediction_type="v_prediction",
+    original_inference_steps=40,
+    rescale_betas_zero_snr=True,
+    timestep_spacing="trailing",
+)
+
+
+def _fields(config) -> dict:
+    return {name: config[name] for name in TCDConfig.field_names()}
+
+
+def test_folder_saved_by_diffusers_loads_here(tmp_path):
+    reference = TCDScheduler(**CUSTOM)
+    reference.save_pretrained(tmp_path / "scheduler")
+    scheduler, state = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path, subfolder="scheduler")
+    assert scheduler.config.to_dict() == _fields(reference.config)
+    assert isinstance(state, tcd_jax.FlaxTCDSchedulerState)
+    # Zero-SNR rescaling goes through NumPy's sqrt here, MKL's in torch: float32-close.
+    assert_close(state.common.alphas_cumprod, reference.alphas_cumprod)
+    same, _ = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path / "scheduler")
+    assert same == scheduler
+
+
+def test_folder_saved_here_loads_in_diffusers(tmp_path):
+    scheduler = tcd_jax.FlaxTCDScheduler(**CUSTOM)
+    path = scheduler.save_pretrained(tmp_path)
+    data = json.loads(open(path).read())
+    assert data["_class_name"] == "TCDScheduler"
+    reference = TCDScheduler.from_pretrained(tmp_path)
+    assert _fields(reference.config) == scheduler.config.to_dict()
+    config = TCDScheduler.load_config(tmp_path)
+    _, unused = TCDScheduler.from_config(config, return_unused_kwargs=True)
+    assert [k for k in unused if not k.startswith("_")] == []  # every field is one diffusers knows
+    # And back again, through a dict.
+    again, _ = tcd_jax.FlaxTCDScheduler.from_pretrained(dict(reference.config))
+    assert again.config == scheduler.config
+
+
+def test_trained_betas_round_trip(tmp_path):
+    betas = np.linspace(1e-4, 0.02, 1000).tolist()
+    tcd_jax.FlaxTCDScheduler(trained_betas=betas).save_pretrained(tmp_path)
+    reference = TCDScheduler.from_pretrained(tmp_path)
+    scheduler, state = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(
+        np.asarray(state.common.alphas_cumprod), reference.alphas_cumprod.numpy()
+    )
+
+
+def test_from_config_takes_other_schedulers_configs():
+    euler = EulerDiscreteScheduler(beta_schedule="scaled_linear", steps_offset=1)
+    scheduler = tcd_jax.FlaxTCDScheduler.from_config(euler.config)
+    assert scheduler.config.steps_offset == 1 and scheduler.config.original_inference_steps == 50
+    assert tcd_jax.FlaxTCDScheduler.from_config(scheduler.config, beta_end=0.02).config.beta_end == 0.02
+    assert len(scheduler) == 1000 and scheduler.has_state
+
+
+def test_add_noise_get_velocity_and_scale_model_input_match_diffusers():
+    reference = TCDScheduler()
+    scheduler = tcd_jax.FlaxTCDScheduler()
+    state = scheduler.create_state()
+    rng = np.random.default_rng(0)
+    x, noise = (rng.standard_normal((3, 2, 4, 4)).astype(np.float32) for _ in range(2))
+    t = np.asarray([999, 500, 3])
+    tx, tn, tt = torch.from_numpy(x), torch.from_numpy(noise), torch.from_numpy(t)
+    for ours, ref in (
+        (scheduler.add_noise(state, jnp.asarray(x), jnp.asarray(noise), t),
+         reference.add_noise(tx, tn, tt)),
+        (jax.jit(scheduler.get_velocity)(state, jnp.asarray(x), jnp.asarray(noise), jnp.asarray(t)),
+         reference.get_velocity(tx, tn, tt)),
+    ):
+        assert ours.dtype == jnp.float32
+        assert_close(ours, ref)
+    assert scheduler.scale_model_input(state, jnp.asarray(x), 999) is not None
+    np.testing.assert_array_equal(np.asarray(scheduler.scale_model_input(state, jnp.asarray(x))), x)
+    half = scheduler.add_noise(state, jnp.asarray(x, jnp.bfloat16), jnp.asarray(noise, jnp.bfloat16), t)
+    assert half.dtype == jnp.bfloat16
+
+
+# ---------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def ready():
+    scheduler = tcd_jax.FlaxTCDScheduler()
+    state = scheduler.set_timesteps(scheduler.create_state(), 4)
+    return scheduler, state, jnp.zeros((2, 3, 4, 4))
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5, float("nan"), True, [0.2, 1.2]])
+def test_eta_outside_unit_interval_is_a_value_error(ready, eta):
+    scheduler, state, x = ready
+    with pytest.raises(ValueError, match="eta"):
+        scheduler.step(state, x, 999, x, key=jax.random.key(0), eta=eta)
+    with pytest.raises(ValueError, match="eta"):
+        tcd_jax.sample(lambda x, t: x, x, jax.random.key(0), tcd_jax.sampling_plan(None, 4), eta)
+
+
+def test_static_shape_errors_are_raised_at_trace_time(ready):
+    scheduler, state, x = ready
+    key = jax.random.key(0)
+    step = jax.jit(lambda s, m, x: scheduler.step(s, m, s.timesteps[0], x, key=key, eta=0.3))
+    with pytest.raises(ValueError, match="model_output"):
+        step(state, x[:1], x)
+    with pytest.raises(ValueError, match="timestep"):
+        scheduler.step(state, x, jnp.zeros((2, 2), jnp.int32), x, key=key)
+    with pytest.raises(ValueError, match="key"):
+        scheduler.step(state, x, 999, x, eta=0.3)
+    with pytest.raises(ValueError, match="key"):
+        scheduler.step(state, x, 999, x, key=jax.random.split(key, 3))
+    with pytest.raises(ValueError, match="set_timesteps"):
+        scheduler.step(scheduler.create_state(), x, 999, x, key=key)
+    # η = 0 needs no key.
+    assert scheduler.step(state, x, 999, x, eta=0.0).prev_sample.shape == x.shape
+    plan = tcd_jax.sampling_plan(None, 4)
+    with pytest.raises(ValueError, match="model_output"):
+        tcd_jax.sample(lambda x, t: x[:1], x, key, plan, 0.3)
+    with pytest.raises(ValueError, match="eta"):
+        tcd_jax.sample(lambda x, t: x, x, key, plan, np.asarray([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="plan"):
+        tcd_jax.sample(lambda x, t: x, x, key, tcd_jax.sampling_plan(None, 4, strength=[1, 1, 1]))
+    with pytest.raises(ValueError, match="plan"):
+        tcd_jax.sample(lambda x, t: x, x, key, [999, 499])
+    with pytest.raises(ValueError, match="floating"):
+        tcd_jax.sample(lambda x, t: x, jnp.zeros((2, 3), jnp.int32), key, plan)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"num_inference_steps": 4, "timesteps": [999, 499]},
+        {"num_inference_steps": 51},
+        {"num_inference_steps": 4, "strength": 0.0},
+        {"num_inference_steps": 4, "strength": 1.5},
+        {"timesteps": [499, 999]},
+        {"timesteps": [1000, 10]},
+        {"num_inference_steps": 0},
+    ],
+)
+def test_plan_errors_are_the_cores(ready, kwargs):
+    scheduler, state, _ = ready
+    from tcd_core import tcd_timesteps
+
+    with pytest.raises(ValueError) as core:
+        tcd_timesteps(scheduler.config, **kwargs)
+    with pytest.raises(ValueError) as ours:
+        scheduler.set_timesteps(state, **kwargs)
+    assert str(ours.value) == str(core.value)
+    with pytest.raises(ValueError):
+        tcd_jax.sampling_plan(scheduler.config, **kwargs)
+
+
+def test_other_bad_input():
+    with pytest.raises(ValueError, match="beta_schedule"):
+        tcd_jax.FlaxTCDScheduler(beta_schedule="cosine")
+    with pytest.raises(ValueError, match="impl"):
+        tcd_jax.prng_key(0, impl="philox")
+    with pytest.raises(ValueError, match="scheduler_config.json"):
+        tcd_jax.FlaxTCDScheduler.from_pretrained("/nonexistent/folder")
+    with pytest.raises(ValueError, match="same number of steps"):
+        tcd_jax.stack_plans([tcd_jax.sampling_plan(None, 4), tcd_jax.sampling_plan(None, 2)])
+    with pytest.raises(ValueError, match="strength"):
+        # 2 steps out of int(50*0.02) = 1: the core's own error
+        tcd_jax.sampling_plan(None, 2, strength=[1.0, 0.02])
+    with pytest.raises(ValueError, match="key"):
+        tcd_jax.step_noise(jnp.zeros((3,), jnp.float32), 0, (2,), "float32")
