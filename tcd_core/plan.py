@@ -61,7 +61,18 @@ class TCDPlan(NamedTuple):
 
 
 def check_eta(eta: Any) -> None:
-    """ValueError unless a host-known η lies in [0, 1]; arrays are left alone (no device read)."""
+    """ValueError unless a host-known η lies in [0, 1].
+
+    Python/NumPy numbers and NumPy arrays are checked (the reference only has a bare ``assert``);
+    device arrays are left alone, since checking them would read the device.
+
+    Example:
+        >>> check_eta(0.3)
+        >>> check_eta(1.5)
+        Traceback (most recent call last):
+            ...
+        ValueError: `eta` must be in [0, 1], got 1.5
+    """
     if isinstance(eta, bool) or (is_host_scalar(eta) and not (0.0 <= float(eta) <= 1.0)):
         raise ValueError(f"`eta` must be in [0, 1], got {eta!r}")
     if isinstance(eta, np.ndarray) and eta.size and not np.all((eta >= 0) & (eta <= 1)):
@@ -74,6 +85,12 @@ def draws_noise(step_index: int, eta: float, num_inference_steps: int) -> bool:
     "Last" means ``step_index == num_inference_steps − 1`` with the reference's (possibly
     untrimmed) ``num_inference_steps``. Where no noise is drawn the re-noising ratio is exactly 1,
     so x_p = x_s with or without noise; this only decides whether a generator advances.
+
+    Example:
+        >>> [draws_noise(i, 0.3, 4) for i in range(4)]
+        [True, True, True, False]
+        >>> draws_noise(0, 0.0, 4)
+        False
     """
     return bool(eta > 0) and step_index != num_inference_steps - 1
 

@@ -144,6 +144,12 @@ def rescale_zero_terminal_snr(betas: Any) -> Any:
 
     √ᾱ is shifted so its last entry is 0 and scaled so its first is unchanged; the result's
     ``ᾱ[N−1]`` is exactly 0, so epsilon prediction at t = N−1 divides by zero (as in the reference).
+
+    Example:
+        >>> from tcd_core import TCDConfig, betas
+        >>> b = rescale_zero_terminal_snr(betas(TCDConfig()))
+        >>> float(b[-1]), b.dtype
+        (1.0, dtype('float32'))
     """
     import array_api_compat
 
@@ -228,7 +234,17 @@ def alphas_cumprod(config: TCDConfig, xp: Any = None, device: Any = None) -> Any
 
 
 def final_alpha_cumprod(config: TCDConfig, alphas_cumprod: Any) -> Any:
-    """The 0-d ᾱ used past the last training timestep: 1 if ``set_alpha_to_one`` else ᾱ[0]."""
+    """The 0-d ᾱ used past the last training timestep: 1 if ``set_alpha_to_one`` else ᾱ[0].
+
+    The reference reaches it only with negative custom timesteps (which tcd_core rejects); it is
+    kept for completeness of the schedule.
+
+    Example:
+        >>> from tcd_core import TCDConfig, alphas_cumprod
+        >>> cfg = TCDConfig(set_alpha_to_one=False)
+        >>> round(float(final_alpha_cumprod(cfg, alphas_cumprod(cfg))), 5)
+        0.99915
+    """
     import array_api_compat
 
     xp = array_api_compat.array_namespace(alphas_cumprod)

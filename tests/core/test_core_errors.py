@@ -1,0 +1,206 @@
+"""Bad input: every ValueError of the reference under the same condition, and a ValueError naming
+the argument where the reference lets nonsense through or uses a bare assert."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from core_helpers import namespace_of, reference
+from diffusers import TCDScheduler
+from diffusers.schedulers.scheduling_tcd import betas_for_alpha_bar as ref_betas_for_alpha_bar
+
+from tcd_core import (
+    TCDConfig,
+    alphas_cumprod,
+    betas_for_alpha_bar,
+    check_eta,
+    linspace_f32,
+    tcd_step,
+    tcd_timesteps,
+)
+
+# (config overrides, set_timesteps kwargs): each makes the reference raise ValueError
+REFERENCE_VALUE_ERRORS = {
+    "neither n nor timesteps": ({}, {}),
+    "both n and timesteps": ({}, {"num_inference_steps": 4, "timesteps": [999, 499]}),
+    "config original_steps > N": ({"num_train_timesteps": 40}, {"num_inference_steps": 4}),
+    "custom not descending": ({}, {"timesteps": [999, 500, 500]}),
+    "custom ascending": ({}, {"timesteps": [100, 500]}),
+    "custom first >= N": ({}, {"timesteps": [1000, 500]}),
+    "n > N": ({"num_train_timesteps": 20, "original_inference_steps": 10},
+              {"num_inference_steps": 25, "original_inference_steps": 30}),
+    "original x strength < n": ({}, {"num_inference_steps": 51}),
+    "strength leaves too few": ({}, {"num_inference_steps": 30, "strength": 0.5}),
+    "n > explicit original": ({}, {"num_inference_steps": 20, "original_inference_steps": 10}),
+    "empty grid (strength)": ({}, {"num_inference_steps": 1, "strength": 0.01}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_VALUE_ERRORS))
+def test_every_reference_value_error_is_reproduced(name):
+    overrides, kwargs = REFERENCE_VALUE_ERRORS[name]
+    config = TCDConfig(**overrides)
+    with pytest.raises(ValueError) as ref_err:
+        reference(config).set_timesteps(**kwargs)
+    kwargs = dict(kwargs)
+    n = kwargs.pop("num_inference_steps", None)
+    with pytest.raises(ValueError) as our_err:
+        tcd_timesteps(config, n, **kwargs)
+    assert str(our_err.value) == str(ref_err.value)
+
+
+def test_reference_value_error_unknown_prediction_type_at_config_time():
+    """The reference accepts prediction_type='flow' at construction and raises ValueError only in
+    step(); we raise at config time (earlier, same type)."""
+    sched = TCDScheduler(prediction_type="flow")
+    sched.set_timesteps(2)
+    with pytest.raises(ValueError, match="prediction_type"):
+        sched.step(torch.zeros(1, 1), sched.timesteps[0], torch.zeros(1, 1), eta=0.0)
+    with pytest.raises(ValueError, match="prediction_type"):
+        TCDConfig(prediction_type="flow")
+
+
+def test_unknown_alpha_transform():
+    with pytest.raises(ValueError):
+        ref_betas_for_alpha_bar(10, alpha_transform_type="sigmoid")
+    with pytest.raises(ValueError, match="alpha_transform_type"):
+        betas_for_alpha_bar(10, alpha_transform_type="sigmoid")
+
+
+def test_unknown_beta_schedule_is_value_error_not_not_implemented():
+    with pytest.raises(NotImplementedError):
+        TCDScheduler(beta_schedule="cosine")
+    with pytest.raises(ValueError, match="beta_schedule"):
+        TCDConfig(beta_schedule="cosine")
+
+
+# ------------------------------------------------------------------ what the reference lets through
+
+
+@pytest.mark.parametrize("eta", (-0.1, 1.5, float("nan"), 2, -1e-9, True))
+def test_eta_outside_unit_interval(eta):
+    if not isinstance(eta, bool) and not np.isnan(eta):
+        sched = reference(TCDConfig())
+        sched.set_timesteps(2)
+        with pytest.raises(AssertionError):  # a bare assert: gone under python -O
+            sched.step(torch.zeros(1, 1), sched.timesteps[0], torch.zeros(1, 1), eta=eta)
+    with pytest.raises(ValueError, match="eta"):
+        check_eta(eta)
+    ac = alphas_cumprod(TCDConfig())
+    x = np.zeros((1, 2), np.float32)
+    with pytest.raises(ValueError, match="eta"):
+        tcd_step(x, 999, x, 499, ac, eta=eta)
+    if not isinstance(eta, bool):  # host arrays are checked too (they cost no device read)
+        with pytest.raises(ValueError, match="eta"):
+            tcd_step(x, 999, x, 499, ac, eta=np.asarray([eta], dtype=np.float64))
+
+
+@pytest.mark.parametrize("strength", (0.0, -0.5, 1.5, 2.0, float("nan")))
+def test_strength_outside_zero_one(strength):
+    if strength == 2.0:  # the reference silently walks off the training schedule
+        sched = reference(TCDConfig())
+        sched.set_timesteps(4, strength=2.0)
+        assert sched.timesteps[0] >= 1000
+    with pytest.raises(ValueError, match="strength"):
+        tcd_timesteps(TCDConfig(), 4, strength=strength)
+    with pytest.raises(ValueError, match="strength"):
+        tcd_timesteps(TCDConfig(), timesteps=[999, 499], strength=strength)
+
+
+@pytest.mark.parametrize("n", (0, -1, 2.5, "4", True))
+def test_num_inference_steps_below_one_or_not_an_integer(n):
+    if n == 0 and not isinstance(n, bool):
+        with pytest.raises(ZeroDivisionError):
+            reference(TCDConfig()).set_timesteps(0)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        tcd_timesteps(TCDConfig(), n)
+
+
+def test_original_inference_steps_argument_validated():
+    with pytest.raises(ValueError, match="original_inference_steps"):
+        tcd_timesteps(TCDConfig(), 4, original_inference_steps=0)
+
+
+@pytest.mark.parametrize("timesteps", ([999, -1], [-5], [999, 499.5], [], ["999"]))
+def test_bad_custom_timesteps(timesteps):
+    if timesteps == [999, -1]:  # the reference accepts it; -1 wraps around when indexing
+        sched = reference(TCDConfig())
+        sched.set_timesteps(timesteps=timesteps)
+        assert sched.timesteps.tolist() == [999, -1]
+    with pytest.raises(ValueError, match="timesteps"):
+        tcd_timesteps(TCDConfig(), timesteps=timesteps)
+
+
+def test_strength_that_keeps_no_custom_step():
+    sched = reference(TCDConfig())
+    sched.set_timesteps(timesteps=[999, 499], strength=0.4)
+    assert len(sched.timesteps) == 0  # the reference silently keeps nothing
+    with pytest.raises(ValueError, match="strength"):
+        tcd_timesteps(TCDConfig(), timesteps=[999, 499], strength=0.4)
+
+
+@pytest.mark.parametrize("backend", ("numpy", "torch"))
+def test_shape_mismatches_name_the_argument(backend):
+    xp = namespace_of(backend)
+    ac = alphas_cumprod(TCDConfig(), xp)
+    x = xp.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match="model_output"):
+        tcd_step(xp.zeros((2, 3, 5)), 999, x, 499, ac)
+    with pytest.raises(ValueError, match="noise"):
+        tcd_step(x, 999, x, 499, ac, noise=xp.zeros((1, 3, 4)))
+    with pytest.raises(ValueError, match="`timestep`"):
+        tcd_step(x, xp.asarray([999, 999, 999]), x, 499, ac)
+    with pytest.raises(ValueError, match="prev_timestep"):
+        tcd_step(x, 999, x, xp.zeros((2, 2), dtype=xp.int64), ac)
+    with pytest.raises(ValueError, match="eta"):
+        tcd_step(x, 999, x, 499, ac, eta=xp.zeros((2, 2)))
+    with pytest.raises(ValueError, match="timestep"):
+        tcd_step(x, -3, x, 0, ac)
+    with pytest.raises(ValueError, match="timestep"):
+        tcd_step(x, 99.5, x, 0, ac)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("num_train_timesteps", "1000"),
+        ("num_train_timesteps", 0),
+        ("num_train_timesteps", 1000.0),
+        ("beta_start", "0.1"),
+        ("beta_start", -0.1),
+        ("beta_end", float("nan")),
+        ("beta_schedule", "cosine"),
+        ("trained_betas", [0.1, 0.2]),
+        ("trained_betas", "abc"),
+        ("original_inference_steps", 0),
+        ("clip_sample", "yes"),
+        ("clip_sample_range", 0.0),
+        ("set_alpha_to_one", 1),
+        ("steps_offset", -1),
+        ("prediction_type", "flow"),
+        ("thresholding", None),
+        ("dynamic_thresholding_ratio", 1.5),
+        ("sample_max_value", -1.0),
+        ("timestep_spacing", "uniform"),
+        ("timestep_scaling", 0),
+        ("rescale_betas_zero_snr", "false"),
+    ],
+)
+def test_config_wrong_types_and_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        TCDConfig(**{field: value})
+    with pytest.raises(ValueError, match=field):
+        TCDConfig.from_dict({field: value})
+
+
+def test_from_dict_rejects_non_mapping_and_unknown_overrides():
+    with pytest.raises(ValueError, match="config"):
+        TCDConfig.from_dict([("beta_start", 0.1)])
+    with pytest.raises(ValueError, match="field"):
+        TCDConfig.from_dict({}, not_a_field=1)
+
+
+def test_linspace_steps():
+    with pytest.raises(ValueError, match="steps"):
+        linspace_f32(0.0, 1.0, 0)
