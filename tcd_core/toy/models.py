@@ -101,7 +101,8 @@ def probability_flow(
     Args:
         mixture: the data distribution.
         x: x at ᾱ_from, shape (N, 2).
-        alpha_from, alpha_to: Python floats or (N, 1) arrays.
+        alpha_from: ᾱ where x is, a Python float or an (N, 1) array.
+        alpha_to: ᾱ to solve to, a Python float or an (N, 1) array.
         substeps: the number of RK4 steps; default ⌈max |Δλ| / max_step⌉ (at least 1).
         max_step: the largest λ step when ``substeps`` is None.
 

@@ -1,0 +1,1 @@
+"""Shared helpers for the docs tests: where the Markdown sources are."""
