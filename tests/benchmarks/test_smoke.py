@@ -213,3 +213,18 @@ def test_gpu_markdown_renders_a_recorded_run():
     text = gpu_markdown(gpu)
     assert "| 1x4x64x64 | 0.3 | adapter | 10.0 | 30.0 | 0.50× | 1 | 0.00 | bit-identical |" in text
     assert "stream is capturing" in text and "jax_gpu.py is not present" in text
+
+
+def test_adapter_target_requires_identical_output(results):
+    fake = json.loads(json.dumps(results))
+    rows = [r for r in fake["results"] if r["contender"] != "adapter"]
+    adapter = dict(next(r for r in rows if r["contender"] == "core-torch"), contender="adapter")
+    ref_us = next(r for r in rows if r["contender"] == "reference")["per_step_us"]["median"]
+    adapter["per_step_us"] = {"median": ref_us * 0.1, "min": ref_us * 0.1, "max": ref_us * 0.1}
+    fake["results"] = rows + [adapter]
+    for identical, met in ((True, True), (False, False)):
+        adapter["check"] = {"identical": identical, "max_abs_diff": 0.0, "within_tolerance": True}
+        first = report.headline(fake)[0]
+        assert (first["contender"], first["shape"], first["target"]) == ("adapter", "1x4x8x8", 0.3)
+        assert first["ratio"] == pytest.approx(0.1)
+        assert first["met"] is met
