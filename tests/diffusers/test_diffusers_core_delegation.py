@@ -1,0 +1,144 @@
+"""The adapter against the core: the precomputed fast path is tcd_core.tcd_step bit for bit,
+clipping/thresholding go through the core, and the step reads nothing back from tensors."""
+
+from __future__ import annotations
+
+import pickle
+
+import diffusers
+import pytest
+import torch
+from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
+from diffusers_helpers import assert_same, toy_model
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tcd_core
+from tcd_diffusers import TCDScheduler
+from tcd_diffusers._coefficients import noised_sample, renoise, step_coefficients
+from tcd_diffusers.scheduler import _output
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+
+
+@given(
+    prediction_type=st.sampled_from(["epsilon", "sample", "v_prediction"]),
+    dtype=st.sampled_from(DTYPES),
+    t=st.integers(0, 999),
+    p_fraction=st.floats(0.0, 1.0),
+    eta=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+    zero_snr=st.booleans(),
+)
+@settings(max_examples=80)
+def test_fast_path_is_the_core_step(prediction_type, dtype, t, p_fraction, eta, seed, zero_snr):
+    config = tcd_core.TCDConfig(prediction_type=prediction_type, rescale_betas_zero_snr=zero_snr)
+    table = TCDScheduler(**config.to_dict()).alphas_cumprod
+    p = int(p_fraction * t)
+    gen = torch.Generator().manual_seed(seed)
+    sample = torch.randn(2, 4, 6, 6, generator=gen).to(dtype)
+    model_output = torch.randn(2, 4, 6, 6, generator=gen).to(dtype)
+    noise = torch.randn(2, 4, 6, 6, generator=gen).to(dtype)
+
+    core = tcd_core.tcd_step(
+        model_output, t, sample, p, table, eta=eta, noise=noise.clone(), config=config
+    )
+    c = step_coefficients(table, t, p, eta, prediction_type)
+    x_s, scratch = noised_sample(c, model_output, sample, prediction_type)
+    x_p = renoise(c, x_s, noise.clone(), out=scratch)
+    assert_same(x_s, core.pred_noised_sample)
+    assert_same(x_p, core.prev_sample)
+
+
+def test_fast_output_is_the_dataclass_output() -> None:
+    a, b = torch.ones(2), torch.zeros(2)
+    fast, slow = _output(a, b), TCDSchedulerOutput(prev_sample=a, pred_noised_sample=b)
+    assert type(fast) is type(slow)
+    assert list(fast.keys()) == list(slow.keys()) == ["prev_sample", "pred_noised_sample"]
+    assert fast.prev_sample is a and fast.pred_noised_sample is b
+    assert fast["prev_sample"] is a and fast[1] is b
+    assert fast.to_tuple() == slow.to_tuple() == (a, b)
+    restored = pickle.loads(pickle.dumps(fast))
+    assert torch.equal(restored.prev_sample, a) and torch.equal(restored.pred_noised_sample, b)
+    fast.prev_sample = b  # BaseOutput keeps attribute and item in sync
+    assert fast["prev_sample"] is b
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"clip_sample": True, "clip_sample_range": 0.5},
+        {"thresholding": True, "dynamic_thresholding_ratio": 0.9, "sample_max_value": 1.5},
+    ],
+)
+def test_clipping_and_thresholding_are_honoured_through_the_core(options: dict) -> None:
+    """The reference ignores these options; we apply them to x̂₀ exactly as the core does."""
+    ours = TCDScheduler(**options)
+    ref = diffusers.TCDScheduler(**options)
+    config = tcd_core.TCDConfig(**options)
+    ours.set_timesteps(4)
+    ref.set_timesteps(4)
+    x = 3.0 * torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    model_output = toy_model(x, 999)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    expected = tcd_core.tcd_step(
+        model_output, 999, x, 759, ours.alphas_cumprod, eta=0.3, noise=noise, config=config
+    )
+    out = ours.step(model_output, ours.timesteps[0], x, eta=0.3,
+                    generator=torch.Generator().manual_seed(1))
+    assert_same(out.prev_sample, expected.prev_sample)
+    assert_same(out.pred_noised_sample, expected.pred_noised_sample)
+    unclipped = ref.step(model_output, ref.timesteps[0], x, eta=0.3,
+                         generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(out.pred_noised_sample, unclipped.pred_noised_sample)
+
+
+def test_config_changed_after_construction_is_followed() -> None:
+    """Pipelines rewrite scheduler configs in place (e.g. SD's steps_offset/clip_sample fix-up);
+    the step follows the current config."""
+    scheduler = TCDScheduler()
+    scheduler.set_timesteps(4)
+    x = 3.0 * torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    plain = scheduler.step(toy_model(x, 999), scheduler.timesteps[0], x, eta=0.0).prev_sample
+    scheduler.register_to_config(clip_sample=True, clip_sample_range=0.1)
+    scheduler.set_timesteps(4)
+    clipped = scheduler.step(toy_model(x, 999), scheduler.timesteps[0], x, eta=0.0).prev_sample
+    assert not torch.equal(plain, clipped)
+
+
+READS = ("item", "tolist", "numpy", "nonzero", "cpu", "__bool__", "__int__", "__index__",
+         "__float__")
+
+
+def test_step_reads_no_tensor_value(monkeypatch) -> None:
+    """The CPU stand-in for the GPU test: once set_timesteps ran, a pipeline-style loop (views
+    of scheduler.timesteps, a generator) never reads a tensor value back to Python — the same
+    code path that, on a GPU, makes no host-device synchronisation."""
+    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+    for scheduler in (ours, ref):
+        scheduler.set_timesteps(4)
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    outputs = [toy_model(x, int(t)) for t in ref.timesteps]  # a model that returns fixed tensors
+    x_ref = x
+    for t, m in zip(ref.timesteps, outputs):
+        x_ref = ref.step(m, t, x_ref, eta=0.3, generator=g2).prev_sample
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the step read a tensor value")
+
+    with monkeypatch.context() as patch:
+        for name in READS:
+            patch.setattr(torch.Tensor, name, forbidden)
+        x_ours = x
+        for t, m in zip(ours.timesteps, outputs):
+            x_ours = ours.step(m, t, x_ours, eta=0.3, generator=g1).prev_sample
+    assert_same(x_ours, x_ref)
+
+    # ...and the guard works: the reference's first step reads the timestep (.item()).
+    ref.set_timesteps(4)
+    with monkeypatch.context() as patch:
+        for name in READS:
+            patch.setattr(torch.Tensor, name, forbidden)
+        with pytest.raises(AssertionError, match="read a tensor value"):
+            ref.step(outputs[0], ref.timesteps[0], x, eta=0.3)
