@@ -215,7 +215,7 @@ def _table(rows: list[dict], floor: dict, mixture: Any, stream: TextIO) -> None:
     shares = _shares_text(np.asarray(floor["share"]))
     print(
         f"{'exact':<10} {'':>5} {'':>5} {floor['swd']:>8.4f} {100 * floor['off_mode']:>10.2f}  "
-        f"{shares:<{width}} {'':>8}",
+        f"{shares}",
         file=stream,
     )
     print(f"{'target':<10} {'':>5} {'':>5} {'0':>8} {'0.03':>10}  {target:<{width}}", file=stream)
