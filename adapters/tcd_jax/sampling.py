@@ -94,7 +94,7 @@ def sampling_plan(
 
     ``strength`` may be a sequence, one value per batch element: the result then has ``(steps,
     B)`` arrays (every strength must give the same number of steps, which the standard path
-    does: n steps out of ⌊original_steps·strength⌋). Errors are the core's ``ValueError``\\ s.
+    does: n steps out of ⌊original_steps·strength⌋). Errors are the core's ``ValueError`` ones.
 
     Example:
         >>> import tcd_jax
