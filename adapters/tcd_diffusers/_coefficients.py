@@ -1,8 +1,8 @@
 """Per-step 0-d coefficients and the allocation-lean tensor update (private).
 
-This module is the adapter's fast path. It is a stand-in for a core helper that does not exist
-yet (``tcd_core.step_coefficients`` + ``tcd_core.apply_step_coefficients``, see the guide's
-"Proposed core change"): :func:`tcd_core.tcd_step` recomputes about a dozen 0-d quantities on
+This module is the adapter's fast path. It stands in for a core helper that does not exist yet
+(proposed: ``tcd_core.step_coefficients`` returning these coefficients, and ``tcd_step`` built on
+it, so that this file reduces to calls): :func:`tcd_core.tcd_step` recomputes about a dozen 0-d quantities on
 every call (√ᾱₜ, √(1−ᾱₜ), √ᾱₛ, ..., r = ᾱₚ/ᾱₛ), which on a small latent costs more than the
 update itself. Here they are computed once per (t, p, η) with exactly the core's operations, on
 0-d tensors (the intermediate timestep s comes from :func:`tcd_core.intermediate_timestep`), and

@@ -129,3 +129,22 @@ def test_stable_diffusion_xl_inpaint(sdxl_parts, eta) -> None:
         pipe, eta, image=_image(1), mask_image=_mask(), strength=0.8, height=SIZE, width=SIZE
     )
     assert_identical(ref, ours)
+
+
+def test_pipeline_save_and_load_keeps_our_scheduler(sd_pipe, tmp_path) -> None:
+    """A pipeline saved with our scheduler records it (library tcd_diffusers) and loads it back
+    offline from the folder; the reloaded pipeline gives the same image."""
+    sd_pipe.scheduler = TCDScheduler.from_config(sd_pipe.scheduler.config)
+    sd_pipe.save_pretrained(tmp_path / "pipe")
+    index = (tmp_path / "pipe" / "model_index.json").read_text()
+    assert '"tcd_diffusers",\n    "TCDScheduler"' in index
+    loaded = diffusers.StableDiffusionPipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.scheduler) is TCDScheduler
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    assert public(loaded.scheduler.config) == public(sd_pipe.scheduler.config)
+    call = {"prompt": "a cat", "num_inference_steps": STEPS, "guidance_scale": 0.0, "eta": 0.3,
+            "height": SIZE, "width": SIZE, "output_type": "np"}
+    before = sd_pipe(generator=torch.Generator().manual_seed(3), **call).images
+    after = loaded(generator=torch.Generator().manual_seed(3), **call).images
+    assert_identical(before, after)
