@@ -467,31 +467,34 @@ class FloorJax(Contender):
 
 
 class TcdJaxLoop(Contender):
-    """The tcd_jax compiled sampling loop (the adapter is written alongside this harness)."""
+    """The tcd_jax compiled sampling loop, called plainly or inside the caller's jax.jit."""
 
-    def __init__(self, impl: str) -> None:
+    def __init__(self, impl: str, jit: bool) -> None:
+        how = "inside jax.jit" if jit else "plain call"
         super().__init__(
-            f"tcd-jax-{impl}",
-            f"tcd_jax loop ({impl})",
+            f"tcd-jax-{'jit-' if jit else ''}{impl}",
+            f"tcd_jax loop ({impl}, {'jit' if jit else 'call'})",
             "jax",
             f"floor-jax-{impl}",
-            f"tcd_jax.sample(model_fn, latents, key, TCDPlan, eta): the whole loop in one "
-            f"jax.jit (lax.scan), {impl} key; the model stub returns a constant",
+            f"tcd_jax.sample(model_fn, latents, key, TCDPlan, eta) ({how}): the whole loop "
+            f"compiled (lax.scan), {impl} key"
+            + ("; per call only the compiled loop runs" if jit else
+               "; each call also prepares its inputs on the host"),
         )
         self.impl = impl
+        self.jit = jit
         self.jax: Any = None
         self.tcd_jax: Any = None
 
     def load(self) -> None:
         self.jax = _import("jax")
+        _import("tcd_jax", "sample")  # raises Unavailable when missing
         self.tcd_jax = _import("tcd_jax")
-        if not hasattr(self.tcd_jax, "sample"):
-            raise Unavailable("tcd_jax has no attribute 'sample' (not implemented yet)")
 
     def prepare(self, inputs: Inputs) -> Loop:
         from ._jax_loop import prepare_tcd_jax_loop
 
-        return prepare_tcd_jax_loop(self.jax, self.tcd_jax, inputs, self.impl)
+        return prepare_tcd_jax_loop(self.jax, self.tcd_jax, inputs, self.impl, self.jit)
 
 
 def cpu_contenders(include_jax: bool = True) -> list[Contender]:
@@ -517,5 +520,11 @@ def cpu_contenders(include_jax: bool = True) -> list[Contender]:
         FloorNumpy(),
     ]
     if include_jax:
-        out += [TcdJaxLoop("threefry"), TcdJaxLoop("rbg"), FloorJax("threefry"), FloorJax("rbg")]
+        out += [
+            TcdJaxLoop("threefry", jit=False),
+            TcdJaxLoop("threefry", jit=True),
+            TcdJaxLoop("rbg", jit=True),
+            FloorJax("threefry"),
+            FloorJax("rbg"),
+        ]
     return out

@@ -177,7 +177,7 @@ def results_table(results: dict[str, Any]) -> str:
         w = r["workload"]
         lead = [w["shape_label"], str(w["steps"]), f"{w['eta']:g}", names[r["contender"]]]
         if r["status"] != "ok":
-            rows.append(lead + [f"{r['status']}: {r['reason']}"] + ["—"] * 6)
+            rows.append(lead + [f"{r['status']}: {r['reason']}"] + ["—"] * 5)
             continue
         t = r["per_step_us"]
         rows.append(
@@ -213,10 +213,15 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     for impl in ("threefry", "rbg"):
         for shape in ("1x4x128x128", "4x4x128x128"):
             specs += [
-                (f"tcd-jax-{impl}", "reference", shape, None, "tcd_jax loop vs reference"),
-                (f"tcd-jax-{impl}", f"floor-jax-{impl}", shape, 1.3,
-                 "issue 4: tcd_jax loop ≤ 1.3× jax floor"),
+                (f"tcd-jax-jit-{impl}", "reference", shape, None, "compiled tcd_jax loop vs reference"),
+                (f"tcd-jax-jit-{impl}", f"floor-jax-{impl}", shape, 1.3,
+                 "issue 4: compiled tcd_jax loop ≤ 1.3× jax floor"),
             ]
+    for shape in ("1x4x128x128", "4x4x128x128"):
+        specs += [("tcd-jax-threefry", "floor-jax-threefry", shape, None,
+                   "tcd_jax.sample plain call vs jax floor")]
+    specs += [("floor-jax-rbg", "floor-jax-threefry", s, None, "rbg floor vs threefry floor")
+              for s in ("1x4x128x128", "4x4x128x128")]
     out = []
     for key, base, shape, target, what in specs:
         a, b = _find(results, key, shape), _find(results, base, shape)
@@ -335,9 +340,10 @@ _COLORS = {
     "floor-compile": "tab:red",
     "core-numpy": "tab:purple",
     "floor-numpy": "tab:purple",
-    "tcd-jax-threefry": "tab:orange",
+    "tcd-jax-threefry": "gold",
+    "tcd-jax-jit-threefry": "tab:orange",
     "floor-jax-threefry": "tab:orange",
-    "tcd-jax-rbg": "tab:brown",
+    "tcd-jax-jit-rbg": "tab:brown",
     "floor-jax-rbg": "tab:brown",
 }
 
