@@ -59,7 +59,6 @@ def render_docs_files(results: dict, gpu: dict | None = None, page: Path = DOCS_
 
 def _run_gpu(args: argparse.Namespace) -> int:
     from .gpu import CudaUnavailable, gpu_markdown, run_gpu
-    from .report import write_json
 
     try:
         gpu = run_gpu(repeats=args.repeats or 30, log=lambda s: print(s, file=sys.stderr))
@@ -74,7 +73,6 @@ def _run_gpu(args: argparse.Namespace) -> int:
     path.write_text(json.dumps(gpu, indent=1) + "\n", encoding="utf-8")
     print(gpu_markdown(gpu))
     print(f"\nwrote {path}", file=sys.stderr)
-    del write_json
     return 0
 
 

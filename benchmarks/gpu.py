@@ -297,17 +297,21 @@ def run_gpu(
             loops[key] = (begin, step)
         begin, step, step_fn = _core_loop(torch, cfg, wl, x0, eps, dev)
         loops["core-torch"] = (begin, step)
+        label = wl.to_dict()["shape_label"]
         if wl.shape not in compiled:
             compiled[wl.shape] = torch.compile(step_fn, fullgraph=True, dynamic=False)
         b2, s2, _ = _core_loop(torch, cfg, wl, x0, eps, dev, compiled=compiled[wl.shape])
-        if "x".join(map(str, wl.shape)) not in compile_s:
-            t0 = time.perf_counter()
-            st = b2()
-            for i in range(wl.steps):
-                s2(st, i)
-            torch.cuda.synchronize()
-            compile_s["x".join(map(str, wl.shape))] = time.perf_counter() - t0
-        loops["core-compile"] = (b2, s2)
+        try:
+            if label not in compile_s:
+                t0 = time.perf_counter()
+                st = b2()
+                for i in range(wl.steps):
+                    s2(st, i)
+                torch.cuda.synchronize()
+                compile_s[label] = time.perf_counter() - t0
+            loops["core-compile"] = (b2, s2)
+        except Exception as exc:
+            unavailable[f"core-compile {label}"] = f"{type(exc).__name__}: {exc}"
         loops["floor-torch"] = _floor_loop(torch, cfg, wl, x0, eps, dev)
         finals: dict[str, Any] = {}
         for key, (begin, step) in loops.items():

@@ -23,7 +23,6 @@ JSON schema ``tcd-core-benchmark/1`` (one object):
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
