@@ -316,14 +316,16 @@ def scaling_table(results: dict[str, Any], steps=HEADLINE_STEPS, eta=HEADLINE_ET
 
 
 def compile_table(results: dict[str, Any]) -> str:
+    """Seconds of the first (compiling) call, per contender and latent shape (the longest over
+    the shape's cells: JAX recompiles when a static argument such as the step count changes)."""
     names = _names(results)
+    shapes = sorted({s for per in results["compile_s"].values() for s in per},
+                    key=lambda s: [int(d) for d in s.split("x")])
     rows = [
-        [names.get(k, k)] + [f"{s}: {v:.2f} s" for s, v in per.items()]
+        [names.get(k, k)] + [f"{per[s]:.2f} s" if s in per else "—" for s in shapes]
         for k, per in results["compile_s"].items()
     ]
-    width = max((len(r) for r in rows), default=1)
-    rows = [r + [""] * (width - len(r)) for r in rows]
-    return _md(["contender"] + ["first call (compile) per shape"] * (width - 1), rows) if rows else "none"
+    return _md(["contender"] + shapes, rows) if rows else "none"
 
 
 # --------------------------------------------------------------------------------------------
