@@ -279,7 +279,9 @@ class FlaxTCDScheduler:
         r"""One TCD step from ``timestep`` t to the plan's next timestep p.
 
         ᾱ_t is looked up with ``timestep`` (a Python int or an int array, traced or not), p with
-        the state's step index (as in the reference). η: a Python float (checked against [0, 1],
+        the state's step index (as in the reference). A fresh state's first step finds its index
+        where ``timesteps == timestep`` (index 0 if the timestep is not in the plan, where the
+        reference raises). η: a Python float (checked against [0, 1],
         ValueError, and rounded exactly as the reference does) or a JAX array (0-d or one per batch
         element; used as given: ``1 − η`` is then evaluated in float32). The noise of step i is
         ``normal(fold_in(key, i))`` in the sample's dtype, entering where the reference draws
