@@ -1,21 +1,22 @@
 """Per-step 0-d coefficients and the allocation-lean tensor update (private).
 
 This module is the adapter's fast path. It stands in for a core helper that does not exist yet
-(proposed: ``tcd_core.step_coefficients`` returning these coefficients, and ``tcd_step`` built on
-it, so that this file reduces to calls): :func:`tcd_core.tcd_step` recomputes about a dozen 0-d quantities on
-every call (√ᾱₜ, √(1−ᾱₜ), √ᾱₛ, ..., r = ᾱₚ/ᾱₛ), which on a small latent costs more than the
-update itself. Here they are computed once per (t, p, η) with exactly the core's operations, on
-0-d tensors (the intermediate timestep s comes from :func:`tcd_core.intermediate_timestep`), and
-the tensor-sized part applies the core's operations in the core's order.
+(proposed: ``tcd_core.step_coefficients`` returning these coefficients, with ``tcd_step`` built
+on it, so that this file reduces to calls). :func:`tcd_core.tcd_step` recomputes about a dozen
+0-d quantities on every call (√ᾱₜ, √(1−ᾱₜ), √ᾱₛ, ..., r = ᾱₚ/ᾱₛ), which on a small latent
+costs more than the update itself. Here they are computed once per (t, p, η) with exactly the
+core's operations, on 0-d tensors (the intermediate timestep s comes from
+:func:`tcd_core.intermediate_timestep`), and the tensor-sized part applies the core's operations
+in the core's order.
 
 Bit-identity contract: every tensor-sized operation below is the same torch kernel with the same
 operands in the same order as in :func:`tcd_core.tcd_step` /
 :func:`tcd_core.predict_original_and_noise` (and hence the reference). Only where the results go
-differs: temporaries are written in place with ``out=`` instead of into fresh tensors (never with the
-``x.mul_(c)`` methods: for half dtypes ``x.mul_(c)`` with a float32 0-d ``c`` rounds differently
-from ``c * x``, while ``torch.mul(c, x, out=x)`` is the same kernel as ``c * x``).
-``tests/diffusers/test_coefficients.py`` checks this module against ``tcd_core.tcd_step`` bit for
-bit for every prediction type and float dtype.
+differs: temporaries are written in place with ``out=`` instead of into fresh tensors (never with
+the ``x.mul_(c)`` methods: for half dtypes ``x.mul_(c)`` with a float32 0-d ``c`` rounds
+differently from ``c * x``, while ``torch.mul(c, x, out=x)`` is the same kernel as ``c * x``).
+``tests/diffusers/test_diffusers_core_delegation.py`` checks this module against
+``tcd_core.tcd_step`` bit for bit for every prediction type and float dtype.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ class StepCoefficients(NamedTuple):
 
 
 def step_coefficients(
-    alphas_cumprod: torch.Tensor, timestep: int, prev_timestep: int, eta: float, prediction_type: str
+    alphas_cumprod: torch.Tensor,
+    timestep: int,
+    prev_timestep: int,
+    eta: float,
+    prediction_type: str,
 ) -> StepCoefficients:
     """The coefficients the core's step computes, from host integers t and p and a host η."""
     s = int(intermediate_timestep(prev_timestep, eta))

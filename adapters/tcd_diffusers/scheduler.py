@@ -35,6 +35,7 @@ __all__ = ["TCDScheduler", "TCDSchedulerOutput"]
 _XP = array_api_compat.array_namespace(torch.empty(0))
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _PLAN_CACHE_SIZE = 16
+_COEFFICIENT_CACHE_SIZE = 256
 _OUTPUT_NEW = TCDSchedulerOutput.__new__
 _ODICT_SET = OrderedDict.__setitem__
 
@@ -71,26 +72,30 @@ def _output(prev_sample: torch.Tensor, pred_noised_sample: torch.Tensor) -> TCDS
     return out
 
 
-def _checked_eta(eta: Any) -> float:
-    """η as a host float, ValueError outside [0, 1] (the reference: a bare assert)."""
+def _checked_eta(eta: Any) -> Any:
+    """η as a host number; ValueError outside [0, 1] (the reference: a bare assert)."""
     if isinstance(eta, torch.Tensor):
         eta = eta.item()  # the reference compares it in Python too (a read)
     tcd_core.check_eta(eta)
     return eta
-_COEFFICIENT_CACHE_SIZE = 256
 
 
 class _Plan:
-    """A timestep plan as the step needs it: host lists and the reference's bookkeeping."""
+    """A timestep plan as the step needs it: host lists of the timesteps and of each step's next
+    timestep p (0 after the last)."""
 
-    __slots__ = ("timesteps", "prev", "num_inference_steps", "custom", "host")
+    __slots__ = ("host", "timesteps", "prev", "num_inference_steps", "custom")
 
-    def __init__(self, plan: tcd_core.TCDPlan) -> None:
-        self.host = plan.timesteps
-        self.timesteps = plan.timesteps.tolist()
-        self.prev = plan.prev_timesteps.tolist()
-        self.num_inference_steps = plan.num_inference_steps
-        self.custom = plan.custom_timesteps
+    def __init__(self, timesteps: np.ndarray, num_inference_steps: int, custom: bool) -> None:
+        self.host = timesteps
+        self.timesteps = timesteps.tolist()
+        self.prev = tcd_core.previous_timesteps(timesteps).tolist()
+        self.num_inference_steps = num_inference_steps
+        self.custom = custom
+
+    @classmethod
+    def of(cls, plan: tcd_core.TCDPlan) -> _Plan:
+        return cls(plan.timesteps, plan.num_inference_steps, plan.custom_timesteps)
 
 
 class TCDScheduler(SchedulerMixin, ConfigMixin):
@@ -165,6 +170,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         self._step_index = None
         self._begin_index = None
         self._plan: _Plan | None = None
+        self._plan_tensor: torch.Tensor | None = None
         self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
         self._plans_owner: tcd_core.TCDConfig | None = None
         self._coefficients: dict[tuple, Any] = {}
@@ -215,12 +221,12 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         The search runs on a host copy of the schedule: no device read for the scheduler's own
         timesteps. Raises ``ValueError`` naming the timestep and the schedule when it is absent.
         """
-        if schedule_timesteps is None and self._plan is not None:
-            host = self._plan.host
+        if schedule_timesteps is None:
+            host = self._host_timesteps()
+        elif isinstance(schedule_timesteps, torch.Tensor):
+            host = schedule_timesteps.detach().cpu().numpy()
         else:
-            table = self.timesteps if schedule_timesteps is None else schedule_timesteps
-            host = table.detach().cpu().numpy() if isinstance(table, torch.Tensor) else table
-            host = np.asarray(host)
+            host = np.asarray(schedule_timesteps)
         value = self._host_timestep(timestep)
         (matches,) = np.nonzero(host == value)
         if len(matches) == 0:
@@ -239,6 +245,12 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
                 )
             return timestep.item()  # a host read; one sync for a device tensor, as the reference
         return timestep
+
+    def _host_timesteps(self) -> np.ndarray:
+        """``self.timesteps`` on the host: the plan's copy, unless the tensor was replaced."""
+        if self._plan is not None and self.timesteps is self._plan_tensor:
+            return self._plan.host
+        return self.timesteps.detach().cpu().numpy()
 
     def _view_position(self, timestep: Any) -> int | None:
         """Position of a 0-d tensor that is a view into ``self.timesteps`` (what iterating or
@@ -293,7 +305,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
             )
             plan = self._plans.get(key)
             if plan is None:
-                plan = _Plan(
+                plan = _Plan.of(
                     tcd_core.tcd_timesteps(
                         core,
                         num_inference_steps,
@@ -305,7 +317,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
                 if len(self._plans) > _PLAN_CACHE_SIZE:
                     self._plans.popitem(last=False)
         else:  # custom plans are not cached: the core logs the reference's warnings each time
-            plan = _Plan(
+            plan = _Plan.of(
                 tcd_core.tcd_timesteps(
                     core,
                     num_inference_steps,
@@ -318,6 +330,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps = plan.num_inference_steps
         self.custom_timesteps = plan.custom
         self.timesteps = torch.from_numpy(plan.host.copy()).to(device=device, dtype=torch.long)
+        self._plan_tensor = self.timesteps
         self._step_index = None
         self._begin_index = None
 
@@ -337,7 +350,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
 
     def _first_index_for_timestep(self, timestep: Any) -> int:
         # previous_timestep takes the first match (the reference's nonzero(...)[0][0]).
-        host = self._plan.host if self._plan is not None else self.timesteps.numpy()
+        host = self._host_timesteps()
         value = self._host_timestep(timestep)
         (matches,) = np.nonzero(host == value)
         if len(matches) == 0:
@@ -370,12 +383,14 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
             ValueError: before ``set_timesteps``; η outside [0, 1]; a first timestep that is not
                 in the schedule.
         """
-        plan = self._plan
-        if plan is None:
+        if self.num_inference_steps is None:
             raise ValueError(
                 "Number of inference steps is 'None', you need to run 'set_timesteps' after "
                 "creating the scheduler"
             )
+        plan = self._plan
+        if plan is None or self.timesteps is not self._plan_tensor:
+            plan = self._adopt_timesteps()
         if eta.__class__ is not float or not 0.0 <= eta <= 1.0:
             eta = _checked_eta(eta)
         index = self._step_index
@@ -383,7 +398,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
             self._init_step_index(timestep)
             index = self._step_index
         prev_timestep = plan.prev[index] if index < len(plan.prev) else 0
-        draw = tcd_core.draws_noise(index, eta, plan.num_inference_steps)
+        draw = tcd_core.draws_noise(index, eta, self.num_inference_steps)
 
         # Which t does the caller mean? Views of self.timesteps (what pipelines pass) and host
         # numbers are known on the host; any other device tensor goes to the core's gather, on
@@ -393,6 +408,8 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
             t: Any = plan.timesteps[position]
         elif isinstance(timestep, torch.Tensor):
             t = timestep if timestep.device.type != "cpu" or timestep.ndim else timestep.item()
+        elif isinstance(timestep, np.integer):
+            t = int(timestep)
         else:
             t = timestep
 
@@ -427,6 +444,14 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (prev_sample, pred_noised_sample)
         return _output(prev_sample, pred_noised_sample)
+
+    def _adopt_timesteps(self) -> _Plan:
+        """A plan for a ``timesteps`` tensor assigned by hand (diffusers' step reads whatever
+        ``self.timesteps`` holds): one host copy of it, then the step proceeds as usual."""
+        host = self.timesteps.detach().cpu().numpy().astype(np.int64)
+        self._plan = _Plan(host, self.num_inference_steps, self.custom_timesteps)
+        self._plan_tensor = self.timesteps
+        return self._plan
 
     def _core_step(
         self,

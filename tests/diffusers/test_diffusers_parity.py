@@ -241,7 +241,8 @@ def test_add_noise_and_velocity_match(cfg: dict, data: st.DataObject) -> None:
     dtype = data.draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
     batch = data.draw(st.integers(1, 3))
     n_train = cfg["num_train_timesteps"]
-    ts = torch.tensor(data.draw(st.lists(st.integers(0, n_train - 1), min_size=batch, max_size=batch)))
+    timesteps = st.lists(st.integers(0, n_train - 1), min_size=batch, max_size=batch)
+    ts = torch.tensor(data.draw(timesteps))
     gen = torch.Generator().manual_seed(data.draw(st.integers(0, 1000)))
     x = torch.randn(batch, 4, 5, 5, generator=gen).to(dtype)
     z = torch.randn(batch, 4, 5, 5, generator=gen).to(dtype)
@@ -287,3 +288,32 @@ def test_bookkeeping_methods_match(kwargs: dict) -> None:
     assert ours.begin_index == ref.begin_index == 2
     ours.set_begin_index()
     assert ours.begin_index == 0
+
+
+def test_timesteps_assigned_by_hand_are_followed() -> None:
+    """diffusers' step reads whatever scheduler.timesteps holds; so does ours."""
+    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+    for scheduler in (ours, ref):
+        scheduler.set_timesteps(4)
+        scheduler.timesteps = torch.tensor([999, 600, 300, 100])
+    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    x1 = x2 = torch.randn(1, 4, 8, 8)
+    for t1, t2 in zip(ours.timesteps, ref.timesteps):
+        m = toy_model(x2, int(t2))
+        x1 = ours.step(m, t1, x1, eta=0.5, generator=g1).prev_sample
+        x2 = ref.step(m, t2, x2, eta=0.5, generator=g2).prev_sample
+        assert_same(x1, x2)
+    assert ours.index_for_timestep(600) == 1
+
+
+def test_numpy_integer_timesteps() -> None:
+    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+    ours.set_timesteps(2)
+    ref.set_timesteps(2)
+    x = torch.randn(1, 4, 8, 8)
+    for t in ref.timesteps.numpy():
+        m = toy_model(x, int(t))
+        a = ours.step(m, np.int64(t), x, eta=0.0).prev_sample
+        b = ref.step(m, int(t), x, eta=0.0).prev_sample
+        assert_same(a, b)
+        x = b
