@@ -420,6 +420,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
             and model_output.dtype is sample.dtype
             and sample.dtype in _FLOATS
             and model_output.shape == sample.shape
+            and not (model_output.requires_grad or sample.requires_grad)  # out= breaks autograd
         ):
             coefficients = self._step_coefficients(t, prev_timestep, eta, core)
             pred_noised_sample, scratch = noised_sample(
