@@ -422,17 +422,22 @@ def _jax_key(jax: Any, seed: int, impl: str) -> Any:
 
 
 class FloorJax(Contender):
-    def __init__(self, impl: str) -> None:
+    """The JAX floor. ``every_step``: a variant that draws at every step, also where the
+    reference draws none (the cost of a fixed-shape scan that always draws and masks)."""
+
+    def __init__(self, impl: str, every_step: bool = False) -> None:
         super().__init__(
-            f"floor-jax-{impl}",
-            f"floor, jax ({impl})",
+            f"floor-jax-{impl}" + ("-every" if every_step else ""),
+            f"floor, jax ({impl})" + (", draw every step" if every_step else ""),
             "jax",
-            f"floor-jax-{impl}",
-            f"jax.jit of: normal(fold_in({impl} key, i)) where the reference draws + "
-            "a*x + b*eps + c*z (XLA fuses the update into one loop; steps unrolled)",
+            f"floor-jax-{impl}" + ("-every" if every_step else ""),
+            f"jax.jit of: normal(fold_in({impl} key, i)) "
+            + ("at every step" if every_step else "where the reference draws")
+            + " + a*x + b*eps + c*z (XLA fuses the update into one loop; steps unrolled)",
             is_floor=True,
         )
         self.impl = impl
+        self.every_step = every_step
         self.jax: Any = None
 
     def load(self) -> None:
@@ -446,12 +451,13 @@ class FloorJax(Contender):
         x0 = jnp.asarray(inputs.latents)
         eps = jnp.asarray(inputs.model_output)
         shape = wl.shape
+        every = self.every_step
 
         @jax.jit
         def loop(x: Any, e: Any, key: Any) -> Any:
             for i, (a, b, c, d) in enumerate(steps):
                 y = a * x + b * e
-                if d:
+                if d or every:  # c = 0 where the reference draws none
                     z = jax.random.normal(jax.random.fold_in(key, i), shape, dtype=jnp.float32)
                     y = y + c * z
                 x = y
@@ -526,5 +532,6 @@ def cpu_contenders(include_jax: bool = True) -> list[Contender]:
             TcdJaxLoop("rbg", jit=True),
             FloorJax("threefry"),
             FloorJax("rbg"),
+            FloorJax("threefry", every_step=True),
         ]
     return out

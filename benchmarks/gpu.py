@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib
+import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -246,20 +248,29 @@ def _run_jax_gpu(timeout_s: float) -> dict[str, Any]:
         return {"status": "unavailable", "reason": "benchmarks/jax_gpu.py is not present"}
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
     env.pop("JAX_PLATFORMS", None)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.jax_gpu"],
-            cwd=script.parent.parent, env=env, capture_output=True, text=True, timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired as exc:
-        return {"status": "error", "reason": f"timed out after {timeout_s} s",
-                "stdout": (exc.stdout or "")[-4000:] if isinstance(exc.stdout, str) else ""}
-    return {
-        "status": "ok" if proc.returncode == 0 else "error",
-        "returncode": proc.returncode,
-        "stdout": proc.stdout[-6000:],
-        "stderr": proc.stderr[-2000:],
-    }
+    with tempfile.TemporaryDirectory() as tmp:
+        out_json = Path(tmp) / "jax_gpu.json"
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "benchmarks.jax_gpu", "--json", str(out_json)],
+                cwd=script.parent.parent, env=env, capture_output=True, text=True,
+                timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired as exc:
+            return {"status": "error", "reason": f"timed out after {timeout_s} s",
+                    "stdout": exc.stdout[-4000:] if isinstance(exc.stdout, str) else ""}
+        result = {
+            "status": "ok" if proc.returncode == 0 else "error",
+            "returncode": proc.returncode,
+            "stdout": proc.stdout[-6000:],
+            "stderr": proc.stderr[-2000:],
+        }
+        if out_json.exists():
+            try:
+                result["results"] = json.loads(out_json.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                result["results_error"] = repr(exc)
+    return result
 
 
 def run_gpu(

@@ -139,6 +139,9 @@ def run_cpu(
                         inner=s["inner"],
                         vs_reference=(s["median"] / ref_stats["median"]) if ref_stats else None,
                         vs_floor=(s["median"] / floor["median"]) if floor else None,
+                        # The same ratios of the fastest samples: less sensitive to load spikes.
+                        vs_reference_min=(s["min"] / ref_stats["min"]) if ref_stats else None,
+                        vs_floor_min=(s["min"] / floor["min"]) if floor else None,
                         peak_extra_bytes=peak,
                         peak_extra_latents=(peak / wl.nbytes) if peak is not None else None,
                         check=check,

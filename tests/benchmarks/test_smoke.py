@@ -32,7 +32,8 @@ from benchmarks.workloads import Workload, floor_coefficients  # noqa: E402
 
 WORKLOAD = Workload((1, 4, 8, 8), 4, 0.3)  # the headline loop (4 steps, η = 0.3), smallest
 HARNESS_OWNED = {"reference", "core-torch", "core-compile", "core-numpy", "floor-torch",
-                 "floor-compile", "floor-numpy", "floor-jax-threefry", "floor-jax-rbg"}
+                 "floor-compile", "floor-numpy", "floor-jax-threefry", "floor-jax-rbg",
+                 "floor-jax-threefry-every"}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,8 @@ def test_ratios(results):
         floor = rows[by_key[key]["floor"]]
         expected = row["per_step_us"]["median"] / floor["per_step_us"]["median"]
         assert row["vs_floor"] == pytest.approx(expected)
+        expected_min = row["per_step_us"]["min"] / floor["per_step_us"]["min"]
+        assert row["vs_floor_min"] == pytest.approx(expected_min)
         ref = rows["reference"]["per_step_us"]["median"]
         assert row["vs_reference"] == pytest.approx(row["per_step_us"]["median"] / ref)
         assert row["loop_us"]["median"] == pytest.approx(row["per_step_us"]["median"] * 4)
