@@ -45,9 +45,9 @@ class Contender:
     backend: str
     floor: str | None
     description: str
-    # True when the contender draws its noise from the same torch generator stream as the
-    # reference, so its final latents can be compared with the reference's.
-    reference_noise: bool = False
+    # The contender whose final latents this one's must match: one that draws the same noise
+    # (the reference's torch generator stream, or the same JAX key and fold_in scheme).
+    compare_with: str | None = None
     is_floor: bool = False
 
     def load(self) -> None:  # pragma: no cover - overridden
@@ -99,7 +99,8 @@ class DiffusersScheduler(Contender):
     """A diffusers-style scheduler driven exactly as a pipeline drives it."""
 
     def __init__(self, key: str, name: str, module: str, description: str) -> None:
-        super().__init__(key, name, "torch", "floor-torch", description, reference_noise=True)
+        super().__init__(key, name, "torch", "floor-torch", description,
+                         compare_with=None if key == "reference" else "reference")
         self.module = module
         self.cls: Any = None
 
@@ -138,7 +139,7 @@ class CoreTorchEager(Contender):
             "floor-torch",
             "tcd_core.tcd_timesteps + tcd_step on torch tensors, host-int timesteps, "
             "torch.randn(generator=g) where the reference draws",
-            reference_noise=True,
+            compare_with="reference",
         )
 
     def load(self) -> None:
@@ -190,7 +191,7 @@ class CoreTorchCompile(Contender):
             "floor-compile",
             "tcd_core.tcd_step under torch.compile(fullgraph=True, dynamic=False), compiled once "
             "per shape (compile time reported separately), noise drawn eagerly from g",
-            reference_noise=True,
+            compare_with="reference",
         )
         self.compiled: dict[tuple[int, ...], Any] = {}
 
@@ -252,7 +253,7 @@ class FloorTorch(Contender):
             "floor-torch",
             "torch.randn(generator=g) where the reference draws + one linear update per step "
             "(x.mul(a).add_(eps, alpha=b).add_(z, alpha=c): one allocation, no temporaries)",
-            reference_noise=True,
+            compare_with="reference",
             is_floor=True,
         )
 
@@ -289,7 +290,7 @@ class FloorTorchCompile(Contender):
             "floor-compile",
             "torch.randn(generator=g) + the update a*x + b*eps + c*z compiled into one kernel "
             "(coefficients as 0-d tensors: one graph per shape)",
-            reference_noise=True,
+            compare_with="reference",
             is_floor=True,
         )
         self.compiled: dict[tuple[int, ...], tuple[Any, Any]] = {}
@@ -434,41 +435,56 @@ class FloorJax(Contender):
             f"jax.jit of: normal(fold_in({impl} key, i)) "
             + ("at every step" if every_step else "where the reference draws")
             + " + a*x + b*eps + c*z (XLA fuses the update into one loop; steps unrolled)",
+            compare_with=f"floor-jax-{impl}" if every_step else None,
             is_floor=True,
         )
         self.impl = impl
         self.every_step = every_step
         self.jax: Any = None
+        # One compiled loop per (shape, which steps draw): the coefficients are arguments.
+        self.compiled: dict[tuple, Any] = {}
 
     def load(self) -> None:
         self.jax = _import("jax")
 
-    def prepare(self, inputs: Inputs) -> Loop:
+    def _loop(self, shape: tuple[int, ...], draws: tuple[bool, ...]) -> Any:
         jax = self.jax
         jnp = jax.numpy
-        wl = inputs.workload
-        steps = list(zip(*floor_coefficients(inputs.config, wl.steps, wl.eta)))
-        x0 = jnp.asarray(inputs.latents)
-        eps = jnp.asarray(inputs.model_output)
-        shape = wl.shape
-        every = self.every_step
 
         @jax.jit
-        def loop(x: Any, e: Any, key: Any) -> Any:
-            for i, (a, b, c, d) in enumerate(steps):
+        def loop(x: Any, e: Any, key: Any, coef: Any) -> Any:
+            for i, d in enumerate(draws):
+                a, b, c = coef[i, 0], coef[i, 1], coef[i, 2]
                 y = a * x + b * e
-                if d or every:  # c = 0 where the reference draws none
+                if d:  # c = 0 where the reference draws none
                     z = jax.random.normal(jax.random.fold_in(key, i), shape, dtype=jnp.float32)
                     y = y + c * z
                 x = y
             return x
 
+        return loop
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        jax = self.jax
+        jnp = jax.numpy
+        wl = inputs.workload
+        a, b, c, draws = floor_coefficients(inputs.config, wl.steps, wl.eta)
+        if self.every_step:
+            draws = [True] * len(draws)
+        coef = jnp.asarray(np.stack([a, b, c], axis=1), dtype=jnp.float32)
+        x0 = jnp.asarray(inputs.latents)
+        eps = jnp.asarray(inputs.model_output)
         key = _jax_key(jax, inputs.seed, self.impl)
-        t0 = time.perf_counter()
-        loop(x0, eps, key).block_until_ready()
-        compile_s = time.perf_counter() - t0
+        cache_key = (wl.shape, tuple(draws))
+        compile_s = None
+        loop = self.compiled.get(cache_key)
+        if loop is None:
+            loop = self.compiled[cache_key] = self._loop(wl.shape, tuple(draws))
+            t0 = time.perf_counter()
+            loop(x0, eps, key, coef).block_until_ready()
+            compile_s = time.perf_counter() - t0
         return Loop(
-            lambda: loop(x0, eps, key).block_until_ready(), np.asarray, compile_s=compile_s
+            lambda: loop(x0, eps, key, coef).block_until_ready(), np.asarray, compile_s=compile_s
         )
 
 
@@ -486,6 +502,7 @@ class TcdJaxLoop(Contender):
             f"compiled (lax.scan), {impl} key"
             + ("; per call only the compiled loop runs" if jit else
                "; each call also prepares its inputs on the host"),
+            compare_with=f"floor-jax-{impl}",  # same key, same normal(fold_in(key, i))
         )
         self.impl = impl
         self.jit = jit

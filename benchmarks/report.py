@@ -16,8 +16,9 @@ JSON schema ``tcd-core-benchmark/1`` (one object):
   ``repeats``, ``inner``, ``vs_reference``, ``vs_floor`` (ratios of medians, or null),
   ``vs_reference_min``, ``vs_floor_min`` (the same for the fastest samples),
   ``peak_extra_bytes``/``peak_extra_latents`` (or null: not measurable), ``check`` (null, or
-  {``identical``, ``max_abs_diff``, ``within_tolerance``} against the reference's final latents,
-  same noise), ``recompiled`` (torch.compile only)
+  {``identical``, ``max_abs_diff``, ``within_tolerance``, ``against``}: the final latents against
+  those of ``against``, a contender drawing the same noise — the reference for torch, the JAX
+  floor with the same key for tcd_jax), ``recompiled`` (torch.compile only)
 - ``elapsed_s``
 """
 
@@ -129,14 +130,16 @@ def _mem(row: dict[str, Any]) -> str:
     return f"{_bytes(row['peak_extra_bytes'])} ({row['peak_extra_latents']:.1f} lat.)"
 
 
-def _check(row: dict[str, Any]) -> str:
+def _check(row: dict[str, Any], names: dict[str, str]) -> str:
     c = row.get("check")
     if not c:
         return "—"
+    against = "" if c.get("against", "reference") == "reference" else \
+        f" vs {names.get(c['against'], c['against'])}"
     if c["identical"]:
-        return "bit-identical"
+        return "bit-identical" + against
     mark = "within 1e-5" if c["within_tolerance"] else "DIFFERS"
-    return f"{mark} (Δ={c['max_abs_diff']:.1e})"
+    return f"{mark} (Δ={c['max_abs_diff']:.1e}){against}"
 
 
 def _names(results: dict[str, Any]) -> dict[str, str]:
@@ -189,11 +192,11 @@ def results_table(results: dict[str, Any]) -> str:
                 _ratio(r["vs_reference"]),
                 _ratio(r["vs_floor"]),
                 _mem(r),
-                _check(r),
+                _check(r, names),
             ]
         )
     header = ["latent", "steps", "η", "contender", "per step (median)", "min – max", "× reference",
-              "× floor", "peak extra memory", "vs reference output"]
+              "× floor", "peak extra memory", "final latents vs reference"]
     return _md(header, rows)
 
 
@@ -502,8 +505,9 @@ def render_docs(
         "*peak extra memory*: the most memory the loop holds above its inputs at any moment "
         "(the per-step peak; torch eager: storage allocated by operators, counted with a "
         "`TorchDispatchMode`; numpy: `tracemalloc`; compiled code: n/a), also in units of one "
-        "latent. *vs reference output*: the final latents against the reference's, same noise "
-        "stream (torch contenders only).",
+        "latent. *final latents vs reference*: the final latents against the reference's (torch "
+        "contenders: same generator stream) or, for tcd_jax, against the JAX floor with the same "
+        "key (same `normal(fold_in(key, i))` noise); within 1e-5 means |Δ| ≤ 1e-5·(1+max|ref|).",
         "",
         results_table(results),
         "",

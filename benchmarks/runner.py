@@ -20,7 +20,7 @@ SCHEMA = "tcd-core-benchmark/1"
 
 
 def _check(out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
-    """Agreement of a contender's final latents with the reference's (same noise stream)."""
+    """Agreement of final latents with those of a contender drawing the same noise."""
     diff = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64))))
     scale = 1.0 + float(np.max(np.abs(ref)))
     return {
@@ -119,8 +119,9 @@ def run_cpu(
                 floor = stats.get(c.floor) if c.floor else None
                 per_step = {k: s[k] / wl.steps * 1e6 for k in ("median", "min", "max")}
                 check = None
-                if c.reference_noise and "reference" in outputs and c.key != "reference":
-                    check = _check(outputs[c.key], outputs["reference"])
+                if c.compare_with in outputs:
+                    check = _check(outputs[c.key], outputs[c.compare_with])
+                    check["against"] = c.compare_with
                 peak = None
                 mem = loops[c.key].memory
                 if mem is not None:

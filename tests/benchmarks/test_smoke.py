@@ -102,8 +102,17 @@ def test_outputs_agree_with_the_reference(results):
     assert rows["floor-torch"]["check"]["within_tolerance"] is True
     assert rows["floor-compile"]["check"]["within_tolerance"] is True
     if rows["adapter"]["status"] == "ok":  # recorded; its correctness is tests/diffusers' job
-        assert set(rows["adapter"]["check"]) == {"identical", "max_abs_diff", "within_tolerance"}
+        assert set(rows["adapter"]["check"]) == {"identical", "max_abs_diff", "within_tolerance",
+                                                 "against"}
     assert rows["reference"]["check"] is None and rows["core-numpy"]["check"] is None
+    # JAX: the same key and fold_in scheme, so the floor that draws at every step (with zero
+    # weight where the reference draws none) must land where the floor does.
+    assert rows["floor-jax-threefry-every"]["check"]["against"] == "floor-jax-threefry"
+    assert rows["floor-jax-threefry-every"]["check"]["within_tolerance"] is True
+    for key in ("tcd-jax-threefry", "tcd-jax-jit-threefry", "tcd-jax-jit-rbg"):
+        if rows[key]["status"] == "ok":  # recorded; correctness is tests/jax's job
+            assert rows[key]["check"]["against"] == key.replace("tcd-jax-jit", "floor-jax") \
+                .replace("tcd-jax", "floor-jax")
 
 
 def test_memory_is_recorded_where_measurable(results):
