@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
         default=["teacher", "distilled"],
         help="model(s) to sample with (both)",
     )
-    p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4, 8], help="(1 2 4 8)")
+    p.add_argument(
+        "--steps", nargs="+", type=int, default=[1, 2, 4, 8], help="inference steps (1 2 4 8)"
+    )
     p.add_argument("--eta", nargs="+", type=float, default=[0.3], help="η in [0, 1] (0.3)")
     p.add_argument(
         "--prediction-type",
