@@ -33,30 +33,11 @@ from ._coefficients import noised_sample, renoise, step_coefficients
 __all__ = ["TCDScheduler", "TCDSchedulerOutput"]
 
 _XP = array_api_compat.array_namespace(torch.empty(0))
-_FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_FLOATS = frozenset((torch.float32, torch.float16, torch.bfloat16, torch.float64))
 _PLAN_CACHE_SIZE = 16
 _COEFFICIENT_CACHE_SIZE = 256
 _OUTPUT_NEW = TCDSchedulerOutput.__new__
 _ODICT_SET = OrderedDict.__setitem__
-
-
-class _FastConfigs:
-    """Membership test "this core config needs nothing but the precomputed step" (no clipping
-    or thresholding), memoised by identity."""
-
-    def __init__(self) -> None:
-        self._seen: dict[int, tuple[tcd_core.TCDConfig, bool]] = {}
-
-    def __contains__(self, core: tcd_core.TCDConfig) -> bool:
-        hit = self._seen.get(id(core))
-        if hit is None or hit[0] is not core:
-            if len(self._seen) > 64:
-                self._seen.clear()
-            hit = self._seen[id(core)] = (core, not (core.clip_sample or core.thresholding))
-        return hit[1]
-
-
-_FAST_CONFIGS = _FastConfigs()
 
 
 def _output(prev_sample: torch.Tensor, pred_noised_sample: torch.Tensor) -> TCDSchedulerOutput:
@@ -174,20 +155,27 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
         self._plans_owner: tcd_core.TCDConfig | None = None
         self._coefficients: dict[tuple, Any] = {}
-        self._coefficients_key: tuple = ()
+        self._coefficients_table: torch.Tensor | None = None
         self._tables_by_device: dict[torch.device, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ config and caches
     def _core_config(self) -> tcd_core.TCDConfig:
-        """The core config of the current ``self.config`` (cached while the config is unchanged;
-        diffusers replaces the FrozenDict object whenever a config value changes)."""
+        """The core config of the current ``self.config``."""
+        return self._core_state()[1]
+
+    def _core_state(self) -> tuple[Any, tcd_core.TCDConfig, bool]:
+        """(config source, core config, whether the precomputed step applies), cached while the
+        config is unchanged: diffusers replaces the FrozenDict object whenever a value changes
+        (``register_to_config``, the pipelines' config fix-ups)."""
         source = self._internal_dict
         cached = self.__dict__.get("_core_cache")
         if cached is not None and cached[0] is source:
-            return cached[1]
+            return cached
         core = tcd_core.TCDConfig.from_dict(source)
-        self.__dict__["_core_cache"] = (source, core)
-        return core
+        cached = (source, core, not (core.clip_sample or core.thresholding))
+        self.__dict__["_core_cache"] = cached
+        self.__dict__["_coefficients"] = {}  # they depend on prediction_type
+        return cached
 
     def _table_on(self, device: torch.device) -> torch.Tensor:
         """ᾱ on ``device``, copied once (so a device timestep never indexes a CPU table)."""
@@ -254,12 +242,9 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
 
     def _view_position(self, timestep: Any) -> int | None:
         """Position of a 0-d tensor that is a view into ``self.timesteps`` (what iterating or
-        slicing ``scheduler.timesteps`` yields), found from its storage offset: no device read."""
-        if (
-            isinstance(timestep, torch.Tensor)
-            and timestep._base is self.timesteps
-            and timestep.ndim == 0
-        ):
+        slicing ``scheduler.timesteps`` yields), found from its storage offset: no device read.
+        ``step`` inlines the same test."""
+        if getattr(timestep, "_base", None) is self.timesteps and timestep.ndim == 0:
             return timestep.storage_offset() - self.timesteps.storage_offset()
         return None
 
@@ -403,9 +388,8 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         # Which t does the caller mean? Views of self.timesteps (what pipelines pass) and host
         # numbers are known on the host; any other device tensor goes to the core's gather, on
         # the device, so nothing is read back.
-        position = self._view_position(timestep)
-        if position is not None:
-            t: Any = plan.timesteps[position]
+        if getattr(timestep, "_base", None) is self.timesteps and timestep.ndim == 0:
+            t: Any = plan.timesteps[timestep.storage_offset() - self.timesteps.storage_offset()]
         elif isinstance(timestep, torch.Tensor):
             t = timestep if timestep.device.type != "cpu" or timestep.ndim else timestep.item()
         elif isinstance(timestep, np.integer):
@@ -413,16 +397,19 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         else:
             t = timestep
 
-        core = self._core_config()
+        state = self.__dict__["_core_cache"]
+        if state[0] is not self._internal_dict:
+            state = self._core_state()
+        core, fast = state[1], state[2]
         if (
-            t.__class__ is int
-            and core in _FAST_CONFIGS
+            fast
+            and t.__class__ is int
             and model_output.dtype is sample.dtype
             and sample.dtype in _FLOATS
             and model_output.shape == sample.shape
             and not (model_output.requires_grad or sample.requires_grad)  # out= breaks autograd
         ):
-            coefficients = self._step_coefficients(t, prev_timestep, eta, core)
+            coefficients = self._step_coefficients(t, prev_timestep, eta, core.prediction_type)
             pred_noised_sample, scratch = noised_sample(
                 coefficients, model_output, sample, core.prediction_type
             )
@@ -482,20 +469,19 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         )
         return out.prev_sample, out.pred_noised_sample
 
-    def _step_coefficients(self, t: int, p: int, eta: float, core: tcd_core.TCDConfig) -> Any:
+    def _step_coefficients(self, t: int, p: int, eta: float, prediction_type: str) -> Any:
         """0-d coefficients of the step t → p at η, computed once, on the table's device (where
         the reference computes them too)."""
         table = self.alphas_cumprod
-        owner = self._coefficients_key
-        if not owner or owner[0] is not table or owner[1] != core.prediction_type:
+        if self._coefficients_table is not table:  # add_noise moved it, or a user replaced it
             self._coefficients = {}
-            self._coefficients_key = (table, core.prediction_type)
+            self._coefficients_table = table
         key = (t, p, eta)
         found = self._coefficients.get(key)
         if found is None:
             if len(self._coefficients) >= _COEFFICIENT_CACHE_SIZE:
                 self._coefficients.clear()
-            found = step_coefficients(table, t, p, eta, core.prediction_type)
+            found = step_coefficients(table, t, p, eta, prediction_type)
             self._coefficients[key] = found
         return found
 
