@@ -104,3 +104,29 @@ def test_from_config_of_their_instance_and_back() -> None:
     assert public(ours.config) == public(ref.config)
     back = diffusers.TCDScheduler.from_config(ours.config)
     assert public(back.config) == public(ref.config)
+
+
+PUBLIC_METHODS = ["__init__", "set_timesteps", "step", "add_noise", "get_velocity",
+                  "previous_timestep", "index_for_timestep", "set_begin_index",
+                  "scale_model_input", "__len__"]
+
+
+@pytest.mark.parametrize("name", PUBLIC_METHODS)
+def test_public_methods_have_the_reference_signature(name: str) -> None:
+    """Same parameter names, order, kinds and defaults (annotations aside)."""
+    import inspect
+
+    def shape(function):
+        return [(p.name, p.kind, p.default)
+                for p in inspect.signature(function).parameters.values()]
+
+    assert shape(getattr(TCDScheduler, name)) == shape(getattr(diffusers.TCDScheduler, name))
+
+
+def test_public_attributes_and_properties_exist() -> None:
+    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+    public = {n for n in dir(ref) if not n.startswith("_")}
+    missing = sorted(n for n in public if not hasattr(ours, n))
+    assert missing == []
+    assert ours.order == ref.order == 1
+    assert isinstance(ours.timesteps, torch.Tensor) and ours.timesteps.dtype == torch.int64
