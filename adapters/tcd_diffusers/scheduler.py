@@ -249,11 +249,14 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         return None
 
     def _init_step_index(self, timestep: float | torch.Tensor) -> None:
+        self._step_index = self._first_step_index(timestep)
+
+    def _first_step_index(self, timestep: float | torch.Tensor) -> int:
+        """The begin index when a pipeline set one, else the timestep's position."""
         if self._begin_index is not None:
-            self._step_index = self._begin_index
-            return
+            return self._begin_index
         position = self._view_position(timestep)
-        self._step_index = position if position is not None else self.index_for_timestep(timestep)
+        return position if position is not None else self.index_for_timestep(timestep)
 
     def scale_model_input(
         self, sample: torch.Tensor, timestep: int | torch.Tensor | None = None
@@ -380,8 +383,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
             eta = _checked_eta(eta)
         index = self._step_index
         if index is None:
-            self._init_step_index(timestep)
-            index = self._step_index
+            index = self._first_step_index(timestep)  # stored once the step succeeded
         prev_timestep = plan.prev[index] if index < len(plan.prev) else 0
         draw = tcd_core.draws_noise(index, eta, self.num_inference_steps)
 
@@ -454,6 +456,11 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The general path: :func:`tcd_core.tcd_step` itself (clipping/thresholding, device
         timesteps that are not views of ``timesteps``, mixed dtypes)."""
+        if model_output.shape != sample.shape:  # checked before any noise is drawn
+            raise ValueError(
+                f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
+                f"got {tuple(model_output.shape)}"
+            )
         noise = None
         if draw:
             # The reference draws with its pred_noised_sample's dtype: the promoted one.

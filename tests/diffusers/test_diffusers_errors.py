@@ -112,7 +112,11 @@ def test_invalid_config_values(config: dict) -> None:
         TCDScheduler(**config)
 
 
-def test_mismatched_shapes() -> None:
+def test_mismatched_shapes_change_nothing() -> None:
     scheduler = _ready()
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
     with pytest.raises(ValueError, match="shape"):
-        scheduler.step(torch.zeros(1, 4, 8, 8), 999, torch.zeros(1, 4, 4, 4))
+        scheduler.step(torch.zeros(1, 4, 8, 8), 999, torch.zeros(1, 4, 4, 4), generator=g)
+    assert scheduler.step_index is None
+    assert torch.equal(g.get_state(), state)  # no noise drawn
