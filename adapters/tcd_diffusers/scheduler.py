@@ -215,6 +215,11 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
             host = schedule_timesteps.detach().cpu().numpy()
         else:
             host = np.asarray(schedule_timesteps)
+        matches = self._matches(timestep, host)
+        return int(matches[1] if len(matches) > 1 else matches[0])
+
+    def _matches(self, timestep: Any, host: np.ndarray) -> np.ndarray:
+        """Positions of ``timestep`` in the host schedule ``host``; ValueError when absent."""
         value = self._host_timestep(timestep)
         (matches,) = np.nonzero(host == value)
         if len(matches) == 0:
@@ -222,7 +227,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
                 f"timestep {value} is not in the timestep schedule {host.tolist()}; pass one of "
                 "`scheduler.timesteps` (or call `set_begin_index` for a partial schedule)"
             )
-        return int(matches[1] if len(matches) > 1 else matches[0])
+        return matches
 
     @staticmethod
     def _host_timestep(timestep: Any) -> Any:
@@ -330,20 +335,11 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         """The timestep after ``timestep`` in the schedule (the reference's -1 after the last
         entry); ``timestep - 1`` before ``set_timesteps``."""
         if self.custom_timesteps or self.num_inference_steps:
-            index = self._first_index_for_timestep(timestep)
+            index = int(self._matches(timestep, self._host_timesteps())[0])  # the first match
             if index == self.timesteps.shape[0] - 1:
                 return torch.tensor(-1)
             return self.timesteps[index + 1]
         return timestep - 1
-
-    def _first_index_for_timestep(self, timestep: Any) -> int:
-        # previous_timestep takes the first match (the reference's nonzero(...)[0][0]).
-        host = self._host_timesteps()
-        value = self._host_timestep(timestep)
-        (matches,) = np.nonzero(host == value)
-        if len(matches) == 0:
-            raise ValueError(f"timestep {value} is not in the timestep schedule {host.tolist()}")
-        return int(matches[0])
 
     # ------------------------------------------------------------------ the step
     def step(
