@@ -95,6 +95,10 @@ def namespace_of(backend: str):
     return array_api_compat.array_namespace(to_backend(np.zeros(1, np.float32), backend))
 
 
+#: the largest |Δ|/(1+max|ref|) seen per dtype in this session (reported by conftest.py)
+MEASURED: dict[str, float] = {}
+
+
 def assert_close_scaled(ours, ref, dtype: str, what: str = "") -> float:
     """|Δ| <= TOL[dtype]·(1 + max|ref|) over finite entries; inf/nan where the reference has them.
 
@@ -109,6 +113,7 @@ def assert_close_scaled(ours, ref, dtype: str, what: str = "") -> float:
         return 0.0
     scale = 1.0 + float(np.max(np.abs(b[finite])))
     err = float(np.max(np.abs(a[finite] - b[finite]))) / scale
+    MEASURED[dtype] = max(MEASURED.get(dtype, 0.0), err)
     assert err <= TOL[dtype], f"{what}: |Δ|/(1+max|ref|) = {err:.3g} > {TOL[dtype]:.3g} ({dtype})"
     return err
 

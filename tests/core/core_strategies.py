@@ -101,3 +101,11 @@ def valid_plan_kwargs(config: TCDConfig, **kw):
         return not isinstance(ts, Exception) and len(ts) > 0
 
     return plan_kwargs(config, **kw).filter(ok)
+
+
+def examples(n: int) -> int:
+    """``n`` examples under the default "ci" profile (max_examples=40), scaled with the loaded
+    profile (so "thorough" runs 10x), for tests that need fewer examples than the profile's."""
+    from hypothesis import settings
+
+    return max(1, n * settings.default.max_examples // 40)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from core_helpers import BACKENDS, DTYPES, TORCH_DTYPES, assert_close_scaled, namespace_of, reference, to_backend, to_numpy
-from core_strategies import configs
+from core_strategies import configs, examples
 from diffusers import LCMScheduler
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,7 +59,7 @@ def noise_cases(draw):
     return config, ts, dtype, draw(st.integers(0, 2**31 - 1))
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(noise_cases())
 def test_add_noise_and_get_velocity_equal_the_reference_on_torch(case):
     config, ts, dtype, seed = case
@@ -79,7 +79,7 @@ def test_add_noise_and_get_velocity_equal_the_reference_on_torch(case):
 
 
 @pytest.mark.parametrize("backend", ("numpy", "jax", "array_api_strict"))
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(case=noise_cases())
 def test_add_noise_and_get_velocity_other_backends(backend, case):
     config, ts, dtype, seed = case

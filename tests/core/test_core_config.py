@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from core_strategies import configs
+from core_strategies import configs, examples
 from diffusers import (
     DDIMScheduler,
     EulerDiscreteScheduler,
@@ -71,7 +71,7 @@ def test_fields_and_defaults_are_the_references():
     assert TCDConfig().to_dict() == ref
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(configs())
 def test_round_trip_through_the_reference(config):
     """ours -> TCDScheduler(**d).config -> ours, and the reference's dict -> ours -> dict."""

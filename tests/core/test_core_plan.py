@@ -153,3 +153,15 @@ def test_float32_and_float64_floors_differ_and_we_follow_float32():
 @given(st.integers(0, 60), etas, st.integers(1, 60))
 def test_draws_noise_is_the_reference_branch(i, eta, n):
     assert draws_noise(i, eta, n) == (eta > 0 and i != n - 1)
+
+
+def test_float32_eta_arrays_round_twice_float64_arrays_do_not():
+    """Documented: a float32 η array is already rounded, so f32(1 − f32(η)) can differ from the
+    reference's f32(1 − η). Python floats and float64 arrays (host or device) match exactly."""
+    eta, p = 0.19140628724709818, 256
+    ref = int(torch.floor((1 - eta) * torch.tensor(p)).long())
+    assert ref == 206
+    assert int(intermediate_timestep(p, eta)) == ref
+    assert int(intermediate_timestep(np.asarray([p]), np.asarray([eta]))[0]) == ref
+    assert int(intermediate_timestep(torch.tensor([p]), torch.tensor([eta], dtype=torch.float64))[0]) == ref
+    assert int(intermediate_timestep(torch.tensor([p]), torch.tensor([eta], dtype=torch.float32))[0]) == 207

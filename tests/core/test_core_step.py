@@ -18,7 +18,7 @@ from core_helpers import (
     to_backend,
     to_numpy,
 )
-from core_strategies import configs, etas, f32_exact_etas, valid_plan_kwargs
+from core_strategies import configs, etas, examples, f32_exact_etas, valid_plan_kwargs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,7 +115,7 @@ def test_torch_step_is_bit_identical_to_the_reference(case):
 
 
 @pytest.mark.parametrize("backend", NON_TORCH)
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(data=st.data())
 def test_other_backends_match_the_reference_within_tolerance(backend, data):
     """Each step from the reference's own input state, so per-step errors do not compound.
@@ -188,7 +188,7 @@ def _index_array(values, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(batch_cases(), st.sampled_from(("float32", "float16", "bfloat16", "float64")))
 def test_per_batch_arrays_equal_per_sample_scalar_calls(backend, case, dtype):
     config, ts, ps, es, seed = case
@@ -276,3 +276,29 @@ def test_no_noise_means_x_p_equals_x_s_and_eta0_or_last_step_ignores_noise(backe
         np.testing.assert_array_equal(to_numpy(a.prev_sample), to_numpy(b.prev_sample))
     with_noise = tcd_step(mo, 759, x, 499, ac, eta=0.3, noise=z, config=config)
     assert not np.array_equal(to_numpy(with_noise.prev_sample), to_numpy(no_noise.prev_sample))
+
+
+@pytest.mark.parametrize(("eta", "p", "s_f32", "s_f64"), [(0.3, 90, 63, 62), (0.9, 10, 1, 0)])
+def test_step_uses_the_float32_floor_where_float64_differs(eta, p, s_f32, s_f64):
+    """A custom plan [999, p]: the reference's intermediate timestep is the float32 floor; our step
+    equals it bit for bit on torch (and within tolerance elsewhere), and would not with s_f64."""
+    config = TCDConfig()
+    sched = reference(config)
+    sched.set_timesteps(timesteps=[999, p])
+    g = torch.Generator().manual_seed(0)
+    mo, x = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    before = g.get_state()
+    ref = sched.step(mo, sched.timesteps[0], x, eta=eta, generator=g)
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().set_state(before))
+    ac = noise_schedule(config, namespace_of("torch")).alphas_cumprod
+    ours = tcd_step(mo, 999, x, p, ac, eta=eta, noise=z, config=config)
+    assert_identical(ours.prev_sample, ref.prev_sample)
+    x0 = ours.pred_original_sample
+    wrong = ac[s_f64].sqrt() * x0 + (1 - ac[s_f64]).sqrt() * mo
+    right = ac[s_f32].sqrt() * x0 + (1 - ac[s_f32]).sqrt() * mo
+    assert torch.equal(right, ref.pred_noised_sample) and not torch.equal(wrong, ref.pred_noised_sample)
+    for backend in NON_TORCH:
+        got = tcd_step(to_backend(mo, backend, "float32"), 999, to_backend(x, backend, "float32"), p,
+                       noise_schedule(config, namespace_of(backend)).alphas_cumprod, eta=eta,
+                       noise=to_backend(z, backend, "float32"), config=config)
+        assert_close_scaled(got.prev_sample, ref.prev_sample, "float32", backend)

@@ -17,6 +17,7 @@ from core_helpers import (
     to_numpy,
 )
 from diffusers import DDIMScheduler, DDPMScheduler
+from core_strategies import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -41,7 +42,7 @@ def test_quantile_equals_torch_quantile_float32(x, q):
 
 
 @pytest.mark.parametrize("backend", ("jax", "array_api_strict"))
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(x=rows, q=qs)
 def test_quantile_other_backends(backend, x, q):
     want = torch.quantile(torch.from_numpy(x), q, dim=1)
@@ -52,7 +53,7 @@ def test_quantile_other_backends(backend, x, q):
         assert_close_scaled(got, want, "float32", "quantile")
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(
     hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 200)),
                elements=st.floats(-1e4, 1e4, allow_subnormal=False)),
@@ -103,7 +104,7 @@ def test_dynamic_threshold_is_ddpm_threshold_sample_on_torch(case):
 
 
 @pytest.mark.parametrize("backend", NON_TORCH)
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(case=threshold_cases())
 def test_dynamic_threshold_other_backends(backend, case):
     shape, ratio, max_value, scale, dtype, seed = case
