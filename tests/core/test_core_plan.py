@@ -7,7 +7,7 @@ import pytest
 import torch
 from core_helpers import OUR_LOGGER, captured_warnings, ref_plan, reference
 from core_strategies import configs, edge_eta_for, etas, plan_kwargs
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tcd_core import (
@@ -42,6 +42,9 @@ def test_plan_matches_reference_everywhere(case):
     config, kwargs = case
     ref_ts, ref_n, ref_msgs = ref_plan(config, **kwargs)
     ours, our_msgs = our_plan(config, **kwargs)
+    event("custom timesteps" if "timesteps" in kwargs else "num_inference_steps")
+    event("explicit original_inference_steps" if "original_inference_steps" in kwargs else "config original steps")
+    event("reference ValueError" if isinstance(ref_ts, Exception) else f"{len(ref_msgs)} warning(s)")
     if isinstance(ref_ts, Exception):
         assert isinstance(ref_ts, ValueError), f"reference raised {ref_ts!r} inside the accepted space"
         assert isinstance(ours, ValueError), f"reference raised {ref_ts!r}, ours gave {ours!r}"

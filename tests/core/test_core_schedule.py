@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from core_helpers import BACKENDS, NON_TORCH, assert_close_scaled, namespace_of, reference, to_numpy
+from core_helpers import BACKENDS, NON_TORCH, namespace_of, reference, to_numpy
 from core_strategies import configs, examples
 from diffusers.schedulers.scheduling_tcd import betas_for_alpha_bar as ref_betas_for_alpha_bar
 from diffusers.schedulers.scheduling_tcd import rescale_zero_terminal_snr as ref_rescale

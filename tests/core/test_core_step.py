@@ -248,6 +248,7 @@ def test_pure_deterministic_and_dtype_preserving(backend, prediction_type):
     xp = namespace_of(backend)
     ac = noise_schedule(config, xp).alphas_cumprod
     ac_before = to_numpy(ac).copy()
+    np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state()
     for dtype in DTYPES[backend]:
         g = torch.Generator().manual_seed(0)
         mo, x, z = (to_backend(torch.randn(2, 3, 4, 4, generator=g), backend, dtype) for _ in range(3))
@@ -260,6 +261,9 @@ def test_pure_deterministic_and_dtype_preserving(backend, prediction_type):
         for a, b in zip(before, (mo, x, z)):
             np.testing.assert_array_equal(to_numpy(b), a)
     np.testing.assert_array_equal(to_numpy(ac), ac_before)
+    # no randomness of its own: the global generators did not move
+    assert np.array_equal(np.random.get_state()[1], np_state)
+    assert torch.equal(torch.get_rng_state(), torch_state)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
