@@ -19,6 +19,8 @@ def pytest_terminal_summary(terminalreporter):
     helpers = sys.modules.get("core_helpers")
     if helpers is None or not helpers.MEASURED:
         return
-    terminalreporter.section("tcd_core vs reference: max |Δ|/(1+max|ref|) (non-torch / tolerance checks)")
+    terminalreporter.section(
+        "tcd_core vs reference: max |Δ|/(1+max|ref|) (non-torch / tolerance checks)"
+    )
     for dtype, err in sorted(helpers.MEASURED.items()):
         terminalreporter.write_line(f"{dtype:>9}: {err:.3g} (bound {helpers.TOL[dtype]:.3g})")

@@ -80,7 +80,9 @@ def to_numpy(x) -> np.ndarray:
     if isinstance(x, jnp.ndarray):
         if jnp.issubdtype(x.dtype, jnp.floating):
             x = x.astype(jnp.float32)
-        return np.asarray(x).astype(np.float64) if np.asarray(x).dtype.kind == "f" else np.asarray(x)
+        return (
+            np.asarray(x).astype(np.float64) if np.asarray(x).dtype.kind == "f" else np.asarray(x)
+        )
     if type(x).__module__.startswith("array_api_strict"):
         return np.from_dlpack(x).copy()
     out = np.asarray(x)

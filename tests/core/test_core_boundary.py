@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from core_helpers import BACKENDS, DTYPES, TORCH_DTYPES, assert_close_scaled, namespace_of, reference, to_backend, to_numpy
+from core_helpers import (
+    BACKENDS,
+    DTYPES,
+    TORCH_DTYPES,
+    assert_close_scaled,
+    namespace_of,
+    reference,
+    to_backend,
+    to_numpy,
+)
 from core_strategies import configs, examples
 from diffusers import LCMScheduler
 from hypothesis import given, settings
@@ -27,7 +36,9 @@ SCALINGS = (10.0, 1.0, 0.5, 2.5, 100.0)
 @given(st.integers(0, 999), st.sampled_from(SCALINGS))
 def test_boundary_scalings_ints(t, scaling):
     lcm = LCMScheduler(timestep_scaling=scaling)
-    assert boundary_condition_scalings(t, scaling) == lcm.get_scalings_for_boundary_condition_discrete(t)
+    assert boundary_condition_scalings(
+        t, scaling
+    ) == lcm.get_scalings_for_boundary_condition_discrete(t)
 
 
 @pytest.mark.parametrize("scaling", SCALINGS)
@@ -39,8 +50,10 @@ def test_boundary_scalings_tensors_and_other_backends(scaling):
     for g, w in zip(got, want):
         assert torch.equal(g, w)
     for t in ts:  # 0-d tensors too
-        for g, w in zip(boundary_condition_scalings(t, scaling),
-                        lcm.get_scalings_for_boundary_condition_discrete(t)):
+        for g, w in zip(
+            boundary_condition_scalings(t, scaling),
+            lcm.get_scalings_for_boundary_condition_discrete(t),
+        ):
             assert torch.equal(g, w)
     for backend in ("numpy", "jax", "array_api_strict"):
         got = boundary_condition_scalings(to_backend(ts.numpy(), backend), scaling)
@@ -90,7 +103,11 @@ def test_add_noise_and_get_velocity_other_backends(backend, case):
     x0, noise = (torch.randn(shape, generator=g).to(TORCH_DTYPES[dtype]) for _ in range(2))
     t = torch.tensor(ts)
     ac = alphas_cumprod(config, namespace_of(backend))
-    args = (to_backend(x0, backend, dtype), to_backend(noise, backend, dtype), to_backend(t.numpy(), backend))
+    args = (
+        to_backend(x0, backend, dtype),
+        to_backend(noise, backend, dtype),
+        to_backend(t.numpy(), backend),
+    )
     for ours, theirs in ((add_noise, "add_noise"), (get_velocity, "get_velocity")):
         want = getattr(reference(config), theirs)(x0, noise, t)
         got = ours(ac, *args)
@@ -106,10 +123,14 @@ def test_parameterisations_recover_x0_and_eps(backend, prediction_type):
     config = TCDConfig()
     ac = alphas_cumprod(config, namespace_of(backend))
     g = torch.Generator().manual_seed(0)
-    x0, eps = (to_backend(torch.randn(2, 3, 4, 4, generator=g), backend, "float32") for _ in range(2))
+    x0, eps = (
+        to_backend(torch.randn(2, 3, 4, 4, generator=g), backend, "float32") for _ in range(2)
+    )
     t = to_backend(np.array([499, 499]), backend)
     xt = add_noise(ac, x0, eps, t)
-    target = {"epsilon": eps, "sample": x0, "v_prediction": get_velocity(ac, x0, eps, t)}[prediction_type]
+    target = {"epsilon": eps, "sample": x0, "v_prediction": get_velocity(ac, x0, eps, t)}[
+        prediction_type
+    ]
     a_t = ac[499]
     x0_hat, eps_hat = predict_original_and_noise(target, xt, a_t, prediction_type)
     np.testing.assert_allclose(to_numpy(x0_hat), to_numpy(x0), atol=2e-5)

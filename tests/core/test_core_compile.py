@@ -35,8 +35,16 @@ def test_jax_jit_one_trace_serves_every_eta_and_timestep():
     for eta in (0.0, 0.25, 0.3, 0.5, 0.75, 1.0):
         for t, p in zip(plan.timesteps.tolist(), plan.prev_timesteps.tolist()):
             got = step(mo, jnp.asarray(t), x, jnp.asarray(p), jnp.asarray(eta, jnp.float32), z)
-            want = tcd_step(to_numpy(mo).astype(np.float32), t, to_numpy(x).astype(np.float32), p,
-                            ac_np, eta=eta, noise=to_numpy(z).astype(np.float32), config=CONFIG)
+            want = tcd_step(
+                to_numpy(mo).astype(np.float32),
+                t,
+                to_numpy(x).astype(np.float32),
+                p,
+                ac_np,
+                eta=eta,
+                noise=to_numpy(z).astype(np.float32),
+                config=CONFIG,
+            )
             for a, b in zip(got, want):
                 assert a.dtype == jnp.float32
                 assert_close_scaled(a, b, "float32", f"jit t={t} eta={eta}")
@@ -74,9 +82,19 @@ def test_jax_jit_per_batch_arrays_and_static_config():
         cfg = TCDConfig(thresholding=True, sample_max_value=3.0)
         got = jitted(mo, t, x, p, eta, z, cfg)
         for j in range(4):
-            one = tcd_step(mo[j:j + 1], ts[j] - shift, x[j:j + 1], ps[j], ac, eta=es[j],
-                           noise=z[j:j + 1], config=CONFIG)
-            assert_close_scaled(got.prev_sample[j:j + 1], one.prev_sample, "float32", "per-batch jit")
+            one = tcd_step(
+                mo[j : j + 1],
+                ts[j] - shift,
+                x[j : j + 1],
+                ps[j],
+                ac,
+                eta=es[j],
+                noise=z[j : j + 1],
+                config=CONFIG,
+            )
+            assert_close_scaled(
+                got.prev_sample[j : j + 1], one.prev_sample, "float32", "per-batch jit"
+            )
     assert len(traces) == 1
     jitted(mo, t, x, p, eta, z, TCDConfig(prediction_type="sample"))
     assert len(traces) == 2  # a different config is a different static argument

@@ -54,8 +54,14 @@ SDXL = {
     "trained_betas": None,
     "use_karras_sigmas": False,
 }
-SD21_V = {**SD15, "_class_name": "DDIMScheduler", "prediction_type": "v_prediction",
-          "clip_sample": False, "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
+SD21_V = {
+    **SD15,
+    "_class_name": "DDIMScheduler",
+    "prediction_type": "v_prediction",
+    "clip_sample": False,
+    "rescale_betas_zero_snr": True,
+    "timestep_spacing": "trailing",
+}
 
 
 def _ref_fields(config) -> dict:
@@ -93,9 +99,11 @@ def test_other_schedulers_configs_load_like_from_config(raw):
     np.testing.assert_array_equal(tcd_timesteps(ours, 4).timesteps, ref.timesteps.numpy())
 
 
-@pytest.mark.parametrize("cls", (PNDMScheduler, EulerDiscreteScheduler, DDIMScheduler, LCMScheduler))
+@pytest.mark.parametrize(
+    "cls", (PNDMScheduler, EulerDiscreteScheduler, DDIMScheduler, LCMScheduler)
+)
 def test_live_scheduler_configs(cls):
-    """pipe.scheduler.config of another scheduler, as pipelines pass it to TCDScheduler.from_config."""
+    """Another scheduler's pipe.scheduler.config, as pipelines pass it to from_config."""
     other = cls.from_config(SDXL)
     ours = TCDConfig.from_dict(other.config)
     ref = TCDScheduler.from_config(other.config)
@@ -110,7 +118,9 @@ def test_overrides_win_and_unknown_keys_are_ignored():
 def test_trained_betas_round_trip_and_hash():
     betas = np.linspace(1e-4, 0.02, 1000).tolist()
     cfg = TCDConfig(trained_betas=betas)
-    assert isinstance(cfg.trained_betas, tuple) and hash(cfg) == hash(TCDConfig(trained_betas=betas))
+    assert isinstance(cfg.trained_betas, tuple) and hash(cfg) == hash(
+        TCDConfig(trained_betas=betas)
+    )
     assert cfg.to_dict()["trained_betas"] == betas
     assert TCDConfig.from_dict(TCDScheduler(trained_betas=betas).config) == cfg
     assert TCDConfig(trained_betas=np.asarray(betas)) == cfg

@@ -41,7 +41,5 @@ def test_public_api_documented_with_examples():
             missing_example.append(name)
     assert not missing_doc, missing_doc
     assert not missing_example, missing_example
-    total = sum(
-        len(doctest.DocTestFinder().find(importlib.import_module(m))) for m in MODULES
-    )
+    total = sum(len(doctest.DocTestFinder().find(importlib.import_module(m))) for m in MODULES)
     assert total > 0

@@ -28,8 +28,10 @@ REFERENCE_VALUE_ERRORS = {
     "custom not descending": ({}, {"timesteps": [999, 500, 500]}),
     "custom ascending": ({}, {"timesteps": [100, 500]}),
     "custom first >= N": ({}, {"timesteps": [1000, 500]}),
-    "n > N": ({"num_train_timesteps": 20, "original_inference_steps": 10},
-              {"num_inference_steps": 25, "original_inference_steps": 30}),
+    "n > N": (
+        {"num_train_timesteps": 20, "original_inference_steps": 10},
+        {"num_inference_steps": 25, "original_inference_steps": 30},
+    ),
     "original x strength < n": ({}, {"num_inference_steps": 51}),
     "strength leaves too few": ({}, {"num_inference_steps": 30, "strength": 0.5}),
     "n > explicit original": ({}, {"num_inference_steps": 20, "original_inference_steps": 10}),

@@ -28,8 +28,13 @@ CASES = [
 
 
 def golden_config(**overrides):
-    base = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.0120,
-            "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
+    base = {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.0120,
+        "beta_schedule": "scaled_linear",
+        "prediction_type": "epsilon",
+    }
     base.update(overrides)
     return TCDConfig(**base)
 

@@ -43,10 +43,18 @@ def test_plan_matches_reference_everywhere(case):
     ref_ts, ref_n, ref_msgs = ref_plan(config, **kwargs)
     ours, our_msgs = our_plan(config, **kwargs)
     event("custom timesteps" if "timesteps" in kwargs else "num_inference_steps")
-    event("explicit original_inference_steps" if "original_inference_steps" in kwargs else "config original steps")
-    event("reference ValueError" if isinstance(ref_ts, Exception) else f"{len(ref_msgs)} warning(s)")
+    event(
+        "explicit original_inference_steps"
+        if "original_inference_steps" in kwargs
+        else "config original steps"
+    )
+    event(
+        "reference ValueError" if isinstance(ref_ts, Exception) else f"{len(ref_msgs)} warning(s)"
+    )
     if isinstance(ref_ts, Exception):
-        assert isinstance(ref_ts, ValueError), f"reference raised {ref_ts!r} inside the accepted space"
+        assert isinstance(
+            ref_ts, ValueError
+        ), f"reference raised {ref_ts!r} inside the accepted space"
         assert isinstance(ours, ValueError), f"reference raised {ref_ts!r}, ours gave {ours!r}"
         assert str(ours) == str(ref_ts)
         return
@@ -166,5 +174,11 @@ def test_float32_eta_arrays_round_twice_float64_arrays_do_not():
     assert ref == 206
     assert int(intermediate_timestep(p, eta)) == ref
     assert int(intermediate_timestep(np.asarray([p]), np.asarray([eta]))[0]) == ref
-    assert int(intermediate_timestep(torch.tensor([p]), torch.tensor([eta], dtype=torch.float64))[0]) == ref
-    assert int(intermediate_timestep(torch.tensor([p]), torch.tensor([eta], dtype=torch.float32))[0]) == 207
+    assert (
+        int(intermediate_timestep(torch.tensor([p]), torch.tensor([eta], dtype=torch.float64))[0])
+        == ref
+    )
+    assert (
+        int(intermediate_timestep(torch.tensor([p]), torch.tensor([eta], dtype=torch.float32))[0])
+        == 207
+    )

@@ -100,7 +100,9 @@ def test_zero_snr_tables_are_identical_given_correctly_rounded_sqrt():
 @pytest.mark.parametrize("n", (1, 10, 1000, 1234))
 def test_betas_for_alpha_bar(kind, n):
     ours = betas_for_alpha_bar(n, alpha_transform_type=kind)
-    assert torch.equal(torch.from_numpy(ours), ref_betas_for_alpha_bar(n, alpha_transform_type=kind))
+    assert torch.equal(
+        torch.from_numpy(ours), ref_betas_for_alpha_bar(n, alpha_transform_type=kind)
+    )
     ours = betas_for_alpha_bar(n, max_beta=0.5, alpha_transform_type=kind)
     assert torch.equal(
         torch.from_numpy(ours), ref_betas_for_alpha_bar(n, 0.5, alpha_transform_type=kind)
@@ -134,7 +136,9 @@ def test_device_and_namespace_follow_the_caller():
     import jax.numpy as jnp
 
     assert isinstance(alphas_cumprod(TCDConfig()), np.ndarray)
-    assert isinstance(alphas_cumprod(TCDConfig(), namespace_of("torch"), device="cpu"), torch.Tensor)
+    assert isinstance(
+        alphas_cumprod(TCDConfig(), namespace_of("torch"), device="cpu"), torch.Tensor
+    )
     assert isinstance(alphas_cumprod(TCDConfig(), jnp), jnp.ndarray)
     table = alphas_cumprod(TCDConfig(), array_api_strict)
     assert type(table).__module__.startswith("array_api_strict")

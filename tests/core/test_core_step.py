@@ -94,10 +94,18 @@ def run_ours(case, backend, i, model_output, sample, noise, *, table="own"):
     if backend == "torch":
         args = (model_output, sample, noise)
     else:
-        args = [None if a is None else to_backend(a, backend, dt) for a in (model_output, sample, noise)]
+        args = [
+            None if a is None else to_backend(a, backend, dt) for a in (model_output, sample, noise)
+        ]
     out = tcd_step(
-        args[0], int(plan.timesteps[i]), args[1], int(plan.prev_timesteps[i]), ac,
-        eta=case["eta"], noise=args[2], config=config,
+        args[0],
+        int(plan.timesteps[i]),
+        args[1],
+        int(plan.prev_timesteps[i]),
+        ac,
+        eta=case["eta"],
+        noise=args[2],
+        config=config,
     )
     for x in out:
         assert dtype_name(x) == dt
@@ -146,14 +154,28 @@ def test_zero_snr_epsilon_at_last_train_step_divides_by_zero_like_the_reference(
     mo = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     mo[0, 0, 0, 0] = 0.0  # 0/0 -> nan in one entry, ±inf elsewhere
     ref = sched.step(mo, sched.timesteps[0], sample, eta=0.0)
-    ours = tcd_step(mo, 999, sample, 759, noise_schedule(config, namespace_of("torch")).alphas_cumprod,
-                    eta=0.0, config=config)
+    ours = tcd_step(
+        mo,
+        999,
+        sample,
+        759,
+        noise_schedule(config, namespace_of("torch")).alphas_cumprod,
+        eta=0.0,
+        config=config,
+    )
     assert torch.isnan(ref.prev_sample).any() and torch.isinf(ref.prev_sample).any()
     assert_identical(ours.prev_sample, ref.prev_sample)
     for backend in NON_TORCH:
         xp = namespace_of(backend)
-        o = tcd_step(to_backend(mo, backend, "float32"), 999, to_backend(sample, backend, "float32"),
-                     759, noise_schedule(config, xp).alphas_cumprod, eta=0.0, config=config)
+        o = tcd_step(
+            to_backend(mo, backend, "float32"),
+            999,
+            to_backend(sample, backend, "float32"),
+            759,
+            noise_schedule(config, xp).alphas_cumprod,
+            eta=0.0,
+            config=config,
+        )
         a, b = to_numpy(o.prev_sample), ref.prev_sample.double().numpy()
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         np.testing.assert_array_equal(a[np.isinf(b)], b[np.isinf(b)])
@@ -201,14 +223,30 @@ def test_per_batch_arrays_equal_per_sample_scalar_calls(backend, case, dtype):
     xp = namespace_of(backend)
     ac = noise_schedule(config, xp).alphas_cumprod
     eta_arr = to_backend(np.asarray(es, np.float32), backend, "float32")
-    batched = tcd_step(mo, _index_array(ts, backend), x, _index_array(ps, backend), ac,
-                       eta=eta_arr, noise=z, config=config)
+    batched = tcd_step(
+        mo,
+        _index_array(ts, backend),
+        x,
+        _index_array(ps, backend),
+        ac,
+        eta=eta_arr,
+        noise=z,
+        config=config,
+    )
     for field, got in zip(batched._fields, batched):
         assert dtype_name(got) == dtype
         singles = [
             to_numpy(
-                tcd_step(mo[j:j + 1, ...], ts[j], x[j:j + 1, ...], ps[j], ac, eta=es[j], noise=z[j:j + 1, ...],
-                         config=config)[batched._fields.index(field)]
+                tcd_step(
+                    mo[j : j + 1, ...],
+                    ts[j],
+                    x[j : j + 1, ...],
+                    ps[j],
+                    ac,
+                    eta=es[j],
+                    noise=z[j : j + 1, ...],
+                    config=config,
+                )[batched._fields.index(field)]
             )
             for j in range(b)
         ]
@@ -228,14 +266,34 @@ def test_per_batch_float32_is_exact_on_numpy_and_torch():
     ts, ps, es = [999, 759, 499, 259], [759, 499, 259, 0], [0.0, 0.25, 0.5, 1.0]
     for backend in ("numpy", "torch"):
         g = torch.Generator().manual_seed(3)
-        mo, x, z = (to_backend(torch.randn(4, 4, 8, 8, generator=g), backend, "float32") for _ in range(3))
+        mo, x, z = (
+            to_backend(torch.randn(4, 4, 8, 8, generator=g), backend, "float32") for _ in range(3)
+        )
         ac = noise_schedule(config, namespace_of(backend)).alphas_cumprod
-        out = tcd_step(mo, _index_array(ts, backend), x, _index_array(ps, backend), ac,
-                       eta=to_backend(np.asarray(es), backend, "float64"), noise=z, config=config)
+        out = tcd_step(
+            mo,
+            _index_array(ts, backend),
+            x,
+            _index_array(ps, backend),
+            ac,
+            eta=to_backend(np.asarray(es), backend, "float64"),
+            noise=z,
+            config=config,
+        )
         for j in range(4):
-            one = tcd_step(mo[j:j + 1, ...], ts[j], x[j:j + 1, ...], ps[j], ac, eta=es[j], noise=z[j:j + 1, ...],
-                           config=config)
-            np.testing.assert_array_equal(to_numpy(out.prev_sample[j:j + 1, ...]), to_numpy(one.prev_sample))
+            one = tcd_step(
+                mo[j : j + 1, ...],
+                ts[j],
+                x[j : j + 1, ...],
+                ps[j],
+                ac,
+                eta=es[j],
+                noise=z[j : j + 1, ...],
+                config=config,
+            )
+            np.testing.assert_array_equal(
+                to_numpy(out.prev_sample[j : j + 1, ...]), to_numpy(one.prev_sample)
+            )
 
 
 # ------------------------------------------------------------------ purity and dtypes
@@ -251,7 +309,9 @@ def test_pure_deterministic_and_dtype_preserving(backend, prediction_type):
     np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state()
     for dtype in DTYPES[backend]:
         g = torch.Generator().manual_seed(0)
-        mo, x, z = (to_backend(torch.randn(2, 3, 4, 4, generator=g), backend, dtype) for _ in range(3))
+        mo, x, z = (
+            to_backend(torch.randn(2, 3, 4, 4, generator=g), backend, dtype) for _ in range(3)
+        )
         before = [to_numpy(a).copy() for a in (mo, x, z)]
         first = tcd_step(mo, 759, x, 499, ac, eta=0.3, noise=z, config=config)
         second = tcd_step(mo, 759, x, 499, ac, eta=0.3, noise=z, config=config)
@@ -271,9 +331,13 @@ def test_no_noise_means_x_p_equals_x_s_and_eta0_or_last_step_ignores_noise(backe
     config = TCDConfig()
     ac = noise_schedule(config, namespace_of(backend)).alphas_cumprod
     g = torch.Generator().manual_seed(0)
-    mo, x, z = (to_backend(torch.randn(1, 4, 4, 4, generator=g), backend, "float32") for _ in range(3))
+    mo, x, z = (
+        to_backend(torch.randn(1, 4, 4, 4, generator=g), backend, "float32") for _ in range(3)
+    )
     no_noise = tcd_step(mo, 759, x, 499, ac, eta=0.3, config=config)
-    np.testing.assert_array_equal(to_numpy(no_noise.prev_sample), to_numpy(no_noise.pred_noised_sample))
+    np.testing.assert_array_equal(
+        to_numpy(no_noise.prev_sample), to_numpy(no_noise.pred_noised_sample)
+    )
     for t, p, eta in ((759, 499, 0.0), (259, 0, 0.3), (259, 0, 1.0)):
         a = tcd_step(mo, t, x, p, ac, eta=eta, noise=z, config=config)
         b = tcd_step(mo, t, x, p, ac, eta=eta, config=config)
@@ -300,9 +364,18 @@ def test_step_uses_the_float32_floor_where_float64_differs(eta, p, s_f32, s_f64)
     x0 = ours.pred_original_sample
     wrong = ac[s_f64].sqrt() * x0 + (1 - ac[s_f64]).sqrt() * mo
     right = ac[s_f32].sqrt() * x0 + (1 - ac[s_f32]).sqrt() * mo
-    assert torch.equal(right, ref.pred_noised_sample) and not torch.equal(wrong, ref.pred_noised_sample)
+    assert torch.equal(right, ref.pred_noised_sample) and not torch.equal(
+        wrong, ref.pred_noised_sample
+    )
     for backend in NON_TORCH:
-        got = tcd_step(to_backend(mo, backend, "float32"), 999, to_backend(x, backend, "float32"), p,
-                       noise_schedule(config, namespace_of(backend)).alphas_cumprod, eta=eta,
-                       noise=to_backend(z, backend, "float32"), config=config)
+        got = tcd_step(
+            to_backend(mo, backend, "float32"),
+            999,
+            to_backend(x, backend, "float32"),
+            p,
+            noise_schedule(config, namespace_of(backend)).alphas_cumprod,
+            eta=eta,
+            noise=to_backend(z, backend, "float32"),
+            config=config,
+        )
         assert_close_scaled(got.prev_sample, ref.prev_sample, "float32", backend)
