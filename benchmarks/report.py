@@ -460,6 +460,17 @@ def render_docs(
         "update `a·x + b·ε̂ + c·z` with the TCD coefficients folded on the host. Nothing that "
         "computes a TCD step with that backend's random numbers can be cheaper.",
         "",
+        "Per backend: the torch eager floor is `torch.randn(generator=g)` plus "
+        "`x.mul(a).add_(ε̂, alpha=b).add_(z, alpha=c)` (three passes, one allocation: eager "
+        "torch has no single three-term kernel); the torch.compile floor is the same update as "
+        "one compiled kernel, which costs a compiled call's fixed overhead per step and so loses "
+        "to the eager floor on tiny latents; the numpy floor is `standard_normal` plus "
+        "`y = a*x; y += b*ε̂; y += c*z`; the JAX floors are one `jax.jit` per loop, steps "
+        "unrolled, drawing `normal(fold_in(key, i))` with the same key implementation as the "
+        "tcd_jax loop only at the steps where the reference draws. A scan that draws at every "
+        "step and masks the draw (as tcd_jax's loop does, to keep one loop body) pays one "
+        "extra draw per loop; the *draw every step* floor shows that cost.",
+        "",
         "Reproduce with one command (add `--quick` for a smoke run of under two minutes):",
         "",
         "```bash",
