@@ -28,9 +28,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="smoke run: 2 small latents, 4 steps, few repeats (< 2 min on 2 cores); "
                    "does not touch docs/")
     p.add_argument("--out", type=Path, default=None,
-                   help="folder for cpu.json / gpu.json, performance.png and performance.md "
-                   "(default: benchmarks/results for full runs, ./out/bench-quick for --quick)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+                   help="folder for the results: cpu.json (or gpu.json), plus performance.png "
+                   "and performance.md unless a full run writes those to docs/ (default: "
+                   "benchmarks/results for full and GPU runs, ./out/bench-quick for --quick)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: the GPU benchmark (CUDA events, sync counts, CUDA graph, JAX on "
+                   "the GPU; < 5 min); fails with exit status 2 without CUDA")
     p.add_argument("--repeats", type=int, default=None, help="timed samples per cell")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (and XLA single-threaded when 1); 0 = leave "
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = dict(repeats=args.repeats or 5, warmup=2, min_sample_s=0.003)
         workloads, mode = QUICK_GRID, "quick"
     else:
-        settings = dict(repeats=args.repeats or 15, warmup=3, min_sample_s=0.01)
+        settings = dict(repeats=args.repeats or 21, warmup=3, min_sample_s=0.02)
         workloads, mode = FULL_GRID, "full"
     out = args.out or (Path("out/bench-quick") if quick else RESULTS_DIR)
     t0 = time.perf_counter()
