@@ -10,6 +10,7 @@ from .parameterization import (
     add_noise,
     boundary_condition_scalings,
     get_velocity,
+    original_and_noise_from_roots,
     predict_original_and_noise,
 )
 from .plan import (
@@ -30,7 +31,7 @@ from .schedule import (
     noise_schedule,
     rescale_zero_terminal_snr,
 )
-from .step import TCDStepOutput, tcd_step
+from .step import StepCoefficients, TCDStepOutput, step_coefficients, tcd_step, tcd_update
 from .thresholding import clip_sample, dynamic_threshold, quantile
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "PREDICTION_TYPES",
     "TIMESTEP_SPACINGS",
     "NoiseSchedule",
+    "StepCoefficients",
     "TCDConfig",
     "TCDPlan",
     "TCDStepOutput",
@@ -55,13 +57,16 @@ __all__ = [
     "dynamic_threshold",
     "final_alpha_cumprod",
     "get_velocity",
+    "original_and_noise_from_roots",
     "intermediate_timestep",
     "linspace_f32",
     "noise_schedule",
     "predict_original_and_noise",
     "previous_timesteps",
+    "step_coefficients",
     "quantile",
     "rescale_zero_terminal_snr",
     "tcd_step",
     "tcd_timesteps",
+    "tcd_update",
 ]

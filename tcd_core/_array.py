@@ -16,9 +16,13 @@ def namespace(*arrays: Any) -> Any:
 
 
 def default_namespace(xp: Any | None) -> Any:
-    """``xp`` itself, or the Array API wrapped NumPy namespace when ``xp`` is None."""
+    """The Array API namespace to build in: ``xp`` itself, the compatible namespace of a plain
+    module (``torch`` becomes ``array_api_compat.torch``), or NumPy's when ``xp`` is None."""
     if xp is None:
         return array_api_compat.array_namespace(np.empty(0))
+    if not hasattr(xp, "__array_namespace_info__") and hasattr(xp, "asarray"):
+        # A plain library module such as ``torch``: use its Array API compatible namespace.
+        return array_api_compat.array_namespace(xp.asarray(0.0))
     return xp
 
 

@@ -13,6 +13,7 @@ from .config import PREDICTION_TYPES
 
 __all__ = [
     "add_noise",
+    "original_and_noise_from_roots",
     "boundary_condition_scalings",
     "get_velocity",
     "predict_original_and_noise",
@@ -36,16 +37,40 @@ def predict_original_and_noise(
     """
     xp = namespace(model_output, sample)
     alpha_prod_t = xp.asarray(alpha_prod_t) if is_host_scalar(alpha_prod_t) else alpha_prod_t
-    beta_prod_t = 1 - alpha_prod_t
+    return original_and_noise_from_roots(
+        model_output, sample, xp.sqrt(alpha_prod_t), xp.sqrt(1 - alpha_prod_t), prediction_type
+    )
+
+
+def original_and_noise_from_roots(
+    model_output: Any,
+    sample: Any,
+    sqrt_alpha_prod_t: Any,
+    sqrt_beta_prod_t: Any,
+    prediction_type: str = "epsilon",
+) -> tuple[Any, Any]:
+    """(x̂₀, ε̂) from precomputed √ᾱₜ and √(1−ᾱₜ): the tensor-sized half of
+    :func:`predict_original_and_noise`, for loops that compute the 0-d roots once per plan.
+
+    The reference writes some roots as ``x.sqrt()`` and others as ``x ** 0.5``; in torch both are
+    the same kernel (checked bit for bit), so one pair of roots serves every parameterisation.
+
+    Example:
+        >>> import numpy as np
+        >>> x0, eps = original_and_noise_from_roots(np.ones(2), np.ones(2), 0.5, 0.5, "sample")
+        >>> x0.tolist(), eps.tolist()
+        ([1.0, 1.0], [1.0, 1.0])
+    """
+    a, b = sqrt_alpha_prod_t, sqrt_beta_prod_t
     if prediction_type == "epsilon":
-        x0 = (sample - xp.sqrt(beta_prod_t) * model_output) / xp.sqrt(alpha_prod_t)
+        x0 = (sample - b * model_output) / a
         eps = model_output
     elif prediction_type == "sample":
         x0 = model_output
-        eps = (sample - alpha_prod_t**0.5 * x0) / beta_prod_t**0.5
+        eps = (sample - a * x0) / b
     elif prediction_type == "v_prediction":
-        x0 = alpha_prod_t**0.5 * sample - beta_prod_t**0.5 * model_output
-        eps = alpha_prod_t**0.5 * model_output + beta_prod_t**0.5 * sample
+        x0 = a * sample - b * model_output
+        eps = a * model_output + b * sample
     else:
         raise ValueError(
             f"`prediction_type` must be one of {', '.join(map(repr, PREDICTION_TYPES))}; "

@@ -106,7 +106,7 @@ def previous_timesteps(timesteps: Any) -> np.ndarray:
     return np.concatenate([t[1:], np.zeros(1, dtype=np.int64)])
 
 
-def intermediate_timestep(prev_timestep: Any, eta: Any) -> Any:
+def intermediate_timestep(prev_timestep: Any, eta: Any = None, *, one_minus_eta: Any = None) -> Any:
     """The intermediate timestep s = ⌊f32(1−η) · f32(p)⌋ of Strategic Stochastic Sampling.
 
     As in the reference, ``1 − η`` is evaluated in η's own precision (a Python float: double),
@@ -116,18 +116,24 @@ def intermediate_timestep(prev_timestep: Any, eta: Any) -> Any:
     Host inputs (Python/NumPy numbers and arrays) give host int64 results; Array API arrays give
     arrays of the namespace's index dtype on their device, with no host synchronisation. For a
     float32 η array, ``1 − η`` is rounded twice (η itself, then the difference); pass η as a
-    Python float or float64 array to match the reference exactly.
+    Python float or float64 array to match the reference exactly — or, inside a compiled loop
+    where η is a traced float32, pass ``one_minus_eta`` = f32(1 − η) computed once on the host
+    (``np.float32(1.0 - eta)``) instead of ``eta``.
 
     Example:
         >>> int(intermediate_timestep(90, 0.3)), int(intermediate_timestep(10, 0.9))
         (63, 1)
+        >>> import numpy as np
+        >>> int(intermediate_timestep(90, one_minus_eta=np.float32(1.0 - 0.3)))
+        63
     """
-    if (is_host_scalar(prev_timestep) or isinstance(prev_timestep, (np.ndarray, list, tuple))) and (
-        is_host_scalar(eta) or isinstance(eta, (np.ndarray, list, tuple))
-    ):
-        one_minus = np.float32(1.0 - np.asarray(eta, dtype=np.float64))
-        s = np.floor(one_minus * np.asarray(prev_timestep).astype(np.float32))
-        return s.astype(np.int64)
+    if (eta is None) == (one_minus_eta is None):
+        raise ValueError("pass exactly one of `eta` and `one_minus_eta`")
+    if eta is None:
+        return _floor_product(prev_timestep, one_minus_eta)
+    if isinstance(eta, (np.ndarray, np.generic, list, tuple)) or is_host_scalar(eta):
+        # Host η: 1 − η in double precision, rounded once to float32, as the reference does.
+        return _floor_product(prev_timestep, np.float32(1.0 - np.asarray(eta, dtype=np.float64)))
     import array_api_compat
 
     xp = namespace(prev_timestep, eta)
@@ -141,6 +147,24 @@ def intermediate_timestep(prev_timestep: Any, eta: Any) -> Any:
             one_minus = xp.astype(1.0 - xp.astype(eta, xp.float64), xp.float32)
         else:
             one_minus = 1.0 - xp.astype(eta, xp.float32)
+    return _floor_product(prev_timestep, one_minus)
+
+
+def _floor_product(prev_timestep: Any, one_minus_eta: Any) -> Any:
+    """⌊f32(1−η)·f32(p)⌋ from a float32 ``one_minus_eta``; host in, host out."""
+    import array_api_compat
+
+    host = lambda v: is_host_scalar(v) or isinstance(v, (np.ndarray, list, tuple))  # noqa: E731
+    if host(prev_timestep) and host(one_minus_eta):
+        one_minus = np.asarray(one_minus_eta, dtype=np.float32)
+        s = np.floor(one_minus * np.asarray(prev_timestep).astype(np.float32))
+        return s.astype(np.int64)
+    device_args = [v for v in (prev_timestep, one_minus_eta) if not host(v)]
+    xp = namespace(*device_args)
+    device = array_api_compat.device(device_args[0])
+    if host(one_minus_eta):  # float32 values are exact as doubles: no rounding on the way
+        one_minus_eta = np.asarray(one_minus_eta, dtype=np.float32).astype(np.float64).tolist()
+    one_minus = xp.astype(xp.asarray(one_minus_eta, device=device), xp.float32)
     p = xp.asarray(prev_timestep, device=device)
     s = xp.floor(one_minus * xp.astype(p, xp.float32))
     return xp.astype(s, index_dtype(xp, device))

@@ -15,11 +15,11 @@ import numpy as np
 
 from ._array import cast_like, gather, is_host_scalar, namespace
 from .config import TCDConfig
-from .parameterization import predict_original_and_noise
+from .parameterization import original_and_noise_from_roots
 from .plan import check_eta, intermediate_timestep
 from .thresholding import clip_sample, dynamic_threshold
 
-__all__ = ["TCDStepOutput", "tcd_step"]
+__all__ = ["StepCoefficients", "TCDStepOutput", "step_coefficients", "tcd_step", "tcd_update"]
 
 _DEFAULT_CONFIG = TCDConfig()
 
@@ -36,6 +36,108 @@ class TCDStepOutput(NamedTuple):
     prev_sample: Any
     pred_noised_sample: Any
     pred_original_sample: Any
+
+
+class StepCoefficients(NamedTuple):
+    """The float32 coefficients of one step t → s → p: 0-d for scalar timesteps, shaped
+    ``(B, 1, …, 1)`` for per-batch ones. They depend only on (t, p, η), so a loop can compute them
+    once per plan (:func:`step_coefficients`) and apply them with :func:`tcd_update`.
+
+    Attributes:
+        sqrt_alpha_t, sqrt_beta_t: √ᾱₜ and √(1−ᾱₜ) (the parameterisation).
+        sqrt_alpha_s, sqrt_beta_s: √ᾱₛ and √(1−ᾱₛ) (the DDIM jump to s).
+        sqrt_ratio, sqrt_one_minus_ratio: √r and √(1−r), r = ᾱₚ/ᾱₛ (the re-noising to p).
+    """
+
+    sqrt_alpha_t: Any
+    sqrt_beta_t: Any
+    sqrt_alpha_s: Any
+    sqrt_beta_s: Any
+    sqrt_ratio: Any
+    sqrt_one_minus_ratio: Any
+
+
+def step_coefficients(
+    alphas_cumprod: Any,
+    timestep: Any,
+    prev_timestep: Any,
+    eta: Any = None,
+    *,
+    intermediate: Any = None,
+    ndim: int = 0,
+) -> StepCoefficients:
+    """The coefficients of the step t → s → p, with s = ⌊f32(1−η)·f32(p)⌋ or given.
+
+    Pass either ``eta`` (s is computed by :func:`~tcd_core.intermediate_timestep`) or
+    ``intermediate`` (s itself, e.g. computed on the host with the reference's rounding for a loop
+    whose η is traced). ``ndim`` is the sample's rank, so per-batch coefficients broadcast.
+    Operations and their order are the reference's, so on torch the values are bit-identical to
+    the 0-d tensors diffusers computes inside its ``step``.
+
+    Example:
+        >>> from tcd_core import TCDConfig, alphas_cumprod
+        >>> c = step_coefficients(alphas_cumprod(TCDConfig()), 999, 759, eta=0.3)
+        >>> round(float(c.sqrt_ratio), 4), float(step_coefficients(
+        ...     alphas_cumprod(TCDConfig()), 259, 0, eta=0.3).sqrt_one_minus_ratio)
+        (0.4698, 0.0)
+    """
+    if (eta is None) == (intermediate is None):
+        raise ValueError("pass exactly one of `eta` and `intermediate`")
+    xp = namespace(alphas_cumprod)
+    device = array_api_compat.device(alphas_cumprod)
+    if intermediate is None:
+        check_eta(eta)
+        intermediate = intermediate_timestep(prev_timestep, eta)
+    alpha_prod_t = gather(alphas_cumprod, _as_index(timestep, xp, device), ndim, xp)
+    alpha_prod_p = gather(alphas_cumprod, _as_index(prev_timestep, xp, device), ndim, xp)
+    alpha_prod_s = gather(alphas_cumprod, _as_index(intermediate, xp, device), ndim, xp)
+    ratio = alpha_prod_p / alpha_prod_s
+    return StepCoefficients(
+        xp.sqrt(alpha_prod_t),
+        xp.sqrt(1 - alpha_prod_t),
+        xp.sqrt(alpha_prod_s),
+        xp.sqrt(1 - alpha_prod_s),
+        xp.sqrt(ratio),
+        xp.sqrt(1 - ratio),
+    )
+
+
+def tcd_update(
+    coefficients: StepCoefficients,
+    model_output: Any,
+    sample: Any,
+    noise: Any = None,
+    config: TCDConfig | None = None,
+) -> TCDStepOutput:
+    """The tensor-sized half of :func:`tcd_step`, given the step's :class:`StepCoefficients`.
+
+    x̂₀, ε̂ from the model output; x̂₀ clipped/thresholded per ``config``;
+    x_s = √ᾱₛ·x̂₀ + √(1−ᾱₛ)·ε̂; x_p = √r·x_s + √(1−r)·z (x_p = x_s when ``noise`` is None).
+    No validation (see :func:`tcd_step`); the output has the sample's dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> from tcd_core import TCDConfig, alphas_cumprod
+        >>> c = step_coefficients(alphas_cumprod(TCDConfig()), 999, 0, eta=0.3)
+        >>> out = tcd_update(c, np.zeros((1, 2), np.float32), np.ones((1, 2), np.float32))
+        >>> out.prev_sample.dtype
+        dtype('float32')
+    """
+    config = _DEFAULT_CONFIG if config is None else config
+    xp = namespace(model_output, sample)
+    c = coefficients
+    x0, eps = original_and_noise_from_roots(
+        model_output, sample, c.sqrt_alpha_t, c.sqrt_beta_t, config.prediction_type
+    )
+    if config.thresholding:
+        x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
+    elif config.clip_sample:
+        x0 = clip_sample(x0, config.clip_sample_range)
+    x_s = c.sqrt_alpha_s * x0 + c.sqrt_beta_s * eps
+    x_p = x_s if noise is None else c.sqrt_ratio * x_s + c.sqrt_one_minus_ratio * noise
+    return TCDStepOutput(
+        cast_like(x_p, sample, xp), cast_like(x_s, sample, xp), cast_like(x0, sample, xp)
+    )
 
 
 def _as_index(value: Any, xp: Any, device: Any) -> Any:
@@ -78,6 +180,9 @@ def tcd_step(
 
     With ᾱ = ``alphas_cumprod``:
 
+    It is :func:`step_coefficients` (the 0-d part) followed by :func:`tcd_update` (the
+    tensor-sized part); loops that visit the same (t, p, η) repeatedly can call those two directly.
+
     1. (x̂₀, ε̂) from the model output (:func:`~tcd_core.predict_original_and_noise`); x̂₀ clipped or
        dynamically thresholded when the config says so, ε̂ left as predicted (DDIM's default
        ``use_clipped_model_output=False``).
@@ -115,8 +220,7 @@ def tcd_step(
         >>> x.dtype, x.shape
         (dtype('float32'), (1, 4, 8, 8))
     """
-    config = _DEFAULT_CONFIG if config is None else config
-    xp = namespace(model_output, sample)
+    namespace(model_output, sample)  # one namespace for both (TypeError otherwise)
     check_eta(eta)
     if tuple(model_output.shape) != tuple(sample.shape):
         raise ValueError(
@@ -130,29 +234,12 @@ def tcd_step(
     batch = sample.shape[0] if sample.ndim else 1
     _check_timestep_array("timestep", timestep, batch)
     _check_timestep_array("prev_timestep", prev_timestep, batch)
-    if not is_host_scalar(eta) and getattr(eta, "ndim", 0) > 1:
-        raise ValueError(f"`eta` must be a scalar or a 1-D per-batch array, got shape {eta.shape}")
+    eta_shape = () if is_host_scalar(eta) else tuple(getattr(eta, "shape", np.shape(eta)))
+    if len(eta_shape) > 1 or (len(eta_shape) == 1 and eta_shape[0] != batch):
+        raise ValueError(
+            f"`eta` must be a scalar or a 1-D array with one entry per batch element ({batch}), "
+            f"got shape {eta_shape}"
+        )
 
-    ndim = sample.ndim
-    device = array_api_compat.device(sample)
-    s = _as_index(intermediate_timestep(prev_timestep, eta), xp, device)
-    alpha_prod_t = gather(alphas_cumprod, _as_index(timestep, xp, device), ndim, xp)
-    alpha_prod_p = gather(alphas_cumprod, _as_index(prev_timestep, xp, device), ndim, xp)
-    alpha_prod_s = gather(alphas_cumprod, s, ndim, xp)
-    beta_prod_s = 1 - alpha_prod_s
-
-    x0, eps = predict_original_and_noise(model_output, sample, alpha_prod_t, config.prediction_type)
-    if config.thresholding:
-        x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
-    elif config.clip_sample:
-        x0 = clip_sample(x0, config.clip_sample_range)
-
-    x_s = xp.sqrt(alpha_prod_s) * x0 + xp.sqrt(beta_prod_s) * eps
-    if noise is None:
-        x_p = x_s
-    else:
-        ratio = alpha_prod_p / alpha_prod_s
-        x_p = xp.sqrt(ratio) * x_s + xp.sqrt(1 - ratio) * noise
-    return TCDStepOutput(
-        cast_like(x_p, sample, xp), cast_like(x_s, sample, xp), cast_like(x0, sample, xp)
-    )
+    coefficients = step_coefficients(alphas_cumprod, timestep, prev_timestep, eta, ndim=sample.ndim)
+    return tcd_update(coefficients, model_output, sample, noise, config)
