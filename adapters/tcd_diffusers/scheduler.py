@@ -3,8 +3,9 @@
 The class keeps diffusers' conventions (a config registered with ``@register_to_config``, a step
 counter, ``set_timesteps`` then ``step`` in a loop) and delegates the maths to the core: the
 noise schedule (:func:`tcd_core.noise_schedule`), the timestep plan
-(:func:`tcd_core.tcd_timesteps`), the step (:func:`tcd_core.tcd_step`, or its precomputed form in
-``_coefficients``), forward noising and velocity (:func:`tcd_core.add_noise`,
+(:func:`tcd_core.tcd_timesteps`), the step (:func:`tcd_core.tcd_step`, or
+:func:`tcd_core.step_coefficients` cached per (t, p, η) plus ``_coefficients``' in-place execution
+of :func:`tcd_core.tcd_update`), forward noising and velocity (:func:`tcd_core.add_noise`,
 :func:`tcd_core.get_velocity`) and the rule for when noise is drawn
 (:func:`tcd_core.draws_noise`).
 
@@ -28,7 +29,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 import tcd_core
 
-from ._coefficients import noised_sample, renoise, step_coefficients
+from ._coefficients import noised_sample, renoise
 
 __all__ = ["TCDScheduler", "TCDSchedulerOutput"]
 
@@ -174,7 +175,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         core = tcd_core.TCDConfig.from_dict(source)
         cached = (source, core, not (core.clip_sample or core.thresholding))
         self.__dict__["_core_cache"] = cached
-        self.__dict__["_coefficients"] = {}  # they depend on prediction_type
+        self.__dict__["_coefficients"] = {}  # a new config may come with a new table
         return cached
 
     def _table_on(self, device: torch.device) -> torch.Tensor:
@@ -407,7 +408,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
             and model_output.shape == sample.shape
             and not (model_output.requires_grad or sample.requires_grad)  # out= breaks autograd
         ):
-            coefficients = self._step_coefficients(t, prev_timestep, eta, core.prediction_type)
+            coefficients = self._step_coefficients(t, prev_timestep, eta)
             pred_noised_sample, scratch = noised_sample(
                 coefficients, model_output, sample, core.prediction_type
             )
@@ -472,7 +473,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         )
         return out.prev_sample, out.pred_noised_sample
 
-    def _step_coefficients(self, t: int, p: int, eta: float, prediction_type: str) -> Any:
+    def _step_coefficients(self, t: int, p: int, eta: float) -> tcd_core.StepCoefficients:
         """0-d coefficients of the step t → p at η, computed once, on the table's device (where
         the reference computes them too)."""
         table = self.alphas_cumprod
@@ -484,7 +485,7 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
         if found is None:
             if len(self._coefficients) >= _COEFFICIENT_CACHE_SIZE:
                 self._coefficients.clear()
-            found = step_coefficients(table, t, p, eta, prediction_type)
+            found = tcd_core.step_coefficients(table, t, p, eta)
             self._coefficients[key] = found
         return found
 

@@ -1,15 +1,15 @@
 """The TCD step on JAX arrays, shared by the scheduler and the functional loop (private).
 
-Everything that touches latents is :func:`tcd_core.tcd_step`; this module only adds what a jitted,
-key-driven loop needs around it:
+Everything that touches latents is tcd_core (:func:`tcd_core.step_coefficients` then
+:func:`tcd_core.tcd_update`); this module only adds what a jitted, key-driven loop needs around it:
 
 * η arrives as a traced float32 array (so that changing it never retraces), but the reference
   rounds ``1 − η`` *once*, from a double, to float32. A float32 η rounds twice and gives a
   different s = ⌊f32(1−η)·p⌋ for some (η, p) pairs (η = 0.33, 0.8, …). So host η values are turned
-  into ``f32(1 − η)`` on the host, exactly, and s is formed from that in the graph.
-* tcd_core's ``tcd_step`` takes η, not s, so the step is called as the DDIM jump t → s
-  (``prev_timestep=s, eta=0``, for which s' = ⌊1·s⌋ = s and no noise enters), and the
-  re-noising x_p = √(ᾱ_p/ᾱ_s)·x_s + √(1 − ᾱ_p/ᾱ_s)·z of the same core step follows here.
+  into ``f32(1 − η)`` on the host, exactly, and s is formed from that in the graph
+  (:func:`tcd_core.intermediate_timestep` with ``one_minus_eta=``).
+* the noise is masked to zero where the reference draws none (η = 0, the last step), which the
+  core's exact ratio r = 1 would give anyway; the mask makes it explicit and fuses into the update.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tcd_core import TCDConfig, TCDStepOutput, check_eta, tcd_step
+from tcd_core import (
+    TCDConfig,
+    TCDStepOutput,
+    check_eta,
+    intermediate_timestep,
+    step_coefficients,
+    tcd_update,
+)
 
 __all__ = ["eta_arrays", "intermediate", "is_host", "jax_tcd_step"]
 
@@ -52,16 +59,8 @@ def eta_arrays(eta: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def intermediate(prev_timestep: Any, one_minus_eta: jax.Array) -> jax.Array:
-    """s = ⌊f32(1−η)·f32(p)⌋ as int32 (``tcd_core.intermediate_timestep`` from a given f32(1−η))."""
-    p = jnp.asarray(prev_timestep).astype(jnp.float32)
-    return jnp.floor(one_minus_eta * p).astype(jnp.int32)
-
-
-def _coefficient(table: jax.Array, index: jax.Array, ndim: int) -> jax.Array:
-    value = table[index]
-    if value.ndim == 1:
-        value = value.reshape(value.shape + (1,) * (ndim - 1))
-    return value
+    """s = ⌊f32(1−η)·f32(p)⌋ from a given f32(1−η) (:func:`tcd_core.intermediate_timestep`)."""
+    return intermediate_timestep(jnp.asarray(prev_timestep), one_minus_eta=one_minus_eta)
 
 
 def _broadcast(mask: jax.Array, ndim: int) -> jax.Array:
@@ -87,6 +86,12 @@ def jax_tcd_step(
     Where ``draw`` is false (η = 0 or the reference's last step) the ratio ᾱ_p/ᾱ_s is exactly 1
     anyway; the mask makes "no noise there" explicit and costs nothing (it fuses into the update).
     """
+    for name, other in (("model_output", model_output), ("noise", noise)):
+        if other is not None and tuple(other.shape) != tuple(sample.shape):
+            raise ValueError(
+                f"`{name}` must have the sample's shape {tuple(sample.shape)}, "
+                f"got {tuple(other.shape)}"
+            )
     p = jnp.asarray(prev_timestep)
     s = intermediate(p, one_minus_eta)
     if s.ndim == 1 and s.shape[0] != (sample.shape[0] if sample.ndim else 1):
@@ -94,12 +99,9 @@ def jax_tcd_step(
             f"per-batch `eta`/timesteps must have one entry per batch element "
             f"({sample.shape[0] if sample.ndim else 1}), got {s.shape[0]}"
         )
-    jump = tcd_step(model_output, timestep, sample, s, alphas_cumprod, 0.0, None, config)
-    if noise is None:
-        return jump
-    ndim = sample.ndim
-    ratio = _coefficient(alphas_cumprod, p, ndim) / _coefficient(alphas_cumprod, s, ndim)
-    if draw is not None:
-        noise = jnp.where(_broadcast(draw, ndim), noise, jnp.zeros((), noise.dtype))
-    x_p = jnp.sqrt(ratio) * jump.pred_noised_sample + jnp.sqrt(1 - ratio) * noise
-    return TCDStepOutput(x_p.astype(sample.dtype), jump.pred_noised_sample, jump.pred_original_sample)
+    coefficients = step_coefficients(
+        alphas_cumprod, jnp.asarray(timestep), p, intermediate=s, ndim=sample.ndim
+    )
+    if noise is not None and draw is not None:
+        noise = jnp.where(_broadcast(draw, sample.ndim), noise, jnp.zeros((), noise.dtype))
+    return tcd_update(coefficients, model_output, sample, noise, config)

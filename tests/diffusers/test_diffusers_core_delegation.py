@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 import tcd_core
 from tcd_diffusers import TCDScheduler
-from tcd_diffusers._coefficients import noised_sample, renoise, step_coefficients
+from tcd_core import step_coefficients
+from tcd_diffusers._coefficients import noised_sample, renoise
 from tcd_diffusers.scheduler import _output
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -43,7 +44,7 @@ def test_fast_path_is_the_core_step(prediction_type, dtype, t, p_fraction, eta, 
     core = tcd_core.tcd_step(
         model_output, t, sample, p, table, eta=eta, noise=noise.clone(), config=config
     )
-    c = step_coefficients(table, t, p, eta, prediction_type)
+    c = step_coefficients(table, t, p, eta)
     x_s, scratch = noised_sample(c, model_output, sample, prediction_type)
     x_p = renoise(c, x_s, noise.clone(), out=scratch)
     assert_same(x_s, core.pred_noised_sample)
