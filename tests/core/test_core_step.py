@@ -256,7 +256,7 @@ def test_per_batch_arrays_equal_per_sample_scalar_calls(backend, case, dtype):
             assert_close_scaled(got, want, "float32" if dtype == "float32" else "float64", field)
         else:
             # per-batch half: float32 coefficient arrays promote, so one final rounding instead of
-            # one per operation (see docs/parity-core-notes.md)
+            # one per operation (see docs/parity.md, "Numerics")
             assert_close_scaled(got, want, dtype, field)
 
 
