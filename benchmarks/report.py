@@ -467,9 +467,10 @@ def render_docs(
         "to the eager floor on tiny latents; the numpy floor is `standard_normal` plus "
         "`y = a*x; y += b*ε̂; y += c*z`; the JAX floors are one `jax.jit` per loop, steps "
         "unrolled, drawing `normal(fold_in(key, i))` with the same key implementation as the "
-        "tcd_jax loop only at the steps where the reference draws. A scan that draws at every "
-        "step and masks the draw (as tcd_jax's loop does, to keep one loop body) pays one "
-        "extra draw per loop; the *draw every step* floor shows that cost.",
+        "tcd_jax loop only at the steps where the reference draws. tcd_jax's loop scans every "
+        "step but the last (drawing at each, masked where the reference draws nothing) and runs "
+        "the last step, which never needs noise, after the scan; the *draw every step* floor "
+        "shows what one more draw per loop would cost.",
         "",
         "Reproduce with one command (add `--quick` for a smoke run of under two minutes):",
         "",

@@ -225,6 +225,12 @@ def _sample_loop(
         out = jax_tcd_step(model_output, t, x, p, alphas_cumprod, one_minus_eta, draw, noise, config)
         return out.prev_sample, None
 
+    # Every row but the last runs in the scan. The last row always has p = 0, hence s = 0 and a
+    # re-noising ratio of exactly 1: its noise term is exactly zero whatever is drawn, so it runs
+    # after the scan without drawing (the draw would cost as much as the rest of the step).
     index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
-    x, _ = jax.lax.scan(body, latents, (index, plan.timesteps, plan.prev_timesteps, plan.final))
-    return x
+    rows = (index, plan.timesteps, plan.prev_timesteps, plan.final)
+    x, _ = jax.lax.scan(body, latents, tuple(r[:-1] for r in rows))
+    t, p = plan.timesteps[-1], plan.prev_timesteps[-1]
+    last = jax_tcd_step(model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, config)
+    return last.prev_sample

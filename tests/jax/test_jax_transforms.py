@@ -24,6 +24,11 @@ def _rel_close(a, b, tol: float = 1e-6) -> None:
     assert np.max(np.abs(a - b)) <= tol * (1 + np.max(np.abs(b))), np.max(np.abs(a - b))
 
 
+# The compiled loop traces the model twice: once in the scan body (every step but the last) and
+# once for the last step, which runs after the scan without drawing noise.
+MODEL_TRACES_PER_COMPILE = 2
+
+
 def test_sample_traces_once_across_eta_keys_latents_and_schedules():
     traces = []
 
@@ -40,12 +45,21 @@ def test_sample_traces_once_across_eta_keys_latents_and_schedules():
     linear = CONFIG.replace(beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
     tcd_jax.sample(model, _x(9), jax.random.key(9), tcd_jax.sampling_plan(linear, 4), 0.5,
                    config=linear)
-    assert len(traces) == 1
+    assert len(traces) == MODEL_TRACES_PER_COMPILE
     assert not np.allclose(results[0], results[1])  # the arguments really changed the result
     # Per-batch η is a new shape: one more trace, then none for new values.
     for values in ([0.1, 0.2, 0.3], [0.9, 0.0, 0.5]):
         tcd_jax.sample(model, _x(), jax.random.key(0), plan, np.asarray(values))
-    assert len(traces) == 2
+    assert len(traces) == 2 * MODEL_TRACES_PER_COMPILE
+
+
+def test_one_step_plans_compile_and_draw_nothing():
+    # A one-step plan is only the final step: the scan runs zero rows and no key is consumed,
+    # so any key gives the same (deterministic) result, as in the reference.
+    plan = tcd_jax.sampling_plan(CONFIG, 1)
+    a = tcd_jax.sample(toy_model_jax, _x(3), jax.random.key(0), plan, 0.3)
+    b = tcd_jax.sample(toy_model_jax, _x(3), jax.random.key(1), plan, 0.3)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_scheduler_loop_under_jit_traces_once_across_eta_and_keys():
