@@ -2,9 +2,9 @@
 
 * :class:`FlaxTCDScheduler`: diffusers' former Flax scheduler convention (config + immutable
   state pytree; ``step`` works in ``jax.jit``, ``lax.fori_loop`` and ``lax.scan``).
-* :func:`sample`: the whole loop as one ``lax.scan``, compiled once; per-batch η and timesteps;
+* :func:`sample`: the whole loop compiled once (an unrolled ``lax.scan``); per-batch η and timesteps;
   runs unchanged on batches sharded over a ``jax.sharding.Mesh``.
-* :func:`prng_key`: choose the PRNG implementation (threefry or the faster ``rbg``).
+* :func:`prng_key`: choose the PRNG implementation (threefry, or ``rbg`` for accelerators).
 
 All maths is :mod:`tcd_core`'s; numerically diffusers' ``TCDScheduler`` given the same noise.
 """

@@ -25,8 +25,9 @@ def prng_key(seed: int, impl: str = "threefry2x32") -> jax.Array:
     """A typed PRNG key: ``jax.random.key(seed, impl=impl)``.
 
     ``threefry2x32`` (JAX's default) is counter-based and invariant under sharding. ``rbg`` and
-    ``unsafe_rbg`` draw through XLA's ``RngBitGenerator``, which is much faster on CPU and GPU (see
-    ``docs/guides/jax.md`` for measured numbers); their streams differ from threefry's.
+    ``unsafe_rbg`` draw through XLA's ``RngBitGenerator``, meant for accelerators; on XLA:CPU it
+    measured 1.7–2× *slower* than threefry (``docs/guides/jax.md``), so measure on your device
+    with ``benchmarks/jax_gpu.py``. Their streams differ from threefry's.
 
     Example:
         >>> import tcd_jax

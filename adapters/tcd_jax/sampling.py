@@ -26,6 +26,9 @@ from .scheduler import jax_schedule
 __all__ = ["SamplingPlan", "sample", "sampling_plan", "stack_plans"]
 
 _DEFAULT_CONFIG = TCDConfig()
+#: Loops with at most this many scanned steps are fully unrolled (longer ones stay a rolled scan,
+#: to bound compile time).
+_FULL_UNROLL_MAX_STEPS = 16
 
 
 class SamplingPlan(NamedTuple):
@@ -230,7 +233,10 @@ def _sample_loop(
     # after the scan without drawing (the draw would cost as much as the rest of the step).
     index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
     rows = (index, plan.timesteps, plan.prev_timesteps, plan.final)
-    x, _ = jax.lax.scan(body, latents, tuple(r[:-1] for r in rows))
+    # Few-step loops (TCD's 2-8 steps) are unrolled: XLA then schedules the steps' draws and
+    # updates together, which measured 1.2x (threefry) to 2.5x (rbg) faster per step on CPU.
+    unroll = steps - 1 <= _FULL_UNROLL_MAX_STEPS
+    x, _ = jax.lax.scan(body, latents, tuple(r[:-1] for r in rows), unroll=unroll)
     t, p = plan.timesteps[-1], plan.prev_timesteps[-1]
     last = jax_tcd_step(model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, config)
     return last.prev_sample
