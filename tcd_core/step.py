@@ -1,6 +1,7 @@
 """The TCD step: Strategic Stochastic Sampling (Zheng et al. 2024, Algorithm 4).
 
-One pure function of arrays. No hidden state, no random numbers (noise is an argument), no host
+Pure functions of arrays: :func:`tcd_step`, and its two halves :func:`step_coefficients` (0-d
+coefficients from t, p, η) and :func:`tcd_update` (the latent-sized update). No hidden state, no random numbers (noise is an argument), no host
 synchronisation, no branch on an array value: it runs under ``jax.jit`` and
 ``torch.compile(fullgraph=True)``. On torch, with scalar timesteps, every operation is the
 reference's in the reference's order, so float32 (and float16/bfloat16) results are bit-identical.
@@ -178,10 +179,9 @@ def tcd_step(
 ) -> TCDStepOutput:
     r"""One TCD step from timestep t to the next timestep p, through s = ⌊(1−η)·p⌋.
 
-    With ᾱ = ``alphas_cumprod``:
-
     It is :func:`step_coefficients` (the 0-d part) followed by :func:`tcd_update` (the
     tensor-sized part); loops that visit the same (t, p, η) repeatedly can call those two directly.
+    With ᾱ = ``alphas_cumprod``:
 
     1. (x̂₀, ε̂) from the model output (:func:`~tcd_core.predict_original_and_noise`); x̂₀ clipped or
        dynamically thresholded when the config says so, ε̂ left as predicted (DDIM's default
