@@ -39,7 +39,7 @@ def is_host(x: Any) -> bool:
 
 
 def eta_arrays(eta: Any) -> tuple[jax.Array, jax.Array]:
-    """(η as float32, f32(1 − η)) as JAX arrays.
+    """(η as float32, f32(1 − η)): NumPy float32 arrays for host η, JAX arrays otherwise.
 
     Host η (a Python float or a NumPy array) is checked against [0, 1] (``ValueError``) and
     ``1 − η`` is evaluated in float64 and rounded once, as the reference does. A JAX array η is
@@ -50,7 +50,8 @@ def eta_arrays(eta: Any) -> tuple[jax.Array, jax.Array]:
         if host.ndim > 1:
             raise ValueError(f"`eta` must be a scalar or a 1-D per-batch array, got shape {host.shape}")
         check_eta(host if isinstance(eta, (list, tuple)) else eta)
-        return jnp.asarray(host, dtype=jnp.float32), jnp.asarray(np.float32(1.0 - host))
+        # NumPy float32 arrays: jit transfers them on dispatch (cheaper than jnp.asarray here).
+        return host.astype(np.float32), np.asarray(1.0 - host, dtype=np.float32)
     eta = jnp.asarray(eta)
     if eta.ndim > 1:
         raise ValueError(f"`eta` must be a scalar or a 1-D per-batch array, got shape {eta.shape}")

@@ -21,7 +21,7 @@ from tcd_core import TCDConfig, TCDPlan, tcd_timesteps
 
 from ._step import eta_arrays, jax_tcd_step
 from .noise import step_noise
-from .scheduler import jax_schedule
+from .scheduler import host_schedule
 
 __all__ = ["SamplingPlan", "sample", "sampling_plan", "stack_plans"]
 
@@ -182,13 +182,16 @@ def sample(
         raise ValueError(f"plan arrays must be (steps,) or (steps, B), got {np.shape(plan.timesteps)}")
     if eta_f32.ndim == 1 and eta_f32.shape[0] != batch:
         raise ValueError(f"per-batch `eta` has {eta_f32.shape[0]} entries for a batch of {batch}")
+    # Host (NumPy) plans and tables go to the jitted loop as they are: its dispatch transfers
+    # them, which costs less than converting each with jnp.asarray first.
+    xp = np if all(isinstance(a, np.ndarray) for a in plan[:3]) else jnp
     plan = SamplingPlan(
-        jnp.asarray(plan.timesteps, dtype=jnp.int32),
-        jnp.asarray(plan.prev_timesteps, dtype=jnp.int32),
-        jnp.asarray(plan.final, dtype=bool),
-        jnp.asarray(plan.begin_index, dtype=jnp.int32),
+        xp.asarray(plan.timesteps, dtype=np.int32),
+        xp.asarray(plan.prev_timesteps, dtype=np.int32),
+        xp.asarray(plan.final, dtype=bool),
+        xp.asarray(plan.begin_index, dtype=np.int32),
     )
-    alphas_cumprod = jax_schedule(config).alphas_cumprod
+    alphas_cumprod = host_schedule(config).alphas_cumprod
     return _sample_loop(
         model_fn, _step_config(config), latents, key, plan, eta_f32, one_minus, alphas_cumprod
     )

@@ -32,14 +32,15 @@ SCHEDULER_CONFIG_NAME = "scheduler_config.json"
 
 
 @functools.lru_cache(maxsize=32)
-def _host_schedule(config: TCDConfig) -> NoiseSchedule:
-    # NumPy has float64, so the cumulative product is the reference's, bit for bit.
+def host_schedule(config: TCDConfig) -> NoiseSchedule:
+    """The float32 noise schedule of ``config`` as host NumPy arrays, built once per config
+    (NumPy has float64, so the cumulative product is the reference's, bit for bit)."""
     return noise_schedule(config)
 
 
 def jax_schedule(config: TCDConfig) -> NoiseSchedule:
     """The float32 noise schedule tables of ``config`` as JAX arrays (built once per config)."""
-    return NoiseSchedule(*(jnp.asarray(a, dtype=jnp.float32) for a in _host_schedule(config)))
+    return NoiseSchedule(*(jnp.asarray(a, dtype=jnp.float32) for a in host_schedule(config)))
 
 
 def _dataclass_pytree(cls: type) -> type:
