@@ -35,6 +35,16 @@ def is_host_scalar(x: Any) -> bool:
     return isinstance(x, (numbers.Number, np.generic))
 
 
+def is_host(x: Any) -> bool:
+    """True for values that live on the host: Python/NumPy scalars, NumPy arrays, lists, tuples."""
+    return is_host_scalar(x) or isinstance(x, (np.ndarray, list, tuple))
+
+
+def device_of(x: Any) -> Any:
+    """The device an Array API array lives on."""
+    return array_api_compat.device(x)
+
+
 def index_dtype(xp: Any, device: Any = None) -> Any:
     """The namespace's default integer dtype for indexing (int64, or int32 for 32-bit JAX)."""
     return xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._array import cast_like, is_host_scalar, namespace
+from ._array import cast_like, device_of, is_host_scalar, namespace
 from .config import PREDICTION_TYPES
 
 __all__ = [
@@ -84,19 +84,13 @@ def _noise_coefficients(alphas_cumprod: Any, timesteps: Any, like: Any, xp: Any)
     # and reshapes the (flattened) coefficients to broadcast from the leading axis.
     table = xp.astype(alphas_cumprod, like.dtype)
     if isinstance(timesteps, int):
-        timesteps = xp.asarray(timesteps, device=_device(like))
+        timesteps = xp.asarray(timesteps, device=device_of(like))
     t = xp.reshape(xp.asarray(timesteps), (-1,))
     picked = xp.take(table, t, axis=0)
     shape = (picked.shape[0],) + (1,) * (like.ndim - 1)
     sqrt_alpha = xp.reshape(picked**0.5, shape)
     sqrt_one_minus = xp.reshape((1 - picked) ** 0.5, shape)
     return sqrt_alpha, sqrt_one_minus
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 def add_noise(alphas_cumprod: Any, original_samples: Any, noise: Any, timesteps: Any) -> Any:

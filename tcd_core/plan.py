@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import has_float64, index_dtype, is_host_scalar, namespace
+from ._array import device_of, has_float64, index_dtype, is_host, is_host_scalar, namespace
 from .config import TCDConfig
 
 __all__ = [
@@ -131,14 +131,11 @@ def intermediate_timestep(prev_timestep: Any, eta: Any = None, *, one_minus_eta:
         raise ValueError("pass exactly one of `eta` and `one_minus_eta`")
     if eta is None:
         return _floor_product(prev_timestep, one_minus_eta)
-    if isinstance(eta, (np.ndarray, np.generic, list, tuple)) or is_host_scalar(eta):
+    if is_host(eta):
         # Host η: 1 − η in double precision, rounded once to float32, as the reference does.
         return _floor_product(prev_timestep, np.float32(1.0 - np.asarray(eta, dtype=np.float64)))
-    import array_api_compat
-
     xp = namespace(prev_timestep, eta)
-    ref = prev_timestep if array_api_compat.is_array_api_obj(prev_timestep) else eta
-    device = array_api_compat.device(ref)
+    device = device_of(eta if is_host(prev_timestep) else prev_timestep)
     if is_host_scalar(eta):
         one_minus = xp.asarray(float(1.0 - eta), dtype=xp.float32, device=device)
     else:
@@ -152,17 +149,14 @@ def intermediate_timestep(prev_timestep: Any, eta: Any = None, *, one_minus_eta:
 
 def _floor_product(prev_timestep: Any, one_minus_eta: Any) -> Any:
     """⌊f32(1−η)·f32(p)⌋ from a float32 ``one_minus_eta``; host in, host out."""
-    import array_api_compat
-
-    host = lambda v: is_host_scalar(v) or isinstance(v, (np.ndarray, list, tuple))  # noqa: E731
-    if host(prev_timestep) and host(one_minus_eta):
+    if is_host(prev_timestep) and is_host(one_minus_eta):
         one_minus = np.asarray(one_minus_eta, dtype=np.float32)
         s = np.floor(one_minus * np.asarray(prev_timestep).astype(np.float32))
         return s.astype(np.int64)
-    device_args = [v for v in (prev_timestep, one_minus_eta) if not host(v)]
+    device_args = [v for v in (prev_timestep, one_minus_eta) if not is_host(v)]
     xp = namespace(*device_args)
-    device = array_api_compat.device(device_args[0])
-    if host(one_minus_eta):  # float32 values are exact as doubles: no rounding on the way
+    device = device_of(device_args[0])
+    if is_host(one_minus_eta):  # float32 values are exact as doubles: no rounding on the way
         one_minus_eta = np.asarray(one_minus_eta, dtype=np.float32).astype(np.float64).tolist()
     one_minus = xp.astype(xp.asarray(one_minus_eta, device=device), xp.float32)
     p = xp.asarray(prev_timestep, device=device)

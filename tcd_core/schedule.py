@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import default_namespace, has_float64
+from ._array import default_namespace, device_of, has_float64, namespace
 from .config import TCDConfig
 
 __all__ = [
@@ -122,7 +122,7 @@ def _cumprod(x: Any, xp: Any) -> Any:
     Only if ``x`` cannot be read on the host (a tracer) does the product accumulate in float32,
     within ~1e-6 of the reference.
     """
-    device = _device(x)
+    device = device_of(x)
     if has_float64(xp, device):
         return xp.astype(xp.cumulative_prod(xp.astype(x, xp.float64), axis=0), xp.float32)
     try:
@@ -131,12 +131,6 @@ def _cumprod(x: Any, xp: Any) -> Any:
         return xp.cumulative_prod(x, axis=0)
     prefix = np.cumprod(host).astype(np.float32)
     return xp.asarray(prefix, dtype=xp.float32, device=device)
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 def rescale_zero_terminal_snr(betas: Any) -> Any:
@@ -151,9 +145,7 @@ def rescale_zero_terminal_snr(betas: Any) -> Any:
         >>> float(b[-1]), b.dtype
         (1.0, dtype('float32'))
     """
-    import array_api_compat
-
-    xp = array_api_compat.array_namespace(betas)
+    xp = namespace(betas)
     alphas = 1.0 - betas
     sqrt_bar = xp.sqrt(_cumprod(alphas, xp))
     first, last = sqrt_bar[0], sqrt_bar[-1]
@@ -245,9 +237,7 @@ def final_alpha_cumprod(config: TCDConfig, alphas_cumprod: Any) -> Any:
         >>> round(float(final_alpha_cumprod(cfg, alphas_cumprod(cfg))), 5)
         0.99915
     """
-    import array_api_compat
-
-    xp = array_api_compat.array_namespace(alphas_cumprod)
+    xp = namespace(alphas_cumprod)
     if config.set_alpha_to_one:
-        return xp.asarray(1.0, dtype=xp.float32, device=_device(alphas_cumprod))
+        return xp.asarray(1.0, dtype=xp.float32, device=device_of(alphas_cumprod))
     return alphas_cumprod[0]

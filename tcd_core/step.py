@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import array_api_compat
 import numpy as np
 
-from ._array import cast_like, gather, is_host_scalar, namespace
+from ._array import cast_like, device_of, gather, is_host, is_host_scalar, namespace
 from .config import TCDConfig
 from .parameterization import original_and_noise_from_roots
 from .plan import check_eta, intermediate_timestep
@@ -85,7 +84,7 @@ def step_coefficients(
     if (eta is None) == (intermediate is None):
         raise ValueError("pass exactly one of `eta` and `intermediate`")
     xp = namespace(alphas_cumprod)
-    device = array_api_compat.device(alphas_cumprod)
+    device = device_of(alphas_cumprod)
     if intermediate is None:
         check_eta(eta)
         intermediate = intermediate_timestep(prev_timestep, eta)
@@ -146,7 +145,7 @@ def _as_index(value: Any, xp: Any, device: Any) -> Any:
     the sample's namespace and device; device arrays pass through untouched."""
     if is_host_scalar(value):
         return int(value)
-    if isinstance(value, (np.ndarray, list, tuple)):
+    if is_host(value):
         host = np.asarray(value)
         return int(host) if host.ndim == 0 else xp.asarray(host, device=device)
     return value
@@ -221,7 +220,6 @@ def tcd_step(
         (dtype('float32'), (1, 4, 8, 8))
     """
     namespace(model_output, sample)  # one namespace for both (TypeError otherwise)
-    check_eta(eta)
     if tuple(model_output.shape) != tuple(sample.shape):
         raise ValueError(
             f"`model_output` must have the sample's shape {tuple(sample.shape)}, "

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import has_float64, namespace
+from ._array import device_of, has_float64, namespace
 
 __all__ = ["clip_sample", "dynamic_threshold", "quantile"]
 
@@ -42,7 +42,7 @@ def quantile(x: Any, q: float, axis: int = -1) -> Any:
     complement = float(host_dtype(1) - host_dtype(weight))  # 1 - w in x's precision, as torch
     low, high = ordered[..., below], ordered[..., above]
     diff = high - low
-    device = _device(x)
+    device = device_of(x)
     if x.dtype == xp.float32 and has_float64(xp, device):
         # torch's lerp is one fused multiply-add: exact product, one rounding.
         d64 = xp.astype(diff, xp.float64)
@@ -54,12 +54,6 @@ def quantile(x: Any, q: float, axis: int = -1) -> Any:
         out = low + weight * diff if abs(weight) < 0.5 else high - diff * complement
     has_nan = xp.any(xp.isnan(x), axis=-1)
     return xp.where(has_nan, xp.asarray(float("nan"), dtype=x.dtype, device=device), out)
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 def clip_sample(x0: Any, clip_sample_range: float = 1.0) -> Any:
