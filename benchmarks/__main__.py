@@ -24,32 +24,61 @@ def _parser() -> argparse.ArgumentParser:
         description="Benchmark tcd-core against diffusers' TCDScheduler and the per-backend "
         "floor (noise draw + one fused update per step), side by side in one process.",
     )
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 2 small latents, 4 steps, few repeats (< 2 min on 2 cores); "
-                   "does not touch docs/")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder for the results: cpu.json (or gpu.json), plus performance.png "
-                   "and performance.md unless a full run writes those to docs/ (default: "
-                   "benchmarks/results for full and GPU runs, ./out/bench-quick for --quick)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="cuda: the GPU benchmark (CUDA events, sync counts, CUDA graph, JAX on "
-                   "the GPU; < 5 min); fails with exit status 2 without CUDA")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 small latents, 4 steps, few repeats (< 2 min on 2 cores); "
+        "does not touch docs/",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the results: cpu.json (or gpu.json), plus performance.png "
+        "and performance.md unless a full run writes those to docs/ (default: "
+        "benchmarks/results for full and GPU runs, ./out/bench-quick for --quick)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: the GPU benchmark (CUDA events, sync counts, CUDA graph, JAX on "
+        "the GPU; < 5 min); fails with exit status 2 without CUDA",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed samples per cell")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (and XLA single-threaded when 1); 0 = leave "
-                   "the libraries' defaults (default: 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (and XLA single-threaded when 1); 0 = leave "
+        "the libraries' defaults (default: 1)",
+    )
     p.add_argument("--no-jax", action="store_true", help="skip the JAX contenders")
-    p.add_argument("--no-docs", action="store_true",
-                   help="full run: do not rewrite docs/performance.md and docs/img/")
-    p.add_argument("--render-docs", type=Path, metavar="RESULTS_JSON", default=None,
-                   help="only regenerate docs/performance.md (+ plot) from a results JSON")
-    p.add_argument("--gpu", type=Path, metavar="GPU_JSON", default=None,
-                   help="with --render-docs: add a GPU section from a --device cuda run")
+    p.add_argument(
+        "--no-docs",
+        action="store_true",
+        help="full run: do not rewrite docs/performance.md and docs/img/",
+    )
+    p.add_argument(
+        "--render-docs",
+        type=Path,
+        metavar="RESULTS_JSON",
+        default=None,
+        help="only regenerate docs/performance.md (+ plot) from a results JSON",
+    )
+    p.add_argument(
+        "--gpu",
+        type=Path,
+        metavar="GPU_JSON",
+        default=None,
+        help="with --render-docs: add a GPU section from a --device cuda run",
+    )
     return p
 
 
-def render_docs_files(results: dict, gpu: dict | None = None, page: Path = DOCS_PAGE,
-                      plot_file: Path = DOCS_PLOT) -> Path:
+def render_docs_files(
+    results: dict, gpu: dict | None = None, page: Path = DOCS_PAGE, plot_file: Path = DOCS_PLOT
+) -> Path:
     """Write the docs page and its plot for ``results``."""
     from .report import plot, render_docs
 
@@ -113,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
         workloads, mode = FULL_GRID, "full"
     out = args.out or (Path("out/bench-quick") if quick else RESULTS_DIR)
     t0 = time.perf_counter()
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    log(f"tcd-core benchmark ({mode}): {len(workloads)} workloads, torch threads = "
-        f"{args.threads or 'default'}, XLA_FLAGS = {os.environ.get('XLA_FLAGS', '')!r}")
+    log = lambda s: print(s, file=sys.stderr, flush=True)
+    log(
+        f"tcd-core benchmark ({mode}): {len(workloads)} workloads, torch threads = "
+        f"{args.threads or 'default'}, XLA_FLAGS = {os.environ.get('XLA_FLAGS', '')!r}"
+    )
     results = run_cpu(
         workloads,
         threads=args.threads or None,
@@ -131,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         (out / "performance.md").write_text(
             render_docs(results, "performance.png" if png else None), encoding="utf-8"
         )
-    print(f"torch.set_num_threads({args.threads}) for the CPU comparison"
-          if args.threads else "library default thread counts")
+    print(
+        f"torch.set_num_threads({args.threads}) for the CPU comparison"
+        if args.threads
+        else "library default thread counts"
+    )
     print()
     print(headline_table(results))
     print()

@@ -47,8 +47,9 @@ def prepare_tcd_jax_loop(jax: Any, tcd_jax: Any, inputs: Inputs, impl: str, jit:
             return eps
 
         def run() -> Any:
-            return jax.block_until_ready(tcd_jax.sample(model_fn, x0, key, plan, wl.eta,
-                                                        config=cfg))
+            return jax.block_until_ready(
+                tcd_jax.sample(model_fn, x0, key, plan, wl.eta, config=cfg)
+            )
 
     try:
         t0 = time.perf_counter()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -99,8 +100,14 @@ class DiffusersScheduler(Contender):
     """A diffusers-style scheduler driven exactly as a pipeline drives it."""
 
     def __init__(self, key: str, name: str, module: str, description: str) -> None:
-        super().__init__(key, name, "torch", "floor-torch", description,
-                         compare_with=None if key == "reference" else "reference")
+        super().__init__(
+            key,
+            name,
+            "torch",
+            "floor-torch",
+            description,
+            compare_with=None if key == "reference" else "reference",
+        )
         self.module = module
         self.cls: Any = None
 
@@ -302,9 +309,7 @@ class FloorTorchCompile(Contender):
         torch, x0, eps = _torch_inputs(inputs)
         wl = inputs.workload
         a, b, c, draws = floor_coefficients(inputs.config, wl.steps, wl.eta)
-        coef = [
-            tuple(torch.tensor(v, dtype=torch.float32) for v in abc) for abc in zip(a, b, c)
-        ]
+        coef = [tuple(torch.tensor(v, dtype=torch.float32) for v in abc) for abc in zip(a, b, c)]
         g = torch.Generator().manual_seed(inputs.seed)
 
         def run_with(upd3: Any, upd2: Any) -> Any:
@@ -500,8 +505,11 @@ class TcdJaxLoop(Contender):
             f"floor-jax-{impl}",
             f"tcd_jax.sample(model_fn, latents, key, TCDPlan, eta) ({how}): the whole loop "
             f"compiled (lax.scan), {impl} key"
-            + ("; per call only the compiled loop runs" if jit else
-               "; each call also prepares its inputs on the host"),
+            + (
+                "; per call only the compiled loop runs"
+                if jit
+                else "; each call also prepares its inputs on the host"
+            ),
             compare_with=f"floor-jax-{impl}",  # same key, same normal(fold_in(key, i))
         )
         self.impl = impl

@@ -29,15 +29,16 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tcd_core import TCDConfig, alphas_cumprod, tcd_step, tcd_timesteps
 
 from .machine import describe_machine
 from .workloads import SEED, Workload, floor_coefficients, grid, make_inputs
 
-__all__ = ["CudaUnavailable", "GPU_GRID", "gpu_markdown", "require_cuda", "run_gpu"]
+__all__ = ["GPU_GRID", "CudaUnavailable", "gpu_markdown", "require_cuda", "run_gpu"]
 
 GPU_SCHEMA = "tcd-core-benchmark-gpu/1"
 GPU_GRID = grid(shapes=((1, 4, 64, 64), (1, 4, 128, 128), (4, 4, 128, 128)), steps=(4,))
@@ -109,8 +110,9 @@ def _core_loop(torch: Any, cfg: TCDConfig, wl: Workload, x0, eps, dev, compiled:
         draw = state["draws"][i]
         if compiled is None:
             noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype) if draw else None
-            state["x"] = tcd_step(eps, state["t"][i], x, state["p"][i], ac, wl.eta, noise,
-                                  cfg).prev_sample
+            state["x"] = tcd_step(
+                eps, state["t"][i], x, state["p"][i], ac, wl.eta, noise, cfg
+            ).prev_sample
         else:
             noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype) if draw else zeros
             state["x"] = compiled(eps, x, state["t"][i], state["p"][i], state["eta"], noise)
@@ -162,8 +164,10 @@ def _time_loop(torch: Any, begin: Begin, step: Step, steps: int, repeats: int, w
     device_ms: list[float] = []
     host_s: list[float] = []
     for _ in range(repeats):
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(steps)]
+        events = [
+            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            for _ in range(steps)
+        ]
         t0 = time.perf_counter()
         state = begin()
         for i in range(steps):
@@ -187,8 +191,9 @@ def _time_loop(torch: Any, begin: Begin, step: Step, steps: int, repeats: int, w
     }
 
 
-def _capture_loop(torch: Any, cls: Any, cfg: TCDConfig, wl: Workload, x0, eps, dev,
-                  repeats: int) -> dict:
+def _capture_loop(
+    torch: Any, cls: Any, cfg: TCDConfig, wl: Workload, x0, eps, dev, repeats: int
+) -> dict:
     """Capture set-up + the whole loop of ``cls`` as one CUDA graph, replay it, time it."""
     result: dict[str, Any] = {"captured": False}
     sched = cls.from_config(cfg.to_dict())
@@ -231,7 +236,9 @@ def _capture_loop(torch: Any, cls: Any, cfg: TCDConfig, wl: Workload, x0, eps, d
             torch.cuda.synchronize()
             times.append(a.elapsed_time(b) * 1e3 / wl.steps)
         result["device_us_per_step"] = {
-            "median": statistics.median(times), "min": min(times), "max": max(times)
+            "median": statistics.median(times),
+            "min": min(times),
+            "max": max(times),
         }
     except Exception as exc:  # the reference is expected to land here
         result["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -253,12 +260,18 @@ def _run_jax_gpu(timeout_s: float) -> dict[str, Any]:
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "benchmarks.jax_gpu", "--json", str(out_json)],
-                cwd=script.parent.parent, env=env, capture_output=True, text=True,
+                cwd=script.parent.parent,
+                env=env,
+                capture_output=True,
+                text=True,
                 timeout=timeout_s,
             )
         except subprocess.TimeoutExpired as exc:
-            return {"status": "error", "reason": f"timed out after {timeout_s} s",
-                    "stdout": exc.stdout[-4000:] if isinstance(exc.stdout, str) else ""}
+            return {
+                "status": "error",
+                "reason": f"timed out after {timeout_s} s",
+                "stdout": exc.stdout[-4000:] if isinstance(exc.stdout, str) else "",
+            }
         result = {
             "status": "ok" if proc.returncode == 0 else "error",
             "returncode": proc.returncode,
@@ -330,24 +343,31 @@ def run_gpu(
             try:
                 row.update(_time_loop(torch, begin, step, wl.steps, repeats, warmup))
                 state: dict[str, Any] = {}
-                row["syncs_set_timesteps"] = _count_syncs(
-                    torch, lambda: state.update(begin()))
-                row["syncs_per_step"] = _count_syncs(
-                    torch, lambda: [step(state, i) for i in range(wl.steps)]) / wl.steps
+                row["syncs_set_timesteps"] = _count_syncs(torch, lambda: state.update(begin()))
+                row["syncs_per_step"] = (
+                    _count_syncs(torch, lambda: [step(state, i) for i in range(wl.steps)])
+                    / wl.steps
+                )
                 finals[key] = state["x"]
                 row["status"] = "ok"
             except Exception as exc:
                 row.update(status="error", reason=f"{type(exc).__name__}: {exc}")
             rows.append(row)
         ref_final = finals.get("reference")
-        for row in rows[-len(loops):]:
+        for row in rows[-len(loops) :]:
             fin = finals.get(row["contender"])
             if ref_final is not None and fin is not None and row["contender"] != "reference":
                 row["identical_to_reference"] = bool(torch.equal(fin, ref_final))
                 row["max_abs_diff"] = float((fin - ref_final).abs().max())
-        ref_us = next((r["device_us_per_step"]["median"] for r in rows[-len(loops):]
-                       if r["contender"] == "reference" and r["status"] == "ok"), None)
-        for row in rows[-len(loops):]:
+        ref_us = next(
+            (
+                r["device_us_per_step"]["median"]
+                for r in rows[-len(loops) :]
+                if r["contender"] == "reference" and r["status"] == "ok"
+            ),
+            None,
+        )
+        for row in rows[-len(loops) :]:
             if ref_us and row["status"] == "ok":
                 row["device_vs_reference"] = row["device_us_per_step"]["median"] / ref_us
         if wl.steps == 4 and "adapter" in classes:
@@ -382,18 +402,26 @@ def run_gpu(
 
 def gpu_markdown(gpu: dict[str, Any]) -> str:
     """The GPU section of the docs page (and the CLI's stdout in GPU mode)."""
-    lines = [f"GPU: {gpu.get('gpu')}, {gpu.get('created')}.", "",
-             "| latent | η | contender | device µs/step (median) | host µs/step | × reference "
-             "(device) | syncs in set_timesteps | syncs per step | final vs reference |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"GPU: {gpu.get('gpu')}, {gpu.get('created')}.",
+        "",
+        "| latent | η | contender | device µs/step (median) | host µs/step | × reference "
+        "(device) | syncs in set_timesteps | syncs per step | final vs reference |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in gpu["results"]:
         w = r["workload"]
         lead = f"| {w['shape_label']} | {w['eta']:g} | {r['contender']} |"
         if r.get("status") != "ok":
             lines.append(lead + f" {r.get('status')}: {r.get('reason')} | | | | | |")
             continue
-        same = ("bit-identical" if r.get("identical_to_reference")
-                else f"Δ={r['max_abs_diff']:.1e}" if "max_abs_diff" in r else "—")
+        same = (
+            "bit-identical"
+            if r.get("identical_to_reference")
+            else f"Δ={r['max_abs_diff']:.1e}"
+            if "max_abs_diff" in r
+            else "—"
+        )
         ratio = r.get("device_vs_reference")
         lines.append(
             lead + f" {r['device_us_per_step']['median']:.1f} | "
@@ -401,9 +429,13 @@ def gpu_markdown(gpu: dict[str, Any]) -> str:
             f"{'—' if ratio is None else f'{ratio:.2f}×'} | {r['syncs_set_timesteps']} | "
             f"{r['syncs_per_step']:.2f} | {same} |"
         )
-    lines += ["", "Whole 4-step loop as one CUDA graph:", "",
-              "| latent | η | scheduler | captured | replay µs/step | replay = eager | error |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Whole 4-step loop as one CUDA graph:",
+        "",
+        "| latent | η | scheduler | captured | replay µs/step | replay = eager | error |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for g in gpu.get("cuda_graphs", []):
         w = g["workload"]
         t = g.get("device_us_per_step", {}).get("median")
@@ -413,8 +445,11 @@ def gpu_markdown(gpu: dict[str, Any]) -> str:
             f"{g.get('error', '')} |"
         )
     jax_result = gpu.get("jax", {})
-    lines += ["", f"JAX on the GPU: {jax_result.get('status')}"
-              f"{': ' + jax_result['reason'] if jax_result.get('reason') else ''}"]
+    lines += [
+        "",
+        f"JAX on the GPU: {jax_result.get('status')}"
+        f"{': ' + jax_result['reason'] if jax_result.get('reason') else ''}",
+    ]
     if jax_result.get("stdout"):
         lines += ["", "```", jax_result["stdout"].strip(), "```"]
     return "\n".join(lines)

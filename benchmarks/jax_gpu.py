@@ -89,9 +89,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = TCDConfig()
     plan = tcd_jax.sampling_plan(config, args.steps)
     device = jax.devices()[0]
-    print(f"device: {device.platform} {device.device_kind} ({jax.device_count()} devices), "
-          f"jax {jax.__version__}, {args.steps} steps, eta={args.eta}")
-    print(f"{'shape':>16} {'prng':>13} {'loop µs/step':>13} {'floor':>9} {'draw':>9} {'loop/floor':>10}")
+    print(
+        f"device: {device.platform} {device.device_kind} ({jax.device_count()} devices), "
+        f"jax {jax.__version__}, {args.steps} steps, eta={args.eta}"
+    )
+    print(
+        f"{'shape':>16} {'prng':>13} {'loop µs/step':>13} {'floor':>9} {'draw':>9} {'loop/floor':>10}"
+    )
     rows = []
     ac = np.asarray(tcd_jax.jax_schedule(config).alphas_cumprod)
     # Stand-in coefficients of TCD's size (their values do not change the work done).
@@ -114,12 +118,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             us = {k: 1e6 * v / args.steps for k, v in best.items()}
             ratio = us["loop"] / us["floor"]
-            rows.append({"shape": list(shape), "prng": impl, **{f"{k}_us_per_step": v for k, v in us.items()},
-                         "loop_over_floor": ratio})
-            print(f"{'x'.join(map(str, shape)):>16} {impl:>13} {us['loop']:>13.1f} {us['floor']:>9.1f} "
-                  f"{us['draw']:>9.1f} {ratio:>10.2f}")
-    result = {"device": f"{device.platform} {device.device_kind}", "jax": jax.__version__,
-              "steps": args.steps, "eta": args.eta, "rows": rows}
+            rows.append(
+                {
+                    "shape": list(shape),
+                    "prng": impl,
+                    **{f"{k}_us_per_step": v for k, v in us.items()},
+                    "loop_over_floor": ratio,
+                }
+            )
+            print(
+                f"{'x'.join(map(str, shape)):>16} {impl:>13} {us['loop']:>13.1f} {us['floor']:>9.1f} "
+                f"{us['draw']:>9.1f} {ratio:>10.2f}"
+            )
+    result = {
+        "device": f"{device.platform} {device.device_kind}",
+        "jax": jax.__version__,
+        "steps": args.steps,
+        "eta": args.eta,
+        "rows": rows,
+    }
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

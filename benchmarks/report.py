@@ -52,8 +52,16 @@ _REQUIRED_TOP = {
     "compile_s": dict,
     "results": list,
 }
-_REQUIRED_OK_ROW = ("per_step_us", "loop_us", "repeats", "vs_reference", "vs_floor",
-                    "vs_reference_min", "vs_floor_min", "check")
+_REQUIRED_OK_ROW = (
+    "per_step_us",
+    "loop_us",
+    "repeats",
+    "vs_reference",
+    "vs_floor",
+    "vs_reference_min",
+    "vs_floor_min",
+    "check",
+)
 
 
 def validate(results: dict[str, Any]) -> None:
@@ -134,8 +142,11 @@ def _check(row: dict[str, Any], names: dict[str, str]) -> str:
     c = row.get("check")
     if not c:
         return "—"
-    against = "" if c.get("against", "reference") == "reference" else \
-        f" vs {names.get(c['against'], c['against'])}"
+    against = (
+        ""
+        if c.get("against", "reference") == "reference"
+        else f" vs {names.get(c['against'], c['against'])}"
+    )
     if c["identical"]:
         return "bit-identical" + against
     mark = "within 1e-5" if c["within_tolerance"] else "DIFFERS"
@@ -195,8 +206,18 @@ def results_table(results: dict[str, Any]) -> str:
                 _check(r, names),
             ]
         )
-    header = ["latent", "steps", "η", "contender", "per step (median)", "min – max", "× reference",
-              "× floor", "peak extra memory", "final latents vs reference"]
+    header = [
+        "latent",
+        "steps",
+        "η",
+        "contender",
+        "per step (median)",
+        "min – max",
+        "× reference",
+        "× floor",
+        "peak extra memory",
+        "final latents vs reference",
+    ]
     return _md(header, rows)
 
 
@@ -217,26 +238,49 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     for impl in ("threefry", "rbg"):
         for shape in ("1x4x128x128", "4x4x128x128"):
             specs += [
-                (f"tcd-jax-jit-{impl}", "reference", shape, None, "compiled tcd_jax loop vs reference"),
-                (f"tcd-jax-jit-{impl}", f"floor-jax-{impl}", shape, 1.3,
-                 "issue 4: compiled tcd_jax loop ≤ 1.3× jax floor"),
+                (
+                    f"tcd-jax-jit-{impl}",
+                    "reference",
+                    shape,
+                    None,
+                    "compiled tcd_jax loop vs reference",
+                ),
+                (
+                    f"tcd-jax-jit-{impl}",
+                    f"floor-jax-{impl}",
+                    shape,
+                    1.3,
+                    "issue 4: compiled tcd_jax loop ≤ 1.3× jax floor",
+                ),
             ]
     for shape in ("1x4x128x128", "4x4x128x128"):
-        specs += [("tcd-jax-jit-threefry", "floor-jax-threefry-every", shape, None,
-                   "compiled tcd_jax loop vs a floor that draws at every step"),
-                  ("tcd-jax-threefry", "floor-jax-threefry", shape, None,
-                   "tcd_jax.sample plain call vs jax floor")]
-    specs += [("floor-jax-rbg", "floor-jax-threefry", s, None, "rbg floor vs threefry floor")
-              for s in ("1x4x128x128", "4x4x128x128")]
+        specs += [
+            (
+                "tcd-jax-jit-threefry",
+                "floor-jax-threefry-every",
+                shape,
+                None,
+                "compiled tcd_jax loop vs a floor that draws at every step",
+            ),
+            (
+                "tcd-jax-threefry",
+                "floor-jax-threefry",
+                shape,
+                None,
+                "tcd_jax.sample plain call vs jax floor",
+            ),
+        ]
+    specs += [
+        ("floor-jax-rbg", "floor-jax-threefry", s, None, "rbg floor vs threefry floor")
+        for s in ("1x4x128x128", "4x4x128x128")
+    ]
     out = []
     for key, base, shape, target, what in specs:
         a, b = _find(results, key, shape), _find(results, base, shape)
         ratio = a["per_step_us"]["median"] / b["per_step_us"]["median"] if a and b else None
         ratio_min = a["per_step_us"]["min"] / b["per_step_us"]["min"] if a and b else None
         # A speed target only counts with the result intact: the adapter must stay bit-identical.
-        identical = (
-            a["check"]["identical"] if a and a.get("check") and key == "adapter" else None
-        )
+        identical = a["check"]["identical"] if a and a.get("check") and key == "adapter" else None
         met = None if ratio is None or target is None else ratio <= target
         if met and identical is False:
             met = False
@@ -279,8 +323,19 @@ def headline_table(results: dict[str, Any]) -> str:
                 met,
             ]
         )
-    return _md(["comparison", "latent", "contender / baseline", "per step (medians)",
-                "ratio of medians", "ratio of minima", "target", "result"], rows)
+    return _md(
+        [
+            "comparison",
+            "latent",
+            "contender / baseline",
+            "per step (medians)",
+            "ratio of medians",
+            "ratio of minima",
+            "target",
+            "result",
+        ],
+        rows,
+    )
 
 
 def scaling_table(results: dict[str, Any], steps=HEADLINE_STEPS, eta=HEADLINE_ETA) -> str:
@@ -295,8 +350,11 @@ def scaling_table(results: dict[str, Any], steps=HEADLINE_STEPS, eta=HEADLINE_ET
 
     def growth(key: str, small: str, big: str) -> str:
         a, b = _find(results, key, small, steps, eta), _find(results, key, big, steps, eta)
-        return "—" if not (a and b) else _ratio(b["per_step_us"]["median"] /
-                                                a["per_step_us"]["median"])
+        return (
+            "—"
+            if not (a and b)
+            else _ratio(b["per_step_us"]["median"] / a["per_step_us"]["median"])
+        )
 
     rows = []
     for c in results["contenders"]:
@@ -329,8 +387,10 @@ def compile_table(results: dict[str, Any]) -> str:
     """Seconds of the first (compiling) call, per contender and latent shape (the longest over
     the shape's cells: JAX recompiles when a static argument such as the step count changes)."""
     names = _names(results)
-    shapes = sorted({s for per in results["compile_s"].values() for s in per},
-                    key=lambda s: [int(d) for d in s.split("x")])
+    shapes = sorted(
+        {s for per in results["compile_s"].values() for s in per},
+        key=lambda s: [int(d) for d in s.split("x")],
+    )
     rows = [
         [names.get(k, k)] + [f"{per[s]:.2f} s" if s in per else "—" for s in shapes]
         for k, per in results["compile_s"].items()
@@ -360,8 +420,9 @@ _COLORS = {
 }
 
 
-def plot(results: dict[str, Any], path: str | os.PathLike, steps=HEADLINE_STEPS,
-         eta=HEADLINE_ETA) -> Path | None:
+def plot(
+    results: dict[str, Any], path: str | os.PathLike, steps=HEADLINE_STEPS, eta=HEADLINE_ETA
+) -> Path | None:
     """Log-log time per step vs latent elements, one line per contender (floors dashed)."""
     try:
         import matplotlib
@@ -382,15 +443,24 @@ def plot(results: dict[str, Any], path: str | os.PathLike, steps=HEADLINE_STEPS,
         if not pts:
             continue
         xs, ys = zip(*pts)
-        ax.plot(xs, ys, "--" if c["is_floor"] else "-", marker="o", ms=3.5, lw=1.3,
-                color=_COLORS.get(c["key"]), label=c["name"])
+        ax.plot(
+            xs,
+            ys,
+            "--" if c["is_floor"] else "-",
+            marker="o",
+            ms=3.5,
+            lw=1.3,
+            color=_COLORS.get(c["key"]),
+            label=c["name"],
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("latent elements (1×4×8×8 … 4×4×128×128)")
     ax.set_ylabel("median time per step (µs)")
     threads = results["settings"].get("torch_threads")
-    ax.set_title(f"TCD sampling, {steps}-step loop, η = {eta:g}, CPU, torch threads = {threads}",
-                 fontsize=10)
+    ax.set_title(
+        f"TCD sampling, {steps}-step loop, η = {eta:g}, CPU, torch threads = {threads}", fontsize=10
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -413,14 +483,19 @@ def _machine_table(results: dict[str, Any]) -> str:
         ["cores", f"{m.get('cpus_usable')} usable of {m.get('cpu_count')}"],
         ["torch threads", str(results["settings"].get("torch_threads"))],
         ["XLA_FLAGS", f"`{m.get('xla_flags')}`" if m.get("xla_flags") else "(default)"],
-        ["load average before / after", f"{m.get('load_average_before')} / "
-                                        f"{m.get('load_average_after')}"],
+        [
+            "load average before / after",
+            f"{m.get('load_average_before')} / {m.get('load_average_after')}",
+        ],
         ["platform", f"{m.get('platform')}, Python {m.get('python')}"],
         ["versions", ", ".join(f"{k} {val}" for k, val in v.items() if val)],
-        ["run", f"{results['created']}, mode `{results['mode']}`, "
-                f"{results['settings']['repeats']} repeats after {results['settings']['warmup']} "
-                f"warm-up calls, ≥ {results['settings']['min_sample_s'] * 1e3:.0f} ms per sample, "
-                f"{results.get('elapsed_s', 0):.0f} s in all"],
+        [
+            "run",
+            f"{results['created']}, mode `{results['mode']}`, "
+            f"{results['settings']['repeats']} repeats after {results['settings']['warmup']} "
+            f"warm-up calls, ≥ {results['settings']['min_sample_s'] * 1e3:.0f} ms per sample, "
+            f"{results.get('elapsed_s', 0):.0f} s in all",
+        ],
     ]
     return _md(["", ""], rows)
 
@@ -428,8 +503,12 @@ def _machine_table(results: dict[str, Any]) -> str:
 def _contenders_table(results: dict[str, Any]) -> str:
     names = _names(results)
     rows = [
-        [c["name"], c["description"], names.get(c["floor"], "—") if not c["is_floor"] else "itself",
-         "yes" if c["available"] else f"no: {c['reason']}"]
+        [
+            c["name"],
+            c["description"],
+            names.get(c["floor"], "—") if not c["is_floor"] else "itself",
+            "yes" if c["available"] else f"no: {c['reason']}",
+        ]
         for c in results["contenders"]
     ]
     return _md(["contender", "what runs", "floor", "available"], rows)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import traceback
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,9 @@ def run_cpu(
                         peak_extra_bytes=peak,
                         peak_extra_latents=(peak / wl.nbytes) if peak is not None else None,
                         check=check,
-                        recompiled=recompiled if c.key in ("core-compile", "floor-compile") else None,
+                        recompiled=recompiled
+                        if c.key in ("core-compile", "floor-compile")
+                        else None,
                     )
                 )
             log(f"  {wl.label}: {len(loops)} contenders, {time.perf_counter() - t_cell:.1f} s")

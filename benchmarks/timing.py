@@ -12,7 +12,8 @@ import statistics
 import time
 import tracemalloc
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Stats", "measure", "numpy_peak_bytes", "torch_peak_bytes"]
 

@@ -34,7 +34,7 @@ from .schedule import (
 from .step import StepCoefficients, TCDStepOutput, step_coefficients, tcd_step, tcd_update
 from .thresholding import clip_sample, dynamic_threshold, quantile
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "BETA_SCHEDULES",

@@ -86,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", metavar="FILE", help="a scheduler_config.json (diffusers' TCDScheduler)"
     )
-    p.add_argument("--out", metavar="FILE", default="tcd-sample.png", help="figure (tcd-sample.png)")
+    p.add_argument(
+        "--out", metavar="FILE", default="tcd-sample.png", help="figure (tcd-sample.png)"
+    )
     p.add_argument("--no-figure", action="store_true", help="skip the figure")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument(
@@ -169,7 +171,9 @@ def _load_config(path: str | None) -> TCDConfig:
     except OSError as exc:
         raise UsageError(f"--config: cannot read {path!r}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--config: {path!r} is not valid JSON ({exc.msg}, line {exc.lineno})")
+        raise UsageError(
+            f"--config: {path!r} is not valid JSON ({exc.msg}, line {exc.lineno})"
+        ) from None
     if not isinstance(data, dict):
         raise UsageError(f"--config: {path!r} must hold a JSON object")
     try:
@@ -308,7 +312,9 @@ def _sweep(
     }
 
     settings = [
-        (m, s, e) for m in dict.fromkeys(args.model) for s in dict.fromkeys(args.steps)
+        (m, s, e)
+        for m in dict.fromkeys(args.model)
+        for s in dict.fromkeys(args.steps)
         for e in dict.fromkeys(args.eta)
     ]
     enabled = len(settings) > 1 and not args.no_progress and stderr.isatty()
@@ -317,7 +323,13 @@ def _sweep(
     for name, steps, eta in settings:
         progress.show(f"{name} steps={steps} eta={eta:g}")
         result = tcd_sample(
-            models[name], config, steps, eta, args.samples, args.seed, xp,
+            models[name],
+            config,
+            steps,
+            eta,
+            args.samples,
+            args.seed,
+            xp,
             trajectory=args.trajectories,
         )
         samples = to_numpy(result.samples).astype(np.float64)

@@ -100,7 +100,7 @@ class TCDConfig:
     rescale_betas_zero_snr: bool = False
 
     def __post_init__(self) -> None:
-        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        put = lambda name, value: object.__setattr__(self, name, value)
         put("num_train_timesteps", _check_int("num_train_timesteps", self.num_train_timesteps, 1))
         put("beta_start", _check_float("beta_start", self.beta_start, 0.0, 1.0))
         put("beta_end", _check_float("beta_end", self.beta_end, 0.0, 1.0))

@@ -13,9 +13,9 @@ from .config import PREDICTION_TYPES
 
 __all__ = [
     "add_noise",
-    "original_and_noise_from_roots",
     "boundary_condition_scalings",
     "get_velocity",
+    "original_and_noise_from_roots",
     "predict_original_and_noise",
 ]
 
@@ -164,4 +164,3 @@ def boundary_condition_scalings(
     c_skip = sigma_data**2 / (scaled**2 + sigma_data**2)
     c_out = scaled / (scaled**2 + sigma_data**2) ** 0.5
     return c_skip, c_out
-

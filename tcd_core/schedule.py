@@ -127,7 +127,7 @@ def _cumprod(x: Any, xp: Any) -> Any:
         return xp.astype(xp.cumulative_prod(xp.astype(x, xp.float64), axis=0), xp.float32)
     try:
         host = np.asarray(x, dtype=np.float64)
-    except Exception:  # noqa: BLE001 - e.g. a JAX tracer: fall back to the device
+    except Exception:
         return xp.cumulative_prod(x, axis=0)
     prefix = np.cumprod(host).astype(np.float32)
     return xp.asarray(prefix, dtype=xp.float32, device=device)

@@ -88,7 +88,9 @@ def dynamic_threshold(x0: Any, ratio: float = 0.995, max_value: float = 1.0) -> 
     flat = xp.reshape(x, (batch, -1))
     s = quantile(xp.abs(flat), ratio, axis=1)
     # torch.clamp(s, min=1, max=max_value): min first, then max (max wins if max_value < 1).
-    s = xp.minimum(xp.maximum(s, xp.asarray(1.0, dtype=s.dtype)), xp.asarray(max_value, dtype=s.dtype))
+    s = xp.minimum(
+        xp.maximum(s, xp.asarray(1.0, dtype=s.dtype)), xp.asarray(max_value, dtype=s.dtype)
+    )
     s = xp.reshape(s, (batch, 1))
     flat = xp.minimum(xp.maximum(flat, -s), s) / s
     out = xp.reshape(flat, x0.shape)

@@ -66,7 +66,7 @@ class _Plan:
     """A timestep plan as the step needs it: host lists of the timesteps and of each step's next
     timestep p (0 after the last)."""
 
-    __slots__ = ("host", "timesteps", "prev", "num_inference_steps", "custom")
+    __slots__ = ("custom", "host", "num_inference_steps", "prev", "timesteps")
 
     def __init__(self, timesteps: np.ndarray, num_inference_steps: int, custom: bool) -> None:
         self.host = timesteps
@@ -294,8 +294,11 @@ class TCDScheduler(SchedulerMixin, ConfigMixin):
                 self._plans = OrderedDict()
                 self._plans_owner = core
             key = (
-                type(num_inference_steps), num_inference_steps,
-                type(original_inference_steps), original_inference_steps, strength,
+                type(num_inference_steps),
+                num_inference_steps,
+                type(original_inference_steps),
+                original_inference_steps,
+                strength,
             )
             plan = self._plans.get(key)
             if plan is None:

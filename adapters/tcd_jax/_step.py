@@ -48,7 +48,9 @@ def eta_arrays(eta: Any) -> tuple[jax.Array, jax.Array]:
     if is_host(eta):
         host = np.asarray(eta, dtype=np.float64)
         if host.ndim > 1:
-            raise ValueError(f"`eta` must be a scalar or a 1-D per-batch array, got shape {host.shape}")
+            raise ValueError(
+                f"`eta` must be a scalar or a 1-D per-batch array, got shape {host.shape}"
+            )
         check_eta(host if isinstance(eta, (list, tuple)) else eta)
         # NumPy float32 arrays: jit transfers them on dispatch (cheaper than jnp.asarray here).
         return host.astype(np.float32), np.asarray(1.0 - host, dtype=np.float32)

@@ -68,7 +68,7 @@ def step_noise(key: Any, step_index: Any, shape: tuple[int, ...], dtype: Any) ->
     if key.ndim == 0:
         return jax.random.normal(jax.random.fold_in(key, step_index), shape, dtype)
     if key.ndim == 1 and len(shape) >= 1 and key.shape[0] == shape[0]:
-        draw = lambda k: jax.random.normal(jax.random.fold_in(k, step_index), shape[1:], dtype)  # noqa: E731
+        draw = lambda k: jax.random.normal(jax.random.fold_in(k, step_index), shape[1:], dtype)
         return jax.vmap(draw)(key)
     raise ValueError(
         f"`key` must be a single key or one key per batch element ({shape[0] if shape else 1}), "

@@ -112,7 +112,9 @@ def sampling_plan(
         return stack_plans(
             [tcd_timesteps(config, num_inference_steps, strength=float(s), **kw) for s in strength]
         )
-    return SamplingPlan.from_plan(tcd_timesteps(config, num_inference_steps, strength=strength, **kw))
+    return SamplingPlan.from_plan(
+        tcd_timesteps(config, num_inference_steps, strength=strength, **kw)
+    )
 
 
 def _as_plan(plan: Any) -> SamplingPlan:
@@ -179,7 +181,9 @@ def sample(
             f"per-sample plan has {plan.timesteps.shape[1]} columns for a batch of {batch}"
         )
     if np.ndim(plan.timesteps) not in (1, 2):
-        raise ValueError(f"plan arrays must be (steps,) or (steps, B), got {np.shape(plan.timesteps)}")
+        raise ValueError(
+            f"plan arrays must be (steps,) or (steps, B), got {np.shape(plan.timesteps)}"
+        )
     if eta_f32.ndim == 1 and eta_f32.shape[0] != batch:
         raise ValueError(f"per-batch `eta` has {eta_f32.shape[0]} entries for a batch of {batch}")
     # Host (NumPy) plans and tables go to the jitted loop as they are: its dispatch transfers
@@ -228,7 +232,9 @@ def _sample_loop(
         model_output = model_fn(x, t)
         noise = step_noise(key, i, x.shape, x.dtype)
         draw = (eta > 0) & jnp.logical_not(final)
-        out = jax_tcd_step(model_output, t, x, p, alphas_cumprod, one_minus_eta, draw, noise, config)
+        out = jax_tcd_step(
+            model_output, t, x, p, alphas_cumprod, one_minus_eta, draw, noise, config
+        )
         return out.prev_sample, None
 
     # Every row but the last runs in the scan. The last row always has p = 0, hence s = 0 and a

@@ -21,7 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import tcd_core
-from tcd_core import NoiseSchedule, TCDConfig, add_noise, get_velocity, noise_schedule, tcd_timesteps
+from tcd_core import (
+    NoiseSchedule,
+    TCDConfig,
+    add_noise,
+    get_velocity,
+    noise_schedule,
+    tcd_timesteps,
+)
 
 from ._step import eta_arrays, is_host, jax_tcd_step
 from .noise import step_noise
@@ -185,7 +192,9 @@ class FlaxTCDScheduler:
             folder = os.fspath(pretrained_model_name_or_path)
             if subfolder:
                 folder = os.path.join(folder, subfolder)
-            path = folder if folder.endswith(".json") else os.path.join(folder, SCHEDULER_CONFIG_NAME)
+            path = (
+                folder if folder.endswith(".json") else os.path.join(folder, SCHEDULER_CONFIG_NAME)
+            )
             if not os.path.isfile(path):
                 raise ValueError(
                     f"no {SCHEDULER_CONFIG_NAME} at {path!r}: pass a local folder (download Hub "

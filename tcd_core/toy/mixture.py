@@ -202,9 +202,7 @@ def _grid(n: int, spacing: float, std: float) -> GaussianMixture:
 
 def _rings() -> GaussianMixture:
     inner, outer = _ring(4, 0.8, 0.08, "", math.pi / 4), _ring(8, 2.0, 0.1, "")
-    return GaussianMixture(
-        inner.means + outer.means, inner.stds + outer.stds, (1.0,) * 12, "rings"
-    )
+    return GaussianMixture(inner.means + outer.means, inner.stds + outer.stds, (1.0,) * 12, "rings")
 
 
 PRESETS: dict[str, GaussianMixture] = {
@@ -223,6 +221,4 @@ def preset(name: str) -> GaussianMixture:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"
-        ) from None
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

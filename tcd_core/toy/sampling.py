@@ -73,9 +73,7 @@ def tcd_sample(
     rng = np.random.default_rng(seed)
 
     def draw() -> Any:
-        return xp.asarray(
-            rng.standard_normal((num_samples, 2)).astype(np.float32), device=device
-        )
+        return xp.asarray(rng.standard_normal((num_samples, 2)).astype(np.float32), device=device)
 
     start = time.perf_counter()
     x = draw()

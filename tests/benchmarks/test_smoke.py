@@ -20,8 +20,6 @@ if str(REPO) not in sys.path:  # `benchmarks` is a top-level folder, not an inst
 
 torch = pytest.importorskip("torch")
 
-from tcd_core import TCDConfig  # noqa: E402
-
 from benchmarks import report  # noqa: E402
 from benchmarks.__main__ import main, render_docs_files  # noqa: E402
 from benchmarks.contenders import cpu_contenders  # noqa: E402
@@ -29,18 +27,35 @@ from benchmarks.gpu import CudaUnavailable, gpu_markdown, require_cuda  # noqa: 
 from benchmarks.runner import SCHEMA, run_cpu  # noqa: E402
 from benchmarks.timing import measure, numpy_peak_bytes, torch_peak_bytes  # noqa: E402
 from benchmarks.workloads import Workload, floor_coefficients  # noqa: E402
+from tcd_core import TCDConfig  # noqa: E402
 
 WORKLOAD = Workload((1, 4, 8, 8), 4, 0.3)  # the headline loop (4 steps, η = 0.3), smallest
-HARNESS_OWNED = {"reference", "core-torch", "core-compile", "core-numpy", "floor-torch",
-                 "floor-compile", "floor-numpy", "floor-jax-threefry", "floor-jax-rbg",
-                 "floor-jax-threefry-every"}
+HARNESS_OWNED = {
+    "reference",
+    "core-torch",
+    "core-compile",
+    "core-numpy",
+    "floor-torch",
+    "floor-compile",
+    "floor-numpy",
+    "floor-jax-threefry",
+    "floor-jax-rbg",
+    "floor-jax-threefry-every",
+}
 
 
 @pytest.fixture(scope="module")
 def results():
     threads = torch.get_num_threads()
-    out = run_cpu([WORKLOAD], repeats=2, warmup=1, min_sample_s=0.0, threads=1, mode="test",
-                  log=lambda s: None)
+    out = run_cpu(
+        [WORKLOAD],
+        repeats=2,
+        warmup=1,
+        min_sample_s=0.0,
+        threads=1,
+        mode="test",
+        log=lambda s: None,
+    )
     assert torch.get_num_threads() == threads, "run_cpu must restore torch's thread count"
     return out
 
@@ -65,8 +80,9 @@ def test_statuses(results):
         if key in HARNESS_OWNED or key == "reference":
             assert row["status"] == "ok", (key, row.get("reason"))
         else:  # the adapters may be missing (developed alongside), but run when present
-            module, attr = ("tcd_jax", "sample") if "jax" in key else ("tcd_diffusers",
-                                                                       "TCDScheduler")
+            module, attr = (
+                ("tcd_jax", "sample") if "jax" in key else ("tcd_diffusers", "TCDScheduler")
+            )
             present = hasattr(importlib.import_module(module), attr)
             assert row["status"] == ("ok" if present else "unavailable"), (key, row.get("reason"))
         if row["status"] == "ok":
@@ -102,8 +118,12 @@ def test_outputs_agree_with_the_reference(results):
     assert rows["floor-torch"]["check"]["within_tolerance"] is True
     assert rows["floor-compile"]["check"]["within_tolerance"] is True
     if rows["adapter"]["status"] == "ok":  # recorded; its correctness is tests/diffusers' job
-        assert set(rows["adapter"]["check"]) == {"identical", "max_abs_diff", "within_tolerance",
-                                                 "against"}
+        assert set(rows["adapter"]["check"]) == {
+            "identical",
+            "max_abs_diff",
+            "within_tolerance",
+            "against",
+        }
     assert rows["reference"]["check"] is None and rows["core-numpy"]["check"] is None
     # JAX: the same key and fold_in scheme, so the floor that draws at every step (with zero
     # weight where the reference draws none) must land where the floor does.
@@ -111,8 +131,9 @@ def test_outputs_agree_with_the_reference(results):
     assert rows["floor-jax-threefry-every"]["check"]["within_tolerance"] is True
     for key in ("tcd-jax-threefry", "tcd-jax-jit-threefry", "tcd-jax-jit-rbg"):
         if rows[key]["status"] == "ok":  # recorded; correctness is tests/jax's job
-            assert rows[key]["check"]["against"] == key.replace("tcd-jax-jit", "floor-jax") \
-                .replace("tcd-jax", "floor-jax")
+            assert rows[key]["check"]["against"] == key.replace("tcd-jax-jit", "floor-jax").replace(
+                "tcd-jax", "floor-jax"
+            )
 
 
 def test_memory_is_recorded_where_measurable(results):
@@ -136,8 +157,9 @@ def test_tables_and_docs(results, tmp_path):
     head = report.headline_table(results)
     adapter_row = next(line for line in head.splitlines() if "adapter ≤ 0.30×" in line)
     assert ("not measured" in adapter_row) == (_rows(results)["adapter"]["status"] != "ok")
-    page = render_docs_files(results, page=tmp_path / "performance.md",
-                             plot_file=tmp_path / "img" / "performance.png")
+    page = render_docs_files(
+        results, page=tmp_path / "performance.md", plot_file=tmp_path / "img" / "performance.png"
+    )
     text = page.read_text(encoding="utf-8")
     assert text.startswith("# Performance")
     assert results["machine"]["cpu_model"] in text
@@ -167,6 +189,7 @@ def test_measure_calls_and_stats():
     def make(name):
         def fn():
             calls[name] += 1
+
         return fn
 
     stats = measure({"a": make("a"), "b": make("b")}, repeats=3, warmup=2, min_sample_s=0.0)
@@ -180,12 +203,12 @@ def test_torch_peak_bytes_counts_fresh_storage_only():
     base = torch.zeros(1000)
 
     def fn():
-        a = torch.empty(1000)          # 4000 bytes
-        b = a.view(10, 100)            # a view: nothing new
-        c = base.mul(2)                # 4000 bytes
-        c.add_(1)                      # in place: nothing new
+        a = torch.empty(1000)  # 4000 bytes
+        b = a.view(10, 100)  # a view: nothing new
+        c = base.mul(2)  # 4000 bytes
+        c.add_(1)  # in place: nothing new
         del a, b
-        d = torch.empty(500)           # a's 4000 bytes are free again
+        d = torch.empty(500)  # a's 4000 bytes are free again
         return c, d
 
     assert torch_peak_bytes(fn) == 8000
@@ -196,10 +219,10 @@ def test_numpy_peak_bytes():
 
 
 def test_floor_coefficients_shape_the_noise_like_the_reference():
-    a, b, c, draws = floor_coefficients(TCDConfig(), 4, 0.3)
+    _a, _b, c, draws = floor_coefficients(TCDConfig(), 4, 0.3)
     assert draws == [True, True, True, False]  # no noise on the last step
     assert c[-1] == 0.0 and all(ci > 0 for ci in c[:-1])
-    a0, b0, c0, d0 = floor_coefficients(TCDConfig(), 4, 0.0)
+    _a0, _b0, c0, d0 = floor_coefficients(TCDConfig(), 4, 0.0)
     assert not any(d0) and c0 == [0.0] * 4
 
 
@@ -213,17 +236,42 @@ def test_gpu_mode_fails_clearly_without_cuda(capsys):
 
 def test_gpu_markdown_renders_a_recorded_run():
     wl = Workload((1, 4, 64, 64), 4, 0.3).to_dict()
-    ok = {"status": "ok", "device_us_per_step": {"median": 10.0}, "host_us_per_step":
-          {"median": 30.0}, "syncs_set_timesteps": 1, "syncs_per_step": 0.0}
+    ok = {
+        "status": "ok",
+        "device_us_per_step": {"median": 10.0},
+        "host_us_per_step": {"median": 30.0},
+        "syncs_set_timesteps": 1,
+        "syncs_per_step": 0.0,
+    }
     gpu = {
-        "gpu": "Some GPU", "created": "now",
-        "results": [dict(ok, workload=wl, contender="reference", syncs_per_step=2.0),
-                    dict(ok, workload=wl, contender="adapter", identical_to_reference=True,
-                         max_abs_diff=0.0, device_vs_reference=0.5)],
-        "cuda_graphs": [{"workload": wl, "contender": "adapter", "captured": True,
-                         "device_us_per_step": {"median": 3.0}, "replay_equals_eager": True},
-                        {"workload": wl, "contender": "reference", "captured": False,
-                         "error": "RuntimeError: operation not permitted when stream is capturing"}],
+        "gpu": "Some GPU",
+        "created": "now",
+        "results": [
+            dict(ok, workload=wl, contender="reference", syncs_per_step=2.0),
+            dict(
+                ok,
+                workload=wl,
+                contender="adapter",
+                identical_to_reference=True,
+                max_abs_diff=0.0,
+                device_vs_reference=0.5,
+            ),
+        ],
+        "cuda_graphs": [
+            {
+                "workload": wl,
+                "contender": "adapter",
+                "captured": True,
+                "device_us_per_step": {"median": 3.0},
+                "replay_equals_eager": True,
+            },
+            {
+                "workload": wl,
+                "contender": "reference",
+                "captured": False,
+                "error": "RuntimeError: operation not permitted when stream is capturing",
+            },
+        ],
         "jax": {"status": "unavailable", "reason": "benchmarks/jax_gpu.py is not present"},
     }
     text = gpu_markdown(gpu)

@@ -175,7 +175,7 @@ def ref_plan(config: TCDConfig, **kwargs):
     with captured_warnings(REF_LOGGER) as msgs:
         try:
             sched.set_timesteps(**kwargs)
-        except Exception as err:  # noqa: BLE001 - compared by type in the tests
+        except Exception as err:
             return err, None, list(msgs)
     return sched.timesteps.numpy(), sched.num_inference_steps, list(msgs)
 

@@ -25,7 +25,7 @@ def our_plan(config, **kwargs):
     with captured_warnings(OUR_LOGGER) as msgs:
         try:
             plan = tcd_timesteps(config, n, **kwargs)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             return err, list(msgs)
     return plan, list(msgs)
 
@@ -52,9 +52,9 @@ def test_plan_matches_reference_everywhere(case):
         "reference ValueError" if isinstance(ref_ts, Exception) else f"{len(ref_msgs)} warning(s)"
     )
     if isinstance(ref_ts, Exception):
-        assert isinstance(
-            ref_ts, ValueError
-        ), f"reference raised {ref_ts!r} inside the accepted space"
+        assert isinstance(ref_ts, ValueError), (
+            f"reference raised {ref_ts!r} inside the accepted space"
+        )
         assert isinstance(ours, ValueError), f"reference raised {ref_ts!r}, ours gave {ours!r}"
         assert str(ours) == str(ref_ts)
         return

@@ -16,8 +16,8 @@ from core_helpers import (
     to_backend,
     to_numpy,
 )
-from diffusers import DDIMScheduler, DDPMScheduler
 from core_strategies import examples
+from diffusers import DDIMScheduler, DDPMScheduler
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

@@ -14,30 +14,62 @@ from tcd_diffusers import TCDScheduler
 
 # The scheduler_config.json files that Stable Diffusion 1.5, 2.1 and SDXL base 1.0 ship with.
 SD15 = {
-    "_class_name": "PNDMScheduler", "_diffusers_version": "0.6.0", "beta_end": 0.012,
-    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "num_train_timesteps": 1000,
-    "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
+    "_class_name": "PNDMScheduler",
+    "_diffusers_version": "0.6.0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
     "clip_sample": False,
 }
 SD21 = {
-    "_class_name": "DDIMScheduler", "_diffusers_version": "0.8.0", "beta_end": 0.012,
-    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False,
-    "num_train_timesteps": 1000, "prediction_type": "v_prediction", "set_alpha_to_one": False,
-    "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None,
+    "_class_name": "DDIMScheduler",
+    "_diffusers_version": "0.8.0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "trained_betas": None,
 }
 SDXL = {
-    "_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.19.0.dev0",
-    "beta_end": 0.012, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-    "clip_sample": False, "interpolation_type": "linear", "num_train_timesteps": 1000,
-    "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": False,
-    "skip_prk_steps": True, "steps_offset": 1, "timestep_spacing": "leading",
-    "trained_betas": None, "use_karras_sigmas": False,
+    "_class_name": "EulerDiscreteScheduler",
+    "_diffusers_version": "0.19.0.dev0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
 }
 NON_DEFAULT = {
-    "num_train_timesteps": 500, "beta_schedule": "linear", "beta_start": 0.0001,
-    "beta_end": 0.02, "original_inference_steps": 25, "prediction_type": "sample",
-    "set_alpha_to_one": False, "rescale_betas_zero_snr": True, "timestep_spacing": "trailing",
-    "timestep_scaling": 5.0, "steps_offset": 1,
+    "num_train_timesteps": 500,
+    "beta_schedule": "linear",
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "original_inference_steps": 25,
+    "prediction_type": "sample",
+    "set_alpha_to_one": False,
+    "rescale_betas_zero_snr": True,
+    "timestep_spacing": "trailing",
+    "timestep_scaling": 5.0,
+    "steps_offset": 1,
 }
 
 
@@ -106,9 +138,18 @@ def test_from_config_of_their_instance_and_back() -> None:
     assert public(back.config) == public(ref.config)
 
 
-PUBLIC_METHODS = ["__init__", "set_timesteps", "step", "add_noise", "get_velocity",
-                  "previous_timestep", "index_for_timestep", "set_begin_index",
-                  "scale_model_input", "__len__"]
+PUBLIC_METHODS = [
+    "__init__",
+    "set_timesteps",
+    "step",
+    "add_noise",
+    "get_velocity",
+    "previous_timestep",
+    "index_for_timestep",
+    "set_begin_index",
+    "scale_model_input",
+    "__len__",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_METHODS)
@@ -117,8 +158,9 @@ def test_public_methods_have_the_reference_signature(name: str) -> None:
     import inspect
 
     def shape(function):
-        return [(p.name, p.kind, p.default)
-                for p in inspect.signature(function).parameters.values()]
+        return [
+            (p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()
+        ]
 
     assert shape(getattr(TCDScheduler, name)) == shape(getattr(diffusers.TCDScheduler, name))
 

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tcd_core
-from tcd_diffusers import TCDScheduler
 from tcd_core import step_coefficients
+from tcd_diffusers import TCDScheduler
 from tcd_diffusers._coefficients import noised_sample, renoise
 from tcd_diffusers.scheduler import _output
 
@@ -85,12 +85,14 @@ def test_clipping_and_thresholding_are_honoured_through_the_core(options: dict) 
     expected = tcd_core.tcd_step(
         model_output, 999, x, 759, ours.alphas_cumprod, eta=0.3, noise=noise, config=config
     )
-    out = ours.step(model_output, ours.timesteps[0], x, eta=0.3,
-                    generator=torch.Generator().manual_seed(1))
+    out = ours.step(
+        model_output, ours.timesteps[0], x, eta=0.3, generator=torch.Generator().manual_seed(1)
+    )
     assert_same(out.prev_sample, expected.prev_sample)
     assert_same(out.pred_noised_sample, expected.pred_noised_sample)
-    unclipped = ref.step(model_output, ref.timesteps[0], x, eta=0.3,
-                         generator=torch.Generator().manual_seed(1))
+    unclipped = ref.step(
+        model_output, ref.timesteps[0], x, eta=0.3, generator=torch.Generator().manual_seed(1)
+    )
     assert not torch.equal(out.pred_noised_sample, unclipped.pred_noised_sample)
 
 
@@ -107,8 +109,17 @@ def test_config_changed_after_construction_is_followed() -> None:
     assert not torch.equal(plain, clipped)
 
 
-READS = ("item", "tolist", "numpy", "nonzero", "cpu", "__bool__", "__int__", "__index__",
-         "__float__")
+READS = (
+    "item",
+    "tolist",
+    "numpy",
+    "nonzero",
+    "cpu",
+    "__bool__",
+    "__int__",
+    "__index__",
+    "__float__",
+)
 
 
 def test_step_reads_no_tensor_value(monkeypatch) -> None:
@@ -155,8 +166,13 @@ def test_autograd_through_the_step_matches_the_reference(prediction_type: str) -
         x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
         x.requires_grad_(True)
         model_output = toy_model(x, 999)
-        out = scheduler.step(model_output, scheduler.timesteps[0], x, eta=0.3,
-                             generator=torch.Generator().manual_seed(1))
+        out = scheduler.step(
+            model_output,
+            scheduler.timesteps[0],
+            x,
+            eta=0.3,
+            generator=torch.Generator().manual_seed(1),
+        )
         out.prev_sample.square().sum().backward()
         grads.append(x.grad)
         values.append(out.prev_sample.detach())

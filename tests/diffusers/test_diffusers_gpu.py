@@ -15,7 +15,6 @@ pytestmark = [
 ]
 
 
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("img2img", [False, True])
 def test_loop_without_sync_and_identical(dtype, img2img) -> None:

@@ -257,8 +257,14 @@ def test_tables_and_attributes_match(cfg: dict) -> None:
     ours, ref = TCDScheduler(**cfg), diffusers.TCDScheduler(**cfg)
     for name in ("betas", "alphas", "alphas_cumprod", "final_alpha_cumprod", "timesteps"):
         assert_same(getattr(ours, name), getattr(ref, name))
-    for name in ("init_noise_sigma", "order", "num_inference_steps", "custom_timesteps",
-                 "step_index", "begin_index"):
+    for name in (
+        "init_noise_sigma",
+        "order",
+        "num_inference_steps",
+        "custom_timesteps",
+        "step_index",
+        "begin_index",
+    ):
         assert getattr(ours, name) == getattr(ref, name), name
     assert len(ours) == len(ref)
     x = torch.randn(1, 4, 2, 2)
@@ -269,8 +275,12 @@ def test_tables_and_attributes_match(cfg: dict) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"num_inference_steps": 4}, {"num_inference_steps": 8, "strength": 0.5},
-     {"timesteps": [999, 700, 300, 50]}, {"timesteps": [800, 600], "strength": 0.5}],
+    [
+        {"num_inference_steps": 4},
+        {"num_inference_steps": 8, "strength": 0.5},
+        {"timesteps": [999, 700, 300, 50]},
+        {"timesteps": [800, 600], "strength": 0.5},
+    ],
 )
 def test_bookkeeping_methods_match(kwargs: dict) -> None:
     ours, ref = TCDScheduler(), diffusers.TCDScheduler()

@@ -100,7 +100,12 @@ def test_stable_diffusion_eta_changes_the_image(sd_pipe) -> None:
 
 def test_stable_diffusion_with_guidance_and_batch(sd_pipe) -> None:
     ref, ours = run_both(
-        sd_pipe, 0.3, height=SIZE, width=SIZE, guidance_scale=2.0, num_images_per_prompt=2,
+        sd_pipe,
+        0.3,
+        height=SIZE,
+        width=SIZE,
+        guidance_scale=2.0,
+        num_images_per_prompt=2,
         seeds=(1, 2),
     )
     assert_identical(ref, ours)
@@ -141,10 +146,17 @@ def test_pipeline_save_and_load_keeps_our_scheduler(sd_pipe, tmp_path) -> None:
     loaded = diffusers.StableDiffusionPipeline.from_pretrained(tmp_path / "pipe")
     loaded.set_progress_bar_config(disable=True)
     assert type(loaded.scheduler) is TCDScheduler
-    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}
     assert public(loaded.scheduler.config) == public(sd_pipe.scheduler.config)
-    call = {"prompt": "a cat", "num_inference_steps": STEPS, "guidance_scale": 0.0, "eta": 0.3,
-            "height": SIZE, "width": SIZE, "output_type": "np"}
+    call = {
+        "prompt": "a cat",
+        "num_inference_steps": STEPS,
+        "guidance_scale": 0.0,
+        "eta": 0.3,
+        "height": SIZE,
+        "width": SIZE,
+        "output_type": "np",
+    }
     before = sd_pipe(generator=torch.Generator().manual_seed(3), **call).images
     after = loaded(generator=torch.Generator().manual_seed(3), **call).images
     assert_identical(before, after)

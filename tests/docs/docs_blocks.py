@@ -39,7 +39,7 @@ def blocks(text: str) -> list[Block]:
         close = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
         while j < len(lines) and not close.match(lines[j]):
             line = lines[j]
-            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
+            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
             j += 1
         out.append(Block(i + 1, info, "\n".join(body) + "\n"))
         i = j + 1

@@ -7,24 +7,35 @@ import subprocess
 import sys
 
 import pytest
-
 from docs_blocks import ROOT
 
 
 def _mkdocs(*args, cwd=ROOT):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "mkdocs", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_mkdocs_build_strict(tmp_path):
     site = tmp_path / "site"
-    proc = _mkdocs("build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
-                   "--site-dir", str(site))
+    proc = _mkdocs(
+        "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(site)
+    )
     assert proc.returncode == 0, proc.stderr[-6000:]
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    for name in ("tcd_core.tcd_step", "tcd_core.tcd_timesteps", "tcd_diffusers.TCDScheduler",
-                 "tcd_jax.sample", "tcd_core.toy.DistilledModel"):
+    for name in (
+        "tcd_core.tcd_step",
+        "tcd_core.tcd_timesteps",
+        "tcd_diffusers.TCDScheduler",
+        "tcd_jax.sample",
+        "tcd_core.toy.DistilledModel",
+    ):
         assert f'id="{name}"' in api, name
     concepts = (site / "concepts" / "index.html").read_text(encoding="utf-8")
     assert 'class="arithmatex"' in concepts  # the maths is typeset, not left as dollars

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from docs_blocks import ROOT, blocks, markdown_files, runnable
 
 RUNNER = r"""
@@ -37,13 +36,22 @@ def test_python_blocks_run(path, tmp_path):
     }
     (tmp_path / "blocks.json").write_text(json.dumps(spec), encoding="utf-8")
     (tmp_path / "runner.py").write_text(RUNNER, encoding="utf-8")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        MPLBACKEND="Agg",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
     work = tmp_path / "cwd"
     work.mkdir()
     proc = subprocess.run(
         [sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "blocks.json")],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
 
@@ -52,8 +60,13 @@ def test_the_docs_have_examples_to_run():
     # the README and the core pages must keep runnable examples (a filter gone wrong would
     # silently skip everything)
     names = {str(p.relative_to(ROOT)) for p in FILES}
-    for must in ("docs/getting-started.md", "docs/guides/custom-sampler.md", "docs/concepts.md",
-                 "docs/sample.md", "docs/index.md"):
+    for must in (
+        "docs/getting-started.md",
+        "docs/guides/custom-sampler.md",
+        "docs/concepts.md",
+        "docs/sample.md",
+        "docs/index.md",
+    ):
         assert must in names
 
 
@@ -63,6 +76,11 @@ def test_block_extraction_convention():
         "```text\nnot code\n```\n\n- item\n\n    ```python\n    b = a + 1\n    ```\n\n"
         "````markdown\n```python\nnested = 1\n```\n````\n"
     )
-    assert [b.info for b in blocks(text)] == ["python", "python {.notest}", "text", "python",
-                                              "markdown"]
+    assert [b.info for b in blocks(text)] == [
+        "python",
+        "python {.notest}",
+        "text",
+        "python",
+        "markdown",
+    ]
     assert [b.code for b in runnable(text)] == ["a = 1\n", "b = a + 1\n"]

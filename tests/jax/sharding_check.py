@@ -56,8 +56,9 @@ def main() -> None:
             assert y.sharding.is_equivalent_to(sharding, y.ndim), (name, y.sharding)
             equal = bool(np.array_equal(np.asarray(y), expected))
             close = bool(np.allclose(np.asarray(y), expected, rtol=1e-6, atol=1e-6))
-            report[f"{impl}/{plan_name}/{name}"] = "equal" if equal else (
-                "close" if close else "DIFFERENT")
+            report[f"{impl}/{plan_name}/{name}"] = (
+                "equal" if equal else ("close" if close else "DIFFERENT")
+            )
     # The scheduler in a jitted fori_loop on a sharded batch, eta per sample as an array.
     scheduler = tcd_jax.FlaxTCDScheduler(config)
     state = scheduler.set_timesteps(scheduler.create_state(), 4)
@@ -76,7 +77,9 @@ def main() -> None:
     sharding = NamedSharding(cases["2d"][0], cases["2d"][1])
     y = run(jax.device_put(x, sharding), state)
     assert y.sharding.is_equivalent_to(sharding, y.ndim), y.sharding
-    report["scheduler/2d"] = "equal" if np.array_equal(np.asarray(y), np.asarray(run(x, state))) else "DIFFERENT"
+    report["scheduler/2d"] = (
+        "equal" if np.array_equal(np.asarray(y), np.asarray(run(x, state))) else "DIFFERENT"
+    )
     print(json.dumps(report, sort_keys=True))
     threefry = {k: v for k, v in report.items() if not k.startswith("rbg")}
     if any(v != "equal" for v in threefry.values()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,7 @@ def test_folder_saved_by_diffusers_loads_here(tmp_path):
 def test_folder_saved_here_loads_in_diffusers(tmp_path):
     scheduler = tcd_jax.FlaxTCDScheduler(**CUSTOM)
     path = scheduler.save_pretrained(tmp_path)
-    data = json.loads(open(path).read())
+    data = json.loads(Path(path).read_text())
     assert data["_class_name"] == "TCDScheduler"
     reference = TCDScheduler.from_pretrained(tmp_path)
     assert _fields(reference.config) == scheduler.config.to_dict()
@@ -61,7 +62,7 @@ def test_trained_betas_round_trip(tmp_path):
     betas = np.linspace(1e-4, 0.02, 1000).tolist()
     tcd_jax.FlaxTCDScheduler(trained_betas=betas).save_pretrained(tmp_path)
     reference = TCDScheduler.from_pretrained(tmp_path)
-    scheduler, state = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path)
+    _scheduler, state = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path)
     np.testing.assert_array_equal(
         np.asarray(state.common.alphas_cumprod), reference.alphas_cumprod.numpy()
     )
@@ -71,7 +72,10 @@ def test_from_config_takes_other_schedulers_configs():
     euler = EulerDiscreteScheduler(beta_schedule="scaled_linear", steps_offset=1)
     scheduler = tcd_jax.FlaxTCDScheduler.from_config(euler.config)
     assert scheduler.config.steps_offset == 1 and scheduler.config.original_inference_steps == 50
-    assert tcd_jax.FlaxTCDScheduler.from_config(scheduler.config, beta_end=0.02).config.beta_end == 0.02
+    assert (
+        tcd_jax.FlaxTCDScheduler.from_config(scheduler.config, beta_end=0.02).config.beta_end
+        == 0.02
+    )
     assert len(scheduler) == 1000 and scheduler.has_state
 
 
@@ -84,15 +88,23 @@ def test_add_noise_get_velocity_and_scale_model_input_match_diffusers():
     t = np.asarray([999, 500, 3])
     tx, tn, tt = torch.from_numpy(x), torch.from_numpy(noise), torch.from_numpy(t)
     for ours, ref in (
-        (scheduler.add_noise(state, jnp.asarray(x), jnp.asarray(noise), t),
-         reference.add_noise(tx, tn, tt)),
-        (jax.jit(scheduler.get_velocity)(state, jnp.asarray(x), jnp.asarray(noise), jnp.asarray(t)),
-         reference.get_velocity(tx, tn, tt)),
+        (
+            scheduler.add_noise(state, jnp.asarray(x), jnp.asarray(noise), t),
+            reference.add_noise(tx, tn, tt),
+        ),
+        (
+            jax.jit(scheduler.get_velocity)(
+                state, jnp.asarray(x), jnp.asarray(noise), jnp.asarray(t)
+            ),
+            reference.get_velocity(tx, tn, tt),
+        ),
     ):
         assert ours.dtype == jnp.float32
         assert_close(ours, ref)
     np.testing.assert_array_equal(np.asarray(scheduler.scale_model_input(state, jnp.asarray(x))), x)
-    half = scheduler.add_noise(state, jnp.asarray(x, jnp.bfloat16), jnp.asarray(noise, jnp.bfloat16), t)
+    half = scheduler.add_noise(
+        state, jnp.asarray(x, jnp.bfloat16), jnp.asarray(noise, jnp.bfloat16), t
+    )
     assert half.dtype == jnp.bfloat16
 
 
@@ -173,7 +185,7 @@ def test_other_bad_input():
         tcd_jax.FlaxTCDScheduler(beta_schedule="cosine")
     with pytest.raises(ValueError, match="impl"):
         tcd_jax.prng_key(0, impl="philox")
-    with pytest.raises(ValueError, match="scheduler_config.json"):
+    with pytest.raises(ValueError, match=r"scheduler_config\.json"):
         tcd_jax.FlaxTCDScheduler.from_pretrained("/nonexistent/folder")
     with pytest.raises(ValueError, match="same number of steps"):
         tcd_jax.stack_plans([tcd_jax.sampling_plan(None, 4), tcd_jax.sampling_plan(None, 2)])

@@ -88,7 +88,7 @@ def test_float32_loop_matches_reference_with_the_same_noise(config, n, eta, seed
     n = min(n, config.original_inference_steps)
     latents, key = _latents(seed), jax.random.key(seed)
     reference, drawn, _ = reference_run(config, latents, eta, key, num_inference_steps=n)
-    ours, state = _scheduler_loop(config, latents, key, eta, num_inference_steps=n)
+    ours, _state = _scheduler_loop(config, latents, key, eta, num_inference_steps=n)
     for i, (a, r) in enumerate(zip(ours, reference, strict=True)):
         assert a.dtype == jnp.float32
         assert_close(a, r, what=f"step {i}")
@@ -121,8 +121,9 @@ def test_custom_timesteps_trimmed_by_strength(strength):
 
 def test_begin_index_like_img2img_pipelines():
     config, latents, key = TCDConfig(), _latents(4), jax.random.key(4)
-    reference, drawn, _ = reference_run(config, latents, 0.5, key, begin_index=2,
-                                        num_inference_steps=6)
+    reference, drawn, _ = reference_run(
+        config, latents, 0.5, key, begin_index=2, num_inference_steps=6
+    )
     ours, _ = _scheduler_loop(config, latents, key, 0.5, begin_index=2, num_inference_steps=6)
     for a, r in zip(ours, reference, strict=True):
         assert_close(a, r)
@@ -225,8 +226,12 @@ def test_per_sample_plans_and_eta_match_per_sample_reference_runs(strengths, eta
     )
     for b in range(3):
         reference, _, _ = reference_run(
-            config, latents[b : b + 1], eta_values[b], keys[b : b + 1],
-            num_inference_steps=n, strength=strengths[b],
+            config,
+            latents[b : b + 1],
+            eta_values[b],
+            keys[b : b + 1],
+            num_inference_steps=n,
+            strength=strengths[b],
         )
         assert_close(final[b : b + 1], reference[-1], what=f"sample {b}")
 

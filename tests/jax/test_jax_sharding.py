@@ -16,19 +16,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def test_sharded_batches_equal_the_unsharded_run_and_keep_their_sharding():
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
         [sys.executable, os.path.join(HERE, "sharding_check.py")],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     # 1-D data-parallel mesh, 2-D (data × channels) and (data × width) meshes, scalar and
     # per-sample plans/η, and the scheduler in a fori_loop: bit-equal to one device.
     expected = {
-        "threefry2x32/scalar/1d", "threefry2x32/scalar/2d", "threefry2x32/scalar/2d_spatial",
-        "threefry2x32/per_sample/1d", "threefry2x32/per_sample/2d", "scheduler/2d",
+        "threefry2x32/scalar/1d",
+        "threefry2x32/scalar/2d",
+        "threefry2x32/scalar/2d_spatial",
+        "threefry2x32/per_sample/1d",
+        "threefry2x32/per_sample/2d",
+        "scheduler/2d",
     }
     assert expected <= set(report)
     assert all(report[k] == "equal" for k in expected), report

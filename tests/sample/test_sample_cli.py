@@ -53,7 +53,14 @@ def test_writes_table_figure_and_json(capsys, tmp_path):
     assert len(doc["results"]) == 8
     for r in doc["results"]:
         assert set(r) == {
-            "model", "steps", "eta", "timesteps", "swd", "share", "off_mode", "seconds"
+            "model",
+            "steps",
+            "eta",
+            "timesteps",
+            "swd",
+            "share",
+            "off_mode",
+            "seconds",
         }
         assert r["model"] in ("teacher", "distilled") and r["eta"] in (0.0, 0.5)
         assert len(r["timesteps"]) == r["steps"] and r["timesteps"][0] == 999
@@ -68,7 +75,7 @@ def test_writes_table_figure_and_json(capsys, tmp_path):
 def test_the_default_settings_tell_the_story(capsys, tmp_path):
     # the README's first command, minus the figure: distilled good in 1 step, teacher not
     js = tmp_path / "d.json"
-    code, out, err = _run(capsys, "--no-figure", "--json", str(js), "--no-progress")
+    code, _out, err = _run(capsys, "--no-figure", "--json", str(js), "--no-progress")
     assert code == 0, err
     doc = json.loads(js.read_text())
     res = {(r["model"], r["steps"]): r for r in doc["results"]}
@@ -101,8 +108,9 @@ def test_backends_agree_with_numpy(capsys, tmp_path, backend):
     swd = {}
     for b in ("numpy", backend):
         js = tmp_path / f"{b}.json"
-        code, _, err = _run(capsys, *FAST, "--preset", "pair", "--no-figure", "--backend", b,
-                            "--json", str(js))
+        code, _, err = _run(
+            capsys, *FAST, "--preset", "pair", "--no-figure", "--backend", b, "--json", str(js)
+        )
         assert code == 0, err
         swd[b] = [(r["swd"], r["share"]) for r in json.loads(js.read_text())["results"]]
     for (a, sa), (b, sb) in zip(swd["numpy"], swd[backend]):
@@ -113,8 +121,9 @@ def test_backends_agree_with_numpy(capsys, tmp_path, backend):
 @pytest.mark.parametrize("kind", ["sample", "v_prediction"])
 def test_prediction_type_option(capsys, tmp_path, kind):
     js = tmp_path / "p.json"
-    code, out, err = _run(capsys, *FAST, "--no-figure", "--prediction-type", kind,
-                          "--json", str(js))
+    code, out, err = _run(
+        capsys, *FAST, "--no-figure", "--prediction-type", kind, "--json", str(js)
+    )
     assert code == 0, err
     assert json.loads(js.read_text())["config"]["prediction_type"] == kind
     assert f"prediction_type {kind}" in out
@@ -122,11 +131,33 @@ def test_prediction_type_option(capsys, tmp_path, kind):
 
 def test_config_file_and_presets_and_trajectories(capsys, tmp_path):
     cfg = tmp_path / "scheduler_config.json"
-    cfg.write_text(json.dumps({"_class_name": "TCDScheduler", "beta_schedule": "linear",
-                               "beta_start": 0.0001, "beta_end": 0.02}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "_class_name": "TCDScheduler",
+                "beta_schedule": "linear",
+                "beta_start": 0.0001,
+                "beta_end": 0.02,
+            }
+        )
+    )
     png, js = tmp_path / "t.png", tmp_path / "t.json"
-    code, out, err = _run(capsys, *FAST, "--config", str(cfg), "--preset", "grid", "--model",
-                          "distilled", "--trajectories", "4", "--out", str(png), "--json", str(js))
+    code, out, err = _run(
+        capsys,
+        *FAST,
+        "--config",
+        str(cfg),
+        "--preset",
+        "grid",
+        "--model",
+        "distilled",
+        "--trajectories",
+        "4",
+        "--out",
+        str(png),
+        "--json",
+        str(js),
+    )
     assert code == 0, err
     doc = json.loads(js.read_text())
     assert doc["config"]["beta_schedule"] == "linear" and doc["preset"] == "grid"
@@ -168,9 +199,12 @@ def test_bad_arguments_exit_2_with_one_line(capsys, args, message):
 
 
 def test_bad_config_contents_exit_2(capsys, tmp_path):
-    for text, message in [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"),
-                          ('{"beta_schedule": "cosine"}', "beta_schedule"),
-                          ('{"rescale_betas_zero_snr": true}', "zero-terminal-SNR")]:
+    for text, message in [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"beta_schedule": "cosine"}', "beta_schedule"),
+        ('{"rescale_betas_zero_snr": true}', "zero-terminal-SNR"),
+    ]:
         cfg = tmp_path / "c.json"
         cfg.write_text(text)
         code, _, err = _run(capsys, "--config", str(cfg), "--no-figure", "--samples", "10")
@@ -227,8 +261,7 @@ def test_progress_bar():
 
 def _subprocess(*args, cwd):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=300)
+    return subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 
 def test_console_script_and_module_run_in_a_fresh_process(tmp_path):

@@ -55,8 +55,10 @@ def test_independent_samples_of_one_distribution_are_close_and_shrink_with_n():
     d = {}
     for n in (500, 8000):
         vals = [
-            sliced_wasserstein(m.sample(n, np.random.default_rng(s))[0],
-                               m.sample(n, np.random.default_rng(100 + s))[0])
+            sliced_wasserstein(
+                m.sample(n, np.random.default_rng(s))[0],
+                m.sample(n, np.random.default_rng(100 + s))[0],
+            )
             for s in range(3)
         ]
         d[n] = np.mean(vals)
@@ -92,7 +94,7 @@ def test_metric_agrees_across_backends(backend):
 
 def test_shares_of_exact_samples_follow_the_weights():
     m = preset("pair")
-    x, labels = m.sample(50_000, np.random.default_rng(10))
+    x, _labels = m.sample(50_000, np.random.default_rng(10))
     shares, off = component_shares(x, m)
     np.testing.assert_allclose(shares, [0.8, 0.2], atol=0.01)
     assert off < 2e-3  # exp(-8) = 3.4e-4 expected

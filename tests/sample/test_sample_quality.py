@@ -38,7 +38,9 @@ def ring_reference(alpha0):
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3, 4])
-def test_distilled_reaches_a_small_distance_in_few_steps(steps, ring_reference, config, table, alpha0):
+def test_distilled_reaches_a_small_distance_in_few_steps(
+    steps, ring_reference, config, table, alpha0
+):
     m, ref = ring_reference
     run = tcd_sample(DistilledModel(m, table), config, steps, 0.3, N, seed=steps)
     x = run.samples.astype(np.float64)
