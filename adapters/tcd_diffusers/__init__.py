@@ -9,6 +9,15 @@ Swap it into any diffusers pipeline with one line::
     pipe.scheduler = TCDScheduler.from_config(pipe.scheduler.config)
 """
 
+try:
+    import diffusers  # noqa: F401
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised by the wheel test in .ci/run
+    raise ImportError(
+        f"tcd_diffusers needs torch and diffusers ({exc.name} is missing): "
+        'pip install "tcd-core[diffusers]"'
+    ) from exc
+
 from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
 
 # diffusers' pipeline loader finds a third-party component's loading method by looking its base

@@ -9,6 +9,13 @@
 All maths is :mod:`tcd_core`'s; numerically diffusers' ``TCDScheduler`` given the same noise.
 """
 
+try:
+    import jax  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised by the wheel test in .ci/run
+    raise ImportError(
+        f'tcd_jax needs JAX ({exc.name} is missing): pip install "tcd-core[jax]"'
+    ) from exc
+
 from tcd_core import TCDConfig
 
 from .noise import PRNG_IMPLS, prng_key, step_noise
