@@ -200,13 +200,21 @@ def _shares_text(shares: np.ndarray) -> str:
     return f"min {100 * shares.min():4.1f} max {100 * shares.max():4.1f}"
 
 
+def _duration(seconds: float) -> str:
+    """A run's time in milliseconds (the teacher's few steps take well under 10 ms), or seconds
+    once it passes ten of them."""
+    if seconds < 10:
+        return f"{1e3 * seconds:.1f} ms"
+    return f"{seconds:.1f} s"
+
+
 def _table(rows: list[dict], floor: dict, mixture: Any, stream: TextIO) -> None:
     target = _shares_text(np.asarray(mixture.weights))
     share_head = "share per component %"
     width = max(len(share_head), len(target))
     head = (
         f"{'model':<10} {'steps':>5} {'eta':>5} {'SW1':>8} {'off-mode %':>10}  "
-        f"{share_head:<{width}} {'time':>8}"
+        f"{share_head:<{width}} {'time':>10}"
     )
     print(head, file=stream)
     print("-" * len(head), file=stream)
@@ -214,7 +222,7 @@ def _table(rows: list[dict], floor: dict, mixture: Any, stream: TextIO) -> None:
         shares = _shares_text(np.asarray(r["share"]))
         print(
             f"{r['model']:<10} {r['steps']:>5} {r['eta']:>5.2f} {r['swd']:>8.4f} "
-            f"{100 * r['off_mode']:>10.2f}  {shares:<{width}} {r['seconds']:>7.2f}s",
+            f"{100 * r['off_mode']:>10.2f}  {shares:<{width}} {_duration(r['seconds']):>10}",
             file=stream,
         )
     print("-" * len(head), file=stream)
@@ -228,11 +236,22 @@ def _table(rows: list[dict], floor: dict, mixture: Any, stream: TextIO) -> None:
 
 
 def _figure(path: str, runs: list[dict], mixture: Any, alpha0: float, trajectories: bool) -> None:
+    fig = _build_figure(runs, mixture, alpha0, trajectories)
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write {path!r}: {exc.strerror}") from None
+
+
+def _build_figure(runs: list[dict], mixture: Any, alpha0: float, trajectories: bool) -> Any:
+    """One panel per run, samples over the target density; returns the matplotlib Figure."""
     Figure, FigureCanvasAgg = _load_matplotlib()
     n = len(runs)
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(3.2 * cols, 3.3 * rows), dpi=100)
+    # Constrained layout reserves room for the suptitle above the panels' own titles (tight_layout
+    # ignores it, and the two overlapped).
+    fig = Figure(figsize=(3.2 * cols, 3.3 * rows + 0.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     means = np.asarray(mixture.means)
     lim = float(np.max(np.abs(means)) + 4 * max(mixture.stds) + 0.3)
@@ -258,11 +277,7 @@ def _figure(path: str, runs: list[dict], mixture: Any, alpha0: float, trajectori
         ax.set_aspect("equal")
         ax.tick_params(labelsize=7)
     fig.suptitle(f"tcd-sample: {mixture.name} mixture, samples (red) over the target density")
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise EnvironmentProblem(f"cannot write {path!r}: {exc.strerror}") from None
+    return fig
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> dict:

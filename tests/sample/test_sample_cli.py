@@ -277,3 +277,43 @@ def test_console_script_and_module_run_in_a_fresh_process(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "tcd-sample: error: --eta must be in [0, 1], got 2.0 (see tcd-sample --help)"
     ]
+
+
+def _overlaps(a, b):
+    return not (a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0)
+
+
+@pytest.mark.parametrize("n_runs", [1, 4, 16])
+def test_figure_title_clears_the_panel_titles(n_runs):
+    # tight_layout ignored the suptitle: in a 4 x 4 sweep it sat on the first row's titles
+    from tcd_core.toy import preset
+
+    rng = np.random.default_rng(0)
+    row = {"model": "distilled", "steps": 8, "eta": 0.3, "swd": 0.05}
+    runs = [{"samples": rng.normal(size=(50, 2)), "trajectory": None, "row": row}] * n_runs
+    fig = cli._build_figure(runs, preset("ring"), 0.99915, trajectories=False)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    panels = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    assert len(panels) == n_runs
+    assert title.y0 > max(p.y1 for p in panels)  # above every panel title, not just disjoint
+    assert not any(_overlaps(title, p) for p in panels)
+    assert title.y1 <= fig.bbox.y1  # and still inside the figure
+
+
+def test_times_are_printed_in_milliseconds(capsys):
+    # the teacher's steps take well under 10 ms: a seconds column printed them as 0.00 s
+    code, out, err = _run(capsys, *FAST, "--no-figure")
+    assert code == 0, err
+    rows = [ln for ln in out.splitlines() if ln.startswith(("teacher ", "distilled "))]
+    assert rows and all(ln.endswith(" ms") for ln in rows)
+    times = [float(ln.split()[-2]) for ln in rows]
+    assert all(t > 0 for t in times)  # nothing rounds to zero any more
+
+
+def test_duration_format():
+    assert cli._duration(0.000123) == "0.1 ms"
+    assert cli._duration(0.0421) == "42.1 ms"
+    assert cli._duration(9.99) == "9990.0 ms"
+    assert cli._duration(12.34) == "12.3 s"
