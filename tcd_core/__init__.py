@@ -5,7 +5,10 @@ plan. Device side (any Array API namespace, jit-able): :func:`tcd_step` and frie
 README and ``docs/`` for guides; every function's docstring states its maths.
 """
 
+from ._version import __version__
 from .config import BETA_SCHEDULES, PREDICTION_TYPES, TIMESTEP_SPACINGS, TCDConfig
+from .lcm import LCMCoefficients, LCMStepOutput, lcm_step, lcm_step_coefficients, lcm_update
+from .lcm_plan import LCMPlan, lcm_final_step, lcm_previous_timesteps, lcm_timesteps
 from .parameterization import (
     add_noise,
     boundary_condition_scalings,
@@ -34,12 +37,13 @@ from .schedule import (
 from .step import StepCoefficients, TCDStepOutput, step_coefficients, tcd_step, tcd_update
 from .thresholding import clip_sample, dynamic_threshold, quantile
 
-from ._version import __version__
-
 __all__ = [
     "BETA_SCHEDULES",
     "PREDICTION_TYPES",
     "TIMESTEP_SPACINGS",
+    "LCMCoefficients",
+    "LCMPlan",
+    "LCMStepOutput",
     "NoiseSchedule",
     "StepCoefficients",
     "TCDConfig",
@@ -58,6 +62,12 @@ __all__ = [
     "final_alpha_cumprod",
     "get_velocity",
     "intermediate_timestep",
+    "lcm_final_step",
+    "lcm_previous_timesteps",
+    "lcm_step",
+    "lcm_step_coefficients",
+    "lcm_timesteps",
+    "lcm_update",
     "linspace_f32",
     "noise_schedule",
     "original_and_noise_from_roots",

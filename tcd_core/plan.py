@@ -251,6 +251,15 @@ def tcd_timesteps(
         return _custom_plan(config, timesteps, origin, original_steps, strength)
 
     n = _positive_int("num_inference_steps", num_inference_steps)
+    chosen = _standard_timesteps(origin, n, n_train, original_steps, strength)
+    return TCDPlan(chosen, previous_timesteps(chosen), n, False)
+
+
+def _standard_timesteps(
+    origin: np.ndarray, n: int, n_train: int, original_steps: int, strength: float
+) -> np.ndarray:
+    """The reference's standard path (shared by the TCD and LCM plans): its three ValueErrors in
+    its order, then ``n`` entries of the reversed grid at float64 ``floor(i·L/n)``."""
     if n > n_train:
         raise ValueError(
             f"`num_inference_steps`: {n} cannot be larger than `self.config.train_timesteps`:"
@@ -272,8 +281,7 @@ def tcd_timesteps(
         )
     origin = origin[::-1].copy()
     indices = np.floor(np.linspace(0, len(origin), num=n, endpoint=False)).astype(np.int64)
-    chosen = origin[indices]
-    return TCDPlan(chosen, previous_timesteps(chosen), n, False)
+    return origin[indices]
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -289,7 +297,21 @@ def _custom_plan(
     original_steps: int,
     strength: float,
 ) -> TCDPlan:
-    n_train = config.num_train_timesteps
+    chosen, n = _custom_timesteps(
+        config.num_train_timesteps, timesteps, origin, original_steps, strength
+    )
+    return TCDPlan(chosen, previous_timesteps(chosen), n, True)
+
+
+def _custom_timesteps(
+    n_train: int,
+    timesteps: Sequence[Any],
+    origin: np.ndarray,
+    original_steps: int,
+    strength: float,
+) -> tuple[np.ndarray, int]:
+    """The reference's custom path (shared by the TCD and LCM plans): validation, its three
+    warnings, the ``strength`` trim. Returns (kept timesteps, untrimmed length)."""
     values = _check_custom(timesteps, n_train)
     train = set(origin.tolist())
     off_grid = []
@@ -326,5 +348,4 @@ def _custom_plan(
             f"`strength`={strength} keeps no step of the {n} custom timesteps "
             f"(int({n} * {strength}) == 0); raise `strength` or pass more timesteps"
         )
-    chosen = np.asarray(values[start:], dtype=np.int64)
-    return TCDPlan(chosen, previous_timesteps(chosen), n, True)
+    return np.asarray(values[start:], dtype=np.int64), n
