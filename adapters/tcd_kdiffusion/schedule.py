@@ -1,0 +1,182 @@
+"""σ ↔ ᾱ ↔ t: the discrete VP noise schedule in k-diffusion's σ convention.
+
+k-diffusion and the UIs built on it (ComfyUI, A1111, Forge) describe a discrete DDPM schedule by
+its noise levels σ_t = √((1−ᾱ_t)/ᾱ_t), t = 0 … N−1, and scale latents as x = x_t/√ᾱ_t. TCD needs
+the integer timesteps behind the σ's (its intermediate timestep s = ⌊(1−η)·p⌋ is an integer), so
+this module finds the model's table and maps each σ to the nearest entry in log σ, as
+k-diffusion's ``sigma_to_t(quantize=True)`` and ComfyUI's ``model_sampling.timestep`` do.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+__all__ = ["SIGMA_RTOL", "alphas_cumprod_from_sigmas", "sigmas_from_alphas_cumprod"]
+
+#: How far (relative) a σ may lie from its table entry and still count as that entry: rounding
+#: only. The same tolerance ComfyUI uses to decide that a schedule starts at the model's σ_max.
+SIGMA_RTOL = 1e-5
+
+# How deep to look for the table through wrappers' ``inner_model`` attributes: ComfyUI passes
+# KSamplerX0Inpaint → CFGGuider → BaseModel (with .model_sampling); A1111 and Forge pass a CFG
+# denoiser → k-diffusion / Forge schedule wrapper (with .sigmas and .log_sigmas).
+_MAX_DEPTH = 6
+
+
+def _host_1d(values: Any, name: str) -> np.ndarray:
+    """A 1-D float64 host copy of a tensor, array or sequence (ValueError naming ``name``)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().to("cpu", torch.float64).numpy()
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"`{name}` must be a 1-D sequence of numbers: {err}") from None
+    if out.ndim != 1 or out.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty 1-D tensor, got shape {out.shape}")
+    return out
+
+
+def alphas_cumprod_from_sigmas(sigmas: Any) -> torch.Tensor:
+    """ᾱ_t = 1/(1+σ_t²) for a model's σ table (float64 maths, float32 result on the CPU).
+
+    ComfyUI keeps only ``model_sampling.sigmas`` (no ``alphas_cumprod`` buffer); this recovers the
+    table :func:`~tcd_kdiffusion.get_sigmas_tcd` and :func:`~tcd_kdiffusion.sample_tcd` work from.
+
+    Example:
+        >>> import torch
+        >>> alphas_cumprod_from_sigmas(torch.tensor([0.0, 1.0, 3.0])).tolist()
+        [1.0, 0.5, 0.10000000149011612]
+    """
+    sig = _host_1d(sigmas, "sigmas")
+    if not np.all(np.isfinite(sig)) or np.any(sig < 0):
+        raise ValueError("`sigmas` must be finite and non-negative")
+    return torch.from_numpy((1.0 / (1.0 + sig * sig)).astype(np.float32))
+
+
+def sigmas_from_alphas_cumprod(alphas_cumprod: Any) -> torch.Tensor:
+    """σ_t = √((1−ᾱ_t)/ᾱ_t) (float64 maths, float32 result on the CPU); ᾱ = 0 gives σ = inf.
+
+    Example:
+        >>> import torch
+        >>> sigmas_from_alphas_cumprod(torch.tensor([1.0, 0.5, 0.2])).tolist()
+        [0.0, 1.0, 2.0]
+    """
+    ac = check_alphas_cumprod(alphas_cumprod, "alphas_cumprod").astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return torch.from_numpy(np.sqrt((1.0 - ac) / ac).astype(np.float32))
+
+
+def check_alphas_cumprod(alphas_cumprod: Any, name: str) -> np.ndarray:
+    """The ᾱ table as host float32 (what diffusers computes with), values checked in [0, 1]."""
+    ac = _host_1d(alphas_cumprod, name).astype(np.float32)
+    if not np.all(np.isfinite(ac)) or np.any(ac < 0) or np.any(ac > 1):
+        raise ValueError(f"`{name}` must hold values ᾱ in [0, 1] (a cumulative product of alphas)")
+    return ac
+
+
+class Table(NamedTuple):
+    """A resolved noise schedule (host arrays).
+
+    Attributes:
+        alphas_cumprod: float32 ᾱ, one entry per training timestep.
+        log_sigmas: float64 log σ of the table used to quantize σ's (the model's own σ's when it
+            has them, so that σ → t agrees with the model wrapper's own mapping).
+        source: where the table came from, for error messages.
+    """
+
+    alphas_cumprod: np.ndarray
+    log_sigmas: np.ndarray
+    source: str
+
+
+def _sigma_table(obj: Any) -> Any:
+    """``obj.sigmas`` when ``obj`` is a σ-table holder (it also has ``log_sigmas``); else None.
+
+    Both attributes are required: ComfyUI's KSamplerX0Inpaint also has a ``sigmas`` attribute,
+    but it holds the sampling schedule, not the model's table.
+    """
+    try:
+        sigmas, log_sigmas = getattr(obj, "sigmas", None), getattr(obj, "log_sigmas", None)
+    except Exception:  # a property that cannot be evaluated here is no table
+        return None
+    is_table = isinstance(sigmas, torch.Tensor) and isinstance(log_sigmas, torch.Tensor)
+    return sigmas if is_table and sigmas.ndim == 1 and sigmas.numel() > 1 else None
+
+
+def _from_sigmas(sigmas: Any, source: str) -> Table:
+    sig = _host_1d(sigmas, source)
+    if np.any(np.isnan(sig)) or np.any(sig < 0):
+        raise ValueError(f"{source} must hold non-negative σ's")
+    with np.errstate(divide="ignore"):
+        ac = (1.0 / (1.0 + sig * sig)).astype(np.float32)
+        return Table(ac, np.log(sig), source)
+
+
+def _from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
+    ac = check_alphas_cumprod(alphas_cumprod, source)
+    a = ac.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return Table(ac, 0.5 * np.log((1.0 - a) / a), source)
+
+
+def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:
+    """The model's noise schedule: ``alphas_cumprod`` when given, else found on the model.
+
+    Looked for on the model and its chain of ``inner_model`` wrappers, nearest first: ComfyUI's
+    ``model_sampling`` (``sigmas``), a k-diffusion ``DiscreteSchedule`` or Forge schedule wrapper
+    (``sigmas`` with ``log_sigmas``), or an ``alphas_cumprod`` tensor (A1111's LDM model).
+    """
+    if alphas_cumprod is not None:
+        return _from_alphas_cumprod(alphas_cumprod, "`alphas_cumprod`")
+    obj, path = model, "model"
+    for _ in range(_MAX_DEPTH):
+        if obj is None:
+            break
+        try:
+            sampling = getattr(obj, "model_sampling", None)
+        except Exception:
+            sampling = None
+        if sampling is not None and isinstance(getattr(sampling, "sigmas", None), torch.Tensor):
+            return _from_sigmas(sampling.sigmas, f"{path}.model_sampling.sigmas")
+        sigmas = _sigma_table(obj)
+        if sigmas is not None:
+            return _from_sigmas(sigmas, f"{path}.sigmas")
+        try:
+            ac = getattr(obj, "alphas_cumprod", None)
+        except Exception:
+            ac = None
+        if isinstance(ac, torch.Tensor) and ac.ndim == 1 and ac.numel() > 1:
+            return _from_alphas_cumprod(ac, f"{path}.alphas_cumprod")
+        try:
+            obj = getattr(obj, "inner_model", None)
+        except Exception:
+            obj = None
+        path += ".inner_model"
+    raise ValueError(
+        "no noise schedule found: pass `alphas_cumprod` (the model's ᾱ table), or a model that "
+        "carries its table the way k-diffusion (`.sigmas`/`.log_sigmas`) or ComfyUI "
+        "(`.inner_model.inner_model.model_sampling`) wrappers do"
+    )
+
+
+def timestep_of(sigma: float, table: Table, where: str) -> int:
+    """The training timestep whose σ is nearest to ``sigma`` in log σ; ValueError when ``sigma``
+    is not that entry up to rounding (relative difference above :data:`SIGMA_RTOL`)."""
+    if not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"{where} must be a finite σ > 0, got {sigma!r}")
+    dist = np.abs(math.log(sigma) - table.log_sigmas)
+    t = int(np.argmin(dist))
+    if not dist[t] <= SIGMA_RTOL:
+        nearest = math.exp(float(table.log_sigmas[t]))
+        raise ValueError(
+            f"{where} = {sigma:.7g} is not a σ of the model's noise schedule ({table.source}): "
+            f"the nearest is σ = {nearest:.7g} at timestep {t}. TCD steps between the schedule's "
+            f"integer timesteps; build the sigmas with get_sigmas_tcd (or take them from the "
+            f"table), not from a continuous scheduler such as Karras'"
+        )
+    return t
