@@ -1,0 +1,354 @@
+"""What the adapter's schedulers share (private): diffusers' stateful scheduler conventions on top
+of a host-side :mod:`tcd_core` plan.
+
+:class:`ConsistencyScheduler` holds everything of ``TCDScheduler`` and ``LCMScheduler`` that is
+not the step itself: the float32 tables (:func:`tcd_core.noise_schedule`), the core config cached
+per diffusers config object, the plan cache and ``set_timesteps``, the index bookkeeping
+(``step_index``, ``begin_index``, ``index_for_timestep``, views of ``timesteps`` recognised
+without a device read), ``previous_timestep``, ``add_noise``, ``get_velocity``. A subclass
+supplies its ``@register_to_config`` constructor (diffusers reads the config fields from it),
+:meth:`ConsistencyScheduler._build_plan` and ``step``.
+
+Host/device split: the plan (timesteps, next timesteps, the step counter) lives on the host as
+Python ints; steps index host lists with the host counter and never read a device value, so on a
+GPU they make no host-device synchronisation once ``set_timesteps(device=...)`` ran.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import array_api_compat
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, FrozenDict
+from diffusers.schedulers.scheduling_utils import SCHEDULER_CONFIG_NAME, SchedulerMixin
+from diffusers.utils import BaseOutput
+
+import tcd_core
+
+XP = array_api_compat.array_namespace(torch.empty(0))
+FLOATS = frozenset((torch.float32, torch.float16, torch.bfloat16, torch.float64))
+_PLAN_CACHE_SIZE = 16
+
+_O = TypeVar("_O", bound=BaseOutput)
+_ODICT_SET = OrderedDict.__setitem__
+
+
+def fast_output(cls: type[_O], first: str, second: str) -> Callable[[Any, Any], _O]:
+    """A constructor for the two-field output dataclass ``cls`` that skips the generic
+    dataclass/``BaseOutput.__post_init__`` machinery (a few microseconds per step): the same keys,
+    in the same order, and the same attributes (tested against the dataclass constructor)."""
+    new = cls.__new__
+
+    def make(a: Any, b: Any) -> _O:
+        out = new(cls)
+        _ODICT_SET(out, first, a)
+        _ODICT_SET(out, second, b)
+        attributes = out.__dict__
+        attributes[first] = a
+        attributes[second] = b
+        return out
+
+    return make
+
+
+class Plan:
+    """A timestep plan as a step needs it: the host int64 array, and host lists of the timesteps
+    and of each step's next timestep (the scheduler's own rule after the last entry)."""
+
+    __slots__ = ("custom", "host", "num_inference_steps", "prev", "timesteps")
+
+    def __init__(
+        self, timesteps: np.ndarray, prev: np.ndarray, num_inference_steps: int, custom: bool
+    ) -> None:
+        self.host = timesteps
+        self.timesteps: list[int] = timesteps.tolist()
+        self.prev: list[int] = prev.tolist()
+        self.num_inference_steps = num_inference_steps
+        self.custom = custom
+
+
+class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
+    """The shared machinery of the adapter's schedulers (see the module docstring)."""
+
+    # SchedulerMixin's value (the file name), restated: diffusers' ConfigMixin declares the
+    # attribute as None, so the type checker sees two incompatible base definitions otherwise.
+    config_name = SCHEDULER_CONFIG_NAME  # type: ignore[assignment]
+    order = 1
+    # Set by diffusers' ``register_to_config`` (declared here for the type checker).
+    _internal_dict: FrozenDict
+
+    num_inference_steps: int | None
+    timesteps: torch.Tensor
+    custom_timesteps: bool
+    alphas_cumprod: torch.Tensor
+
+    def _setup(self, num_train_timesteps: int) -> None:
+        """The state diffusers' constructor sets up, from the core's tables."""
+        tables = tcd_core.noise_schedule(self._core_config(), xp=XP)
+        self.betas = tables.betas
+        self.alphas = tables.alphas
+        self.alphas_cumprod = tables.alphas_cumprod
+        self.final_alpha_cumprod = tables.final_alpha_cumprod
+        self.init_noise_sigma = 1.0
+
+        self.num_inference_steps = None
+        self.timesteps = torch.from_numpy(np.arange(num_train_timesteps)[::-1].copy())
+        self.custom_timesteps = False
+
+        self._step_index: int | None = None
+        self._begin_index: int | None = None
+        self._plan: Plan | None = None
+        self._plan_tensor: torch.Tensor | None = None
+        self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
+        self._plans_owner: tcd_core.TCDConfig | None = None
+        self._tables_by_device: dict[torch.device, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ to be provided
+    def _build_plan(
+        self,
+        core: tcd_core.TCDConfig,
+        num_inference_steps: int | None,
+        original_inference_steps: int | None,
+        timesteps: list[int] | None,
+        strength: float,
+    ) -> Plan:
+        """The scheduler's plan (:func:`tcd_core.tcd_timesteps` or :func:`tcd_core.lcm_timesteps`)."""
+        raise NotImplementedError
+
+    def _previous_of(self, timesteps: np.ndarray) -> np.ndarray:
+        """Each step's next timestep for a hand-assigned ``timesteps`` array."""
+        raise NotImplementedError
+
+    def _on_new_config(self) -> None:
+        """Drop caches that depend on the config (called when diffusers replaced it)."""
+
+    # ------------------------------------------------------------------ config and caches
+    def _core_config(self) -> tcd_core.TCDConfig:
+        """The core config of the current ``self.config``."""
+        return self._core_state()[1]
+
+    def _core_state(self) -> tuple[Any, tcd_core.TCDConfig, bool]:
+        """(config source, core config, whether the precomputed step applies), cached while the
+        config is unchanged: diffusers replaces the FrozenDict object whenever a value changes
+        (``register_to_config``, the pipelines' config fix-ups)."""
+        source = self._internal_dict
+        cached = self.__dict__.get("_core_cache")
+        if cached is not None and cached[0] is source:
+            return cached
+        core = tcd_core.TCDConfig.from_dict(source)
+        cached = (source, core, not (core.clip_sample or core.thresholding))
+        self.__dict__["_core_cache"] = cached
+        self._on_new_config()
+        return cached
+
+    def _table_on(self, device: torch.device) -> torch.Tensor:
+        """ᾱ on ``device``, copied once (so a device timestep never indexes a CPU table)."""
+        if self.alphas_cumprod.device == device:
+            return self.alphas_cumprod
+        table = self._tables_by_device.get(device)
+        if table is None:
+            table = self._tables_by_device[device] = self.alphas_cumprod.to(device)
+        return table
+
+    # ------------------------------------------------------------------ index bookkeeping
+    @property
+    def step_index(self) -> int | None:
+        """The index counter for the current timestep; it increases by one after each step."""
+        return self._step_index
+
+    @property
+    def begin_index(self) -> int | None:
+        """The index of the first timestep, set by pipelines through :meth:`set_begin_index`."""
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Sets the begin index for the scheduler (pipelines call it before the loop)."""
+        self._begin_index = begin_index
+
+    def index_for_timestep(
+        self, timestep: float | torch.Tensor, schedule_timesteps: torch.Tensor | None = None
+    ) -> int:
+        """The index of ``timestep`` in the schedule (the second match if it occurs twice).
+
+        The search runs on a host copy of the schedule: no device read for the scheduler's own
+        timesteps. Raises ``ValueError`` naming the timestep and the schedule when it is absent.
+        """
+        if schedule_timesteps is None:
+            host = self._host_timesteps()
+        elif isinstance(schedule_timesteps, torch.Tensor):
+            host = schedule_timesteps.detach().cpu().numpy()
+        else:
+            host = np.asarray(schedule_timesteps)
+        matches = self._matches(timestep, host)
+        return int(matches[1] if len(matches) > 1 else matches[0])
+
+    def _matches(self, timestep: Any, host: np.ndarray) -> np.ndarray:
+        """Positions of ``timestep`` in the host schedule ``host``; ValueError when absent."""
+        value = self._host_timestep(timestep)
+        (matches,) = np.nonzero(host == value)
+        if len(matches) == 0:
+            raise ValueError(
+                f"timestep {value} is not in the timestep schedule {host.tolist()}; pass one of "
+                "`scheduler.timesteps` (or call `set_begin_index` for a partial schedule)"
+            )
+        return matches
+
+    @staticmethod
+    def _host_timestep(timestep: Any) -> Any:
+        if isinstance(timestep, torch.Tensor):
+            if timestep.numel() != 1:
+                raise ValueError(
+                    f"`timestep` must be a single timestep, got shape {tuple(timestep.shape)}"
+                )
+            return timestep.item()  # a host read; one sync for a device tensor, as the reference
+        return timestep
+
+    def _host_timesteps(self) -> np.ndarray:
+        """``self.timesteps`` on the host: the plan's copy, unless the tensor was replaced."""
+        if self._plan is not None and self.timesteps is self._plan_tensor:
+            return self._plan.host
+        return self.timesteps.detach().cpu().numpy()
+
+    def _view_position(self, timestep: Any) -> int | None:
+        """Position of a 0-d tensor that is a view into ``self.timesteps`` (what iterating or
+        slicing ``scheduler.timesteps`` yields), found from its storage offset: no device read.
+        The steps inline the same test."""
+        if getattr(timestep, "_base", None) is self.timesteps and timestep.ndim == 0:
+            return int(timestep.storage_offset() - self.timesteps.storage_offset())
+        return None
+
+    def _init_step_index(self, timestep: float | torch.Tensor) -> None:
+        self._step_index = self._first_step_index(timestep)
+
+    def _first_step_index(self, timestep: float | torch.Tensor) -> int:
+        """The begin index when a pipeline set one, else the timestep's position."""
+        if self._begin_index is not None:
+            return self._begin_index
+        position = self._view_position(timestep)
+        return position if position is not None else self.index_for_timestep(timestep)
+
+    def _current_plan(self) -> Plan:
+        """The plan of ``self.timesteps`` (one host copy if the tensor was assigned by hand)."""
+        plan = self._plan
+        if plan is None or self.timesteps is not self._plan_tensor:
+            plan = self._adopt_timesteps()
+        return plan
+
+    def _adopt_timesteps(self) -> Plan:
+        """A plan for a ``timesteps`` tensor assigned by hand (diffusers' step reads whatever
+        ``self.timesteps`` holds): one host copy of it, then the step proceeds as usual."""
+        host = self.timesteps.detach().cpu().numpy().astype(np.int64)
+        assert self.num_inference_steps is not None  # checked by the callers
+        self._plan = Plan(
+            host, self._previous_of(host), self.num_inference_steps, self.custom_timesteps
+        )
+        self._plan_tensor = self.timesteps
+        return self._plan
+
+    def scale_model_input(
+        self, sample: torch.Tensor, timestep: int | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Returns ``sample`` unchanged (consistency sampling needs no input scaling)."""
+        return sample
+
+    # ------------------------------------------------------------------ the plan
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        original_inference_steps: int | None = None,
+        timesteps: list[int] | None = None,
+        strength: float = 1.0,
+    ) -> None:
+        """Sets the timesteps of the sampling loop (the core's plan for this scheduler).
+
+        ``num_inference_steps`` picks that many timesteps from the distillation grid of
+        ``original_inference_steps`` (the config's when not given); ``timesteps`` is a custom
+        descending list instead; ``strength`` < 1 keeps the last part of the schedule. The plan
+        is the reference's, including its quirks; the reference's ValueErrors are raised under
+        the same conditions, plus a ValueError for ``strength`` outside (0, 1] and negative or
+        non-integer custom timesteps.
+        """
+        core = self._core_config()
+        if timesteps is None:
+            if self._plans_owner is not core:
+                self._plans = OrderedDict()
+                self._plans_owner = core
+            key = (
+                type(num_inference_steps),
+                num_inference_steps,
+                type(original_inference_steps),
+                original_inference_steps,
+                strength,
+            )
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._build_plan(
+                    core, num_inference_steps, original_inference_steps, None, strength
+                )
+                self._plans[key] = plan
+                if len(self._plans) > _PLAN_CACHE_SIZE:
+                    self._plans.popitem(last=False)
+        else:  # custom plans are not cached: the core logs the reference's warnings each time
+            plan = self._build_plan(
+                core, num_inference_steps, original_inference_steps, timesteps, strength
+            )
+        self._plan = plan
+        self.num_inference_steps = plan.num_inference_steps
+        self.custom_timesteps = plan.custom
+        self.timesteps = torch.from_numpy(plan.host.copy()).to(device=device, dtype=torch.long)
+        self._plan_tensor = self.timesteps
+        self._step_index = None
+        self._begin_index = None
+
+    def __len__(self) -> int:
+        """The number of training timesteps."""
+        return self._core_config().num_train_timesteps
+
+    def previous_timestep(self, timestep: int) -> int | torch.Tensor:
+        """The timestep after ``timestep`` in the schedule (the reference's -1 after the last
+        entry); ``timestep - 1`` before ``set_timesteps``."""
+        if self.custom_timesteps or self.num_inference_steps:
+            index = int(self._matches(timestep, self._host_timesteps())[0])  # the first match
+            if index == self.timesteps.shape[0] - 1:
+                return torch.tensor(-1)
+            return self.timesteps[index + 1]
+        return timestep - 1
+
+    def _not_ready(self) -> NoReturn:
+        """The reference's error for a step before ``set_timesteps``."""
+        raise ValueError(
+            "Number of inference steps is 'None', you need to run 'set_timesteps' after "
+            "creating the scheduler"
+        )
+
+    # ------------------------------------------------------------------ forward process
+    def add_noise(
+        self,
+        original_samples: torch.Tensor,
+        noise: torch.Tensor,
+        timesteps: torch.IntTensor,
+    ) -> torch.Tensor:
+        """√ᾱₜ·x₀ + √(1−ᾱₜ)·ε, one timestep per batch element (:func:`tcd_core.add_noise`).
+
+        Like the reference, ``alphas_cumprod`` moves to the samples' device for good.
+        """
+        self.alphas_cumprod = self.alphas_cumprod.to(device=original_samples.device)
+        index: Any = timesteps
+        if isinstance(timesteps, torch.Tensor):
+            index = timesteps.to(original_samples.device)
+        return tcd_core.add_noise(self.alphas_cumprod, original_samples, noise, index)
+
+    def get_velocity(
+        self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor
+    ) -> torch.Tensor:
+        """v = √ᾱₜ·ε − √(1−ᾱₜ)·x₀ (:func:`tcd_core.get_velocity`)."""
+        self.alphas_cumprod = self.alphas_cumprod.to(device=sample.device)
+        index: Any = timesteps
+        if isinstance(timesteps, torch.Tensor):
+            index = timesteps.to(sample.device)
+        return tcd_core.get_velocity(self.alphas_cumprod, sample, noise, index)
