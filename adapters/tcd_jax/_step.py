@@ -10,6 +10,10 @@ Everything that touches latents is tcd_core (:func:`tcd_core.step_coefficients` 
   (:func:`tcd_core.intermediate_timestep` with ``one_minus_eta=``).
 * the noise is masked to zero where the reference draws none (η = 0, the last step), which the
   core's exact ratio r = 1 would give anyway; the mask makes it explicit and fuses into the update.
+* when no batch element draws at a step (η = 0 everywhere, or the last step), the normal draw is
+  skipped altogether: :func:`jax_tcd_step_keyed` takes a ``lax.cond`` branch without it. Both
+  branches give the same values there (the ratio r is exactly 1), and the predicate is traced, so
+  switching η between 0 and > 0 reuses the compiled code.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from tcd_core import (
     tcd_update,
 )
 
-__all__ = ["eta_arrays", "intermediate", "is_host", "jax_tcd_step"]
+from .noise import step_noise
+
+__all__ = ["eta_arrays", "intermediate", "is_host", "jax_tcd_step", "jax_tcd_step_keyed"]
 
 
 def is_host(x: Any) -> bool:
@@ -38,8 +44,10 @@ def is_host(x: Any) -> bool:
     return isinstance(x, (numbers.Number, np.generic, np.ndarray, list, tuple))
 
 
-def eta_arrays(eta: Any) -> tuple[jax.Array, jax.Array]:
+def eta_arrays(eta: Any) -> tuple[Any, Any]:
     """(η as float32, f32(1 − η)): NumPy float32 arrays for host η, JAX arrays otherwise.
+
+    (NumPy for host η: a jitted function takes them as arguments and transfers them on dispatch.)
 
     Host η (a Python float or a NumPy array) is checked against [0, 1] (``ValueError``) and
     ``1 − η`` is evaluated in float64 and rounded once, as the reference does. A JAX array η is
@@ -108,3 +116,41 @@ def jax_tcd_step(
     if noise is not None and draw is not None:
         noise = jnp.where(_broadcast(draw, sample.ndim), noise, jnp.zeros((), noise.dtype))
     return tcd_update(coefficients, model_output, sample, noise, config)
+
+
+def jax_tcd_step_keyed(
+    model_output: jax.Array,
+    timestep: Any,
+    sample: jax.Array,
+    prev_timestep: Any,
+    alphas_cumprod: jax.Array,
+    one_minus_eta: jax.Array,
+    draw: jax.Array,
+    key: jax.Array,
+    index: Any,
+    config: TCDConfig,
+) -> TCDStepOutput:
+    """:func:`jax_tcd_step` with z = ``normal(fold_in(key, index))`` where ``draw`` is true.
+
+    ``draw`` (0-d or one per batch element) is traced; when no element draws, a ``lax.cond``
+    branch without the normal draw runs (same values: the ratio ᾱ_p/ᾱ_s is exactly 1 there), so a
+    compiled loop pays for the draw only where the reference draws. Under ``vmap`` with a batched
+    ``draw`` the cond becomes a select and both branches run.
+    """
+    draw = jnp.asarray(draw)
+    operands = (model_output, sample)
+
+    def noisy(operands: tuple[jax.Array, jax.Array]) -> TCDStepOutput:
+        out, x = operands
+        noise = step_noise(key, index, x.shape, x.dtype)
+        return jax_tcd_step(
+            out, timestep, x, prev_timestep, alphas_cumprod, one_minus_eta, draw, noise, config
+        )
+
+    def quiet(operands: tuple[jax.Array, jax.Array]) -> TCDStepOutput:
+        out, x = operands
+        return jax_tcd_step(
+            out, timestep, x, prev_timestep, alphas_cumprod, one_minus_eta, None, None, config
+        )
+
+    return jax.lax.cond(jnp.any(draw), noisy, quiet, operands)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +19,7 @@ import numpy as np
 
 from tcd_core import TCDConfig, TCDPlan, tcd_timesteps
 
-from ._step import eta_arrays, jax_tcd_step
-from .noise import step_noise
+from ._step import eta_arrays, jax_tcd_step, jax_tcd_step_keyed
 from .scheduler import host_schedule
 
 __all__ = ["SamplingPlan", "sample", "sampling_plan", "stack_plans"]
@@ -70,19 +69,21 @@ class SamplingPlan(NamedTuple):
 
 def stack_plans(plans: Sequence[SamplingPlan | TCDPlan]) -> SamplingPlan:
     """One plan per batch element, stacked into ``(steps, B)`` arrays (equal step counts)."""
-    plans = [p if isinstance(p, SamplingPlan) else SamplingPlan.from_plan(p) for p in plans]
-    if not plans:
+    converted = [p if isinstance(p, SamplingPlan) else SamplingPlan.from_plan(p) for p in plans]
+    if not converted:
         raise ValueError("`plans` must not be empty")
-    lengths = sorted({int(np.shape(p.timesteps)[0]) for p in plans})
-    if len(lengths) != 1 or any(np.ndim(p.timesteps) != 1 for p in plans):
+    lengths = sorted({int(np.shape(p.timesteps)[0]) for p in converted})
+    if len(lengths) != 1 or any(np.ndim(p.timesteps) != 1 for p in converted):
         raise ValueError(
             f"per-sample plans must be 1-D and have the same number of steps, got lengths {lengths}"
         )
-    begins = sorted({int(p.begin_index) for p in plans})
+    begins = sorted({int(p.begin_index) for p in converted})
     if len(begins) != 1:
         raise ValueError(f"per-sample plans must share their begin_index, got {begins}")
-    stacked = (np.stack([np.asarray(p[i]) for p in plans], axis=1) for i in range(3))
-    return SamplingPlan(*stacked, begins[0])
+    timesteps, prev, final = (
+        np.stack([np.asarray(p[i]) for p in converted], axis=1) for i in range(3)
+    )
+    return SamplingPlan(timesteps, prev, final, begins[0])
 
 
 def sampling_plan(
@@ -107,14 +108,19 @@ def sampling_plan(
         [[999, 499], [499, 259]]
     """
     config = _DEFAULT_CONFIG if config is None else config
-    kw = dict(original_inference_steps=original_inference_steps, timesteps=timesteps)
-    if isinstance(strength, (list, tuple, np.ndarray)):
-        return stack_plans(
-            [tcd_timesteps(config, num_inference_steps, strength=float(s), **kw) for s in strength]
+
+    def plan_for(strength: float) -> TCDPlan:
+        return tcd_timesteps(
+            config,
+            num_inference_steps,
+            original_inference_steps=original_inference_steps,
+            timesteps=timesteps,
+            strength=strength,
         )
-    return SamplingPlan.from_plan(
-        tcd_timesteps(config, num_inference_steps, strength=strength, **kw)
-    )
+
+    if isinstance(strength, (list, tuple, np.ndarray)):
+        return stack_plans([plan_for(float(s)) for s in strength])
+    return SamplingPlan.from_plan(plan_for(cast(float, strength)))
 
 
 def _as_plan(plan: Any) -> SamplingPlan:
@@ -230,10 +236,10 @@ def _sample_loop(
     def body(x: jax.Array, inputs: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
         i, t, p, final = inputs
         model_output = model_fn(x, t)
-        noise = step_noise(key, i, x.shape, x.dtype)
+        # No batch element draws (η = 0, or a final row): the step runs without the normal draw.
         draw = (eta > 0) & jnp.logical_not(final)
-        out = jax_tcd_step(
-            model_output, t, x, p, alphas_cumprod, one_minus_eta, draw, noise, config
+        out = jax_tcd_step_keyed(
+            model_output, t, x, p, alphas_cumprod, one_minus_eta, draw, key, i, config
         )
         return out.prev_sample, None
 

@@ -3,15 +3,15 @@
 diffusers' Flax schedulers (removed in diffusers 0.40; there never was a Flax TCD one) were a
 config object plus an immutable state pytree: ``create_state()``, ``set_timesteps(state, …) ->
 state``, ``step(state, …) -> Output(prev_sample, state)``. This one follows that convention, with
-the step index carried *in the state as an array*, so ``step`` runs inside ``jax.jit``,
-``lax.fori_loop`` and ``lax.scan`` with a traced timestep. The maths is :func:`tcd_core.tcd_step`.
+the step index, the PRNG key and η carried *in the state as arrays*, so ``step`` runs inside
+``jax.jit``, ``lax.fori_loop``, ``lax.scan`` and ``pmap`` with a traced timestep, and the Flax
+pipelines of diffusers ≤ 0.39 run it unmodified (they pass no key and no η to ``step``). The maths
+is :func:`tcd_core.tcd_step`; the convention machinery is shared (``_convention``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -30,12 +30,24 @@ from tcd_core import (
     tcd_timesteps,
 )
 
-from ._step import eta_arrays, is_host, jax_tcd_step
-from .noise import step_noise
+from ._convention import (
+    OutputMixin,
+    StateMixin,
+    check_dtype,
+    load_config,
+    pytree_dataclass,
+    state_eta,
+    state_key,
+    step_index,
+    write_config,
+)
+from ._step import eta_arrays, is_host, jax_tcd_step_keyed
+from .noise import as_typed_key
 
 __all__ = ["FlaxTCDScheduler", "FlaxTCDSchedulerOutput", "FlaxTCDSchedulerState"]
 
-SCHEDULER_CONFIG_NAME = "scheduler_config.json"
+#: η of a state created without one: the value every official TCD example uses.
+DEFAULT_ETA = 0.3
 
 
 @functools.lru_cache(maxsize=32)
@@ -50,14 +62,8 @@ def jax_schedule(config: TCDConfig) -> NoiseSchedule:
     return NoiseSchedule(*(jnp.asarray(a, dtype=jnp.float32) for a in host_schedule(config)))
 
 
-def _dataclass_pytree(cls: type) -> type:
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
-
-
-@_dataclass_pytree
-class FlaxTCDSchedulerState:
+@pytree_dataclass
+class FlaxTCDSchedulerState(StateMixin):
     """The scheduler's state: a frozen dataclass registered as a JAX pytree.
 
     Attributes:
@@ -70,6 +76,15 @@ class FlaxTCDSchedulerState:
             custom timesteps with strength); None until ``set_timesteps`` has run.
         step_index: int32 0-d; -1 until the first step (which then looks its timestep up in
             ``timesteps``, as the reference does), or the begin index set by ``set_begin_index``.
+        key: the PRNG key of the re-noising draws (step i draws ``normal(fold_in(key, i))``); a
+            typed key, one (shape ``()``) or one per batch element (``(B,)``).
+        eta: float32 η ∈ [0, 1], 0-d or one per batch element: an array, so a new value
+            reuses the compiled loop.
+        one_minus_eta: float32 f32(1 − η), the factor of s = ⌊f32(1 − η)·p⌋. Kept next to η
+            because the reference rounds ``1 − η`` once from double precision, which a float32 η
+            cannot reproduce (η = 0.33: ⌊f32(1 − η)·p⌋ differs at some p). It is derived from η
+            on the host whenever η is set (``create_state``, ``set_timesteps``, ``replace(eta=)``);
+            set only ``eta``.
 
     Shapes and dtypes do not change after ``set_timesteps``, so the state can be a loop carry.
     """
@@ -80,19 +95,33 @@ class FlaxTCDSchedulerState:
     prev_timesteps: jax.Array
     num_inference_steps: jax.Array | None
     step_index: jax.Array
+    key: jax.Array
+    eta: jax.Array
+    one_minus_eta: jax.Array
 
     @property
     def alphas_cumprod(self) -> jax.Array:
         return self.common.alphas_cumprod
 
     def replace(self, **changes: Any) -> FlaxTCDSchedulerState:
-        """A copy with some fields changed (``flax.struct`` style)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (``flax.struct`` style).
+
+        ``eta=`` also sets ``one_minus_eta`` (exactly as the reference rounds it, for a host η),
+        unless ``one_minus_eta`` is given too; ``key=`` accepts raw ``uint32`` threefry keys.
+        """
+        if "eta" in changes and "one_minus_eta" not in changes:
+            changes["eta"], changes["one_minus_eta"] = state_eta(changes["eta"])
+        if "key" in changes:
+            changes["key"] = state_key(changes["key"])
+        return super().replace(**changes)
 
 
-@_dataclass_pytree
-class FlaxTCDSchedulerOutput:
+@pytree_dataclass
+class FlaxTCDSchedulerOutput(OutputMixin):
     """What :meth:`FlaxTCDScheduler.step` returns (a pytree).
+
+    ``to_tuple()`` gives ``(prev_sample, state)``, the two values diffusers' Flax pipelines unpack
+    (``latents, state = scheduler.step(state, noise_pred, t, latents).to_tuple()``).
 
     Attributes:
         prev_sample: x_p, the next model input.
@@ -117,26 +146,43 @@ class FlaxTCDScheduler:
     ``TCDScheduler`` given the same noise.
 
     The scheduler holds only its configuration (``scheduler.config``, a :class:`tcd_core.TCDConfig`,
-    hashable); everything that changes lives in the :class:`FlaxTCDSchedulerState`.
+    hashable) and ``dtype``; everything that changes lives in the :class:`FlaxTCDSchedulerState`,
+    the PRNG key and η included, so a loop written for diffusers' Flax schedulers
+    (``scheduler.step(state, model_output, t, latents).to_tuple()``) runs it unchanged.
+
+    Args:
+        config: a :class:`tcd_core.TCDConfig` or a ``scheduler_config.json``-style mapping;
+            keyword arguments set or override single fields.
+        dtype: the ``dtype=`` of diffusers' Flax schedulers: the dtype of
+            ``state.init_noise_sigma`` (the initial latents are multiplied by it). The ᾱ tables
+            and step coefficients stay float32, as in the reference (which keeps float32
+            coefficients for half-precision samples); the step keeps the sample's dtype.
+            Not saved in the config (diffusers did not save it either).
 
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from tcd_jax import FlaxTCDScheduler
         >>> scheduler = FlaxTCDScheduler(beta_schedule="scaled_linear")
-        >>> state = scheduler.set_timesteps(scheduler.create_state(), 4)
+        >>> state = scheduler.create_state(key=jax.random.key(1), eta=0.3)
+        >>> state = scheduler.set_timesteps(state, 4)
         >>> x = jax.random.normal(jax.random.key(0), (1, 4, 8, 8))
         >>> def body(i, carry):
         ...     x, state = carry
         ...     t = state.timesteps[i]
         ...     eps = 0.1 * x                               # the model goes here
-        ...     out = scheduler.step(state, eps, t, x, key=jax.random.key(1), eta=0.3)
-        ...     return out.prev_sample, out.state
+        ...     return scheduler.step(state, eps, t, x).to_tuple()
         >>> x, state = jax.lax.fori_loop(0, 4, body, (x, state))
         >>> x.shape, int(state.step_index)
         ((1, 4, 8, 8), 4)
     """
 
-    def __init__(self, config: TCDConfig | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: TCDConfig | Mapping[str, Any] | None = None,
+        *,
+        dtype: Any = jnp.float32,
+        **kwargs: Any,
+    ) -> None:
         if config is None:
             config = TCDConfig(**kwargs)
         elif isinstance(config, TCDConfig):
@@ -144,6 +190,7 @@ class FlaxTCDScheduler:
         else:
             config = TCDConfig.from_dict(config, **kwargs)
         self._config = config
+        self.dtype = check_dtype(dtype)
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -159,78 +206,81 @@ class FlaxTCDScheduler:
         return self._config.num_train_timesteps
 
     def __repr__(self) -> str:
-        return f"FlaxTCDScheduler({self._config!r})"
+        return f"FlaxTCDScheduler({self._config!r}, dtype={self.dtype.name})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, FlaxTCDScheduler) and other._config == self._config
+        return (
+            isinstance(other, FlaxTCDScheduler)
+            and other._config == self._config
+            and other.dtype == self.dtype
+        )
 
     def __hash__(self) -> int:
-        return hash(self._config)
+        return hash((self._config, self.dtype))
 
     @classmethod
-    def from_config(cls, config: TCDConfig | Mapping[str, Any], **kwargs: Any) -> FlaxTCDScheduler:
+    def from_config(
+        cls, config: TCDConfig | Mapping[str, Any], *, dtype: Any = jnp.float32, **kwargs: Any
+    ) -> FlaxTCDScheduler:
         """A scheduler from a :class:`TCDConfig` or a ``scheduler_config.json``-style mapping
         (e.g. another diffusers scheduler's ``.config``; unknown keys are ignored)."""
-        return cls(config, **kwargs)
+        return cls(config, dtype=dtype, **kwargs)
 
     @classmethod
     def from_pretrained(
         cls,
         pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
         subfolder: str | None = None,
+        *,
+        dtype: Any = jnp.float32,
         **kwargs: Any,
     ) -> tuple[FlaxTCDScheduler, FlaxTCDSchedulerState]:
         """``(scheduler, state)`` from a local folder holding ``scheduler_config.json`` (e.g. a
         pipeline folder with ``subfolder="scheduler"``) or from a config dict.
 
         Only local folders are read (no network access): download a Hub repository first, e.g.
-        with ``huggingface_hub.snapshot_download``. ``kwargs`` override config fields.
+        with ``huggingface_hub.snapshot_download``. ``kwargs`` override config fields. The state
+        is :meth:`create_state`'s (the fixed default key, η = 0.3).
         """
-        if isinstance(pretrained_model_name_or_path, Mapping):
-            config = dict(pretrained_model_name_or_path)
-        else:
-            folder = os.fspath(pretrained_model_name_or_path)
-            if subfolder:
-                folder = os.path.join(folder, subfolder)
-            path = (
-                folder if folder.endswith(".json") else os.path.join(folder, SCHEDULER_CONFIG_NAME)
-            )
-            if not os.path.isfile(path):
-                raise ValueError(
-                    f"no {SCHEDULER_CONFIG_NAME} at {path!r}: pass a local folder (download Hub "
-                    "repositories first, e.g. huggingface_hub.snapshot_download) or a config dict"
-                )
-            with open(path, encoding="utf-8") as f:
-                config = json.load(f)
-        scheduler = cls.from_config(config, **kwargs)
+        config = load_config(pretrained_model_name_or_path, subfolder)
+        scheduler = cls.from_config(config, dtype=dtype, **kwargs)
         return scheduler, scheduler.create_state()
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> str:
         """Write ``scheduler_config.json`` (diffusers' format, ``_class_name: "TCDScheduler"``, so
         diffusers' ``TCDScheduler.from_pretrained`` reads it) and return its path."""
-        os.makedirs(save_directory, exist_ok=True)
-        path = os.path.join(os.fspath(save_directory), SCHEDULER_CONFIG_NAME)
         data = {"_class_name": "TCDScheduler", "_tcd_core_version": tcd_core.__version__}
         data.update(self._config.to_dict())
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        return path
+        return write_config(save_directory, data)
 
     # ------------------------------------------------------------------ state
-    def create_state(self) -> FlaxTCDSchedulerState:
+    def create_state(self, key: Any = None, eta: Any = DEFAULT_ETA) -> FlaxTCDSchedulerState:
         """The initial state: the noise schedule, every training timestep (descending) as
         ``timesteps``, no ``num_inference_steps`` (``step`` refuses to run before
-        :meth:`set_timesteps`)."""
+        :meth:`set_timesteps`), the PRNG ``key`` and ``eta`` that ``step`` uses when it is given
+        none.
+
+        Args:
+            key: a PRNG key (any implementation; raw ``uint32`` threefry keys are wrapped), one
+                or one per batch element. Default: ``jax.random.key(0)``, a fixed key, so runs
+                are reproducible; give another key for other noise.
+            eta: η ∈ [0, 1], a number or one per batch element (default 0.3, the value of every
+                official TCD example). Host values are checked (``ValueError``) and ``1 − η`` is
+                rounded as the reference rounds it.
+        """
         n = self._config.num_train_timesteps
         timesteps = np.arange(n - 1, -1, -1, dtype=np.int64)
+        eta_f32, one_minus = state_eta(eta)
         return FlaxTCDSchedulerState(
             common=jax_schedule(self._config),
-            init_noise_sigma=jnp.asarray(1.0, dtype=jnp.float32),
+            init_noise_sigma=jnp.asarray(1.0, dtype=self.dtype),
             timesteps=jnp.asarray(timesteps, dtype=jnp.int32),
             prev_timesteps=jnp.asarray(tcd_core.previous_timesteps(timesteps), dtype=jnp.int32),
             num_inference_steps=None,
             step_index=jnp.asarray(-1, dtype=jnp.int32),
+            key=state_key(key),
+            eta=eta_f32,
+            one_minus_eta=one_minus,
         )
 
     def set_timesteps(
@@ -241,12 +291,17 @@ class FlaxTCDScheduler:
         original_inference_steps: int | None = None,
         timesteps: list[int] | None = None,
         strength: float = 1.0,
+        *,
+        key: Any = None,
+        eta: Any = None,
     ) -> FlaxTCDSchedulerState:
         """The state for a new sampling run (host-side: the plan is :func:`tcd_core.tcd_timesteps`).
 
         Exactly the reference's ``set_timesteps`` plan, errors and warnings. ``shape`` is accepted
         for the Flax convention and unused (TCD keeps no per-sample buffers). The step index is
-        reset (-1: the first step finds its timestep, like the reference).
+        reset (-1: the first step finds its timestep, like the reference). The state's key and η
+        are kept, or replaced by ``key`` / ``eta`` when given. Works on a traced state (the
+        pipelines call it inside ``jit`` / ``pmap``): the plan depends only on the config.
         """
         del shape
         plan = tcd_timesteps(
@@ -256,11 +311,17 @@ class FlaxTCDScheduler:
             timesteps=timesteps,
             strength=strength,
         )
+        changes: dict[str, Any] = {}
+        if key is not None:
+            changes["key"] = key
+        if eta is not None:
+            changes["eta"] = eta
         return state.replace(
             timesteps=jnp.asarray(plan.timesteps, dtype=jnp.int32),
             prev_timesteps=jnp.asarray(plan.prev_timesteps, dtype=jnp.int32),
             num_inference_steps=jnp.asarray(plan.num_inference_steps, dtype=jnp.int32),
             step_index=jnp.asarray(-1, dtype=jnp.int32),
+            **changes,
         )
 
     def set_begin_index(
@@ -283,7 +344,7 @@ class FlaxTCDScheduler:
         timestep: Any,
         sample: jax.Array,
         key: jax.Array | None = None,
-        eta: Any = 0.3,
+        eta: Any = None,
         return_dict: bool = True,
     ) -> FlaxTCDSchedulerOutput | tuple[jax.Array, FlaxTCDSchedulerState]:
         r"""One TCD step from ``timestep`` t to the plan's next timestep p.
@@ -291,33 +352,34 @@ class FlaxTCDScheduler:
         ᾱ_t is looked up with ``timestep`` (a Python int or an int array, traced or not), p with
         the state's step index (as in the reference). A fresh state's first step finds its index
         where ``timesteps == timestep`` (index 0 if the timestep is not in the plan, where the
-        reference raises). η: a Python float (checked against [0, 1],
-        ValueError, and rounded exactly as the reference does) or a JAX array (0-d or one per batch
-        element; used as given: ``1 − η`` is then evaluated in float32). The noise of step i is
-        ``normal(fold_in(key, i))`` in the sample's dtype, entering where the reference draws
-        (η > 0 and i ≠ num_inference_steps − 1). ``key`` may be omitted only when η is the
-        number 0.
+        reference raises).
 
-        Returns ``FlaxTCDSchedulerOutput(prev_sample, state, …)`` or, with ``return_dict=False``,
-        ``(prev_sample, state)``.
+        ``key`` and ``eta`` default to the state's (``state.key``, ``state.eta``): a loop that
+        passes neither, as diffusers' Flax pipelines do, runs with the state's. Given here, they
+        override the state's for this call only (the returned state keeps its own). η: a Python
+        float (checked against [0, 1], ValueError, and rounded exactly as the reference does) or
+        a JAX array (0-d or one per batch element; used as given: ``1 − η`` is then evaluated in
+        float32; the state's η keeps the reference's rounding). The noise of step i is
+        ``normal(fold_in(key, i))`` in the sample's dtype, entering where the reference draws
+        (η > 0 and i ≠ num_inference_steps − 1); when no batch element draws, none is drawn.
+
+        Returns ``FlaxTCDSchedulerOutput(prev_sample, state, …)`` (``.to_tuple()`` gives
+        ``(prev_sample, state)``) or, with ``return_dict=False``, ``(prev_sample, state)``.
         """
         if state.num_inference_steps is None:
             raise ValueError(
                 "Number of inference steps is 'None', you need to run 'set_timesteps' after "
                 "creating the scheduler"
             )
-        eta_f32, one_minus = eta_arrays(eta)
-        if key is None and not (is_host(eta) and not np.any(np.asarray(eta))):
-            raise ValueError("`key` is required unless `eta` is 0: TCD re-noises with z ~ N(0, I)")
-        t = jnp.asarray(timestep)
-        if t.ndim > 1:
-            raise ValueError(f"`timestep` must be a scalar or a 1-D array, got shape {t.shape}")
-        found = jnp.argmax(state.timesteps == jnp.ravel(t)[0]).astype(jnp.int32)
-        index = jnp.where(state.step_index < 0, found, state.step_index)
+        if eta is None:
+            eta_f32, one_minus = state.eta, state.one_minus_eta
+        else:
+            eta_f32, one_minus = eta_arrays(eta)
+        key = state.key if key is None else as_typed_key(key)
+        index, t = step_index(state.timesteps, state.step_index, timestep)
         prev = state.prev_timesteps[index]
-        draw = (eta_f32 > 0) & (index != state.num_inference_steps - 1)
-        noise = None if key is None else step_noise(key, index, sample.shape, sample.dtype)
-        out = jax_tcd_step(
+        draw = (jnp.asarray(eta_f32) > 0) & (index != state.num_inference_steps - 1)
+        out = jax_tcd_step_keyed(
             model_output,
             timestep if is_host(timestep) else t,
             sample,
@@ -325,7 +387,8 @@ class FlaxTCDScheduler:
             state.common.alphas_cumprod,
             one_minus,
             draw,
-            noise,
+            key,
+            index,
             self._config,
         )
         state = state.replace(step_index=index + 1)

@@ -134,13 +134,16 @@ def test_static_shape_errors_are_raised_at_trace_time(ready):
     with pytest.raises(ValueError, match="timestep"):
         scheduler.step(state, x, jnp.zeros((2, 2), jnp.int32), x, key=key)
     with pytest.raises(ValueError, match="key"):
-        scheduler.step(state, x, 999, x, eta=0.3)
-    with pytest.raises(ValueError, match="key"):
         scheduler.step(state, x, 999, x, key=jax.random.split(key, 3))
+    three_keys = scheduler.set_timesteps(scheduler.create_state(key=jax.random.split(key, 3)), 4)
+    with pytest.raises(ValueError, match="key"):  # 3 per-sample keys for a batch of 2
+        scheduler.step(three_keys, x, 999, x)
+    with pytest.raises(ValueError, match="key"):
+        scheduler.create_state(key=jax.random.split(key, 4).reshape(2, 2))
+    with pytest.raises(ValueError, match="key"):
+        scheduler.create_state(key=jnp.zeros((3,), jnp.float32))
     with pytest.raises(ValueError, match="set_timesteps"):
         scheduler.step(scheduler.create_state(), x, 999, x, key=key)
-    # η = 0 needs no key.
-    assert scheduler.step(state, x, 999, x, eta=0.0).prev_sample.shape == x.shape
     plan = tcd_jax.sampling_plan(None, 4)
     with pytest.raises(ValueError, match="model_output"):
         tcd_jax.sample(lambda x, t: x[:1], x, key, plan, 0.3)

@@ -1,0 +1,187 @@
+"""diffusers' former Flax scheduler convention, shared by the tcd_jax schedulers (private).
+
+The Flax pipelines of diffusers ≤ 0.39 (and the JAX codebases that copied their loops) drive a
+scheduler with exactly these calls, inside ``lax.fori_loop`` and under ``pmap``::
+
+    state = scheduler.set_timesteps(params["scheduler"], num_inference_steps=n, shape=shape)
+    latents = latents * params["scheduler"].init_noise_sigma
+    x_in = scheduler.scale_model_input(state, x_in, t)
+    latents, state = scheduler.step(state, model_output, t, latents).to_tuple()
+
+No PRNG key and no η are passed, so a stochastic scheduler must carry them in its state. This
+module holds what any scheduler meeting that convention needs, independent of its maths:
+
+* :func:`pytree_dataclass` / :class:`StateMixin`: frozen dataclasses registered as JAX pytrees,
+  with ``replace`` (``flax.struct`` style, without depending on flax);
+* :class:`OutputMixin`: ``to_tuple() -> (prev_sample, state)``, what the pipelines unpack;
+* :func:`state_key` / :func:`default_key`: the key kept in the state (typed; a fixed default so
+  runs are reproducible);
+* :func:`state_eta`: η kept in the state as float32 arrays, with ``f32(1 − η)`` rounded on the
+  host from float64 (the reference's rounding) so that changing η never retraces;
+* :func:`step_index`: the step index carried in the state (the first step finds it in
+  ``timesteps`` as the reference does, unless ``set_begin_index`` set it);
+* :func:`load_config` / :func:`write_config`: ``scheduler_config.json`` in diffusers' format;
+* :func:`check_dtype`: the ``dtype=`` the Flax schedulers accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import jax
+import jax.numpy as jnp
+
+from ._step import eta_arrays
+from .noise import as_typed_key
+
+__all__ = [
+    "DEFAULT_SEED",
+    "SCHEDULER_CONFIG_NAME",
+    "OutputMixin",
+    "StateMixin",
+    "check_dtype",
+    "default_key",
+    "load_config",
+    "pytree_dataclass",
+    "state_eta",
+    "state_key",
+    "step_index",
+    "write_config",
+]
+
+SCHEDULER_CONFIG_NAME = "scheduler_config.json"
+#: The seed of the key a state gets when none is given: a fixed key, so runs are reproducible.
+DEFAULT_SEED = 0
+
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:  # PEP 681: type checkers then see the decorated classes as dataclasses
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_kwargs: Any) -> Any:
+        return lambda decorator: decorator
+
+
+@dataclass_transform(frozen_default=True)
+def pytree_dataclass(cls: type[_T]) -> type[_T]:
+    """A frozen dataclass whose fields are all pytree children (``None`` fields are empty
+    subtrees, as in ``flax.struct.dataclass``)."""
+    data_cls = dataclasses.dataclass(frozen=True)(cls)
+    names = [f.name for f in dataclasses.fields(cast(Any, data_cls))]
+    return jax.tree_util.register_dataclass(data_cls, data_fields=names, meta_fields=[])
+
+
+class StateMixin:
+    """``replace(**changes)`` for a :func:`pytree_dataclass` state."""
+
+    def replace(self: _T, **changes: Any) -> _T:
+        """A copy with some fields changed (``flax.struct`` style)."""
+        return cast(_T, dataclasses.replace(cast(Any, self), **changes))
+
+
+class OutputMixin:
+    """``to_tuple()`` as diffusers' Flax scheduler outputs had it: ``(prev_sample, state)``."""
+
+    prev_sample: jax.Array
+    state: Any
+
+    def to_tuple(self) -> tuple[jax.Array, Any]:
+        """``(prev_sample, state)``: the two values the Flax pipelines unpack."""
+        return self.prev_sample, self.state
+
+
+def default_key() -> jax.Array:
+    """The key of a state created without one: ``jax.random.key(DEFAULT_SEED)``."""
+    return jax.random.key(DEFAULT_SEED)
+
+
+def state_key(key: Any) -> jax.Array:
+    """A key to keep in a state: ``None`` gives :func:`default_key`; a typed key (any PRNG
+    implementation) is kept; a raw ``uint32`` threefry key (``jax.random.PRNGKey``) is wrapped.
+    One key (shape ``()``) or one per batch element (``(B,)``)."""
+    if key is None:
+        return default_key()
+    key = as_typed_key(key)
+    if key.ndim > 1:
+        raise ValueError(
+            f"`key` must be a single PRNG key or one per batch element, got shape {key.shape}"
+        )
+    return key
+
+
+def state_eta(eta: Any) -> tuple[jax.Array, jax.Array]:
+    """(η, f32(1 − η)) as float32 JAX arrays (0-d or one per batch element) to keep in a state.
+
+    A host η (Python float, NumPy array, list) is checked against [0, 1] (``ValueError``) and
+    ``1 − η`` is evaluated in float64 and rounded once to float32, as the reference does, so the
+    intermediate timestep s = ⌊f32(1 − η)·p⌋ is the reference's. A JAX array η (for example a
+    traced one) gives ``1 − η`` in float32.
+    """
+    eta_f32, one_minus = eta_arrays(eta)
+    return jnp.asarray(eta_f32, dtype=jnp.float32), jnp.asarray(one_minus, dtype=jnp.float32)
+
+
+def step_index(timesteps: jax.Array, index: jax.Array, timestep: Any) -> tuple[jax.Array, Any]:
+    """(the index of this step, the timestep as an array).
+
+    ``index`` is the state's step index: ≥ 0 once a step ran or ``set_begin_index`` set it; -1 on
+    a fresh state, where the index is looked up as the first position with ``timesteps ==
+    timestep`` (0 if absent; the reference raises there, but a traced lookup cannot). ``timestep``
+    may be a scalar or one per batch element (the first is looked up).
+    """
+    t = jnp.asarray(timestep)
+    if t.ndim > 1:
+        raise ValueError(f"`timestep` must be a scalar or a 1-D array, got shape {t.shape}")
+    found = jnp.argmax(timesteps == jnp.ravel(t)[0]).astype(jnp.int32)
+    return jnp.where(index < 0, found, index), t
+
+
+def check_dtype(dtype: Any) -> Any:
+    """The ``dtype=`` argument of the Flax schedulers: a floating dtype (default float32)."""
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"`dtype` must be a floating-point dtype, got {dtype!r}") from exc
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise ValueError(f"`dtype` must be a floating-point dtype, got {dtype!r}")
+    return resolved
+
+
+def load_config(
+    pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
+    subfolder: str | None = None,
+) -> dict[str, Any]:
+    """A ``scheduler_config.json`` as a dict, from a local folder (``subfolder`` inside it), a
+    path to the file itself, or a mapping (copied). Only local files are read."""
+    if isinstance(pretrained_model_name_or_path, Mapping):
+        return dict(pretrained_model_name_or_path)
+    folder = os.fspath(pretrained_model_name_or_path)
+    if subfolder:
+        folder = os.path.join(folder, subfolder)
+    path = folder if folder.endswith(".json") else os.path.join(folder, SCHEDULER_CONFIG_NAME)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"no {SCHEDULER_CONFIG_NAME} at {path!r}: pass a local folder (download Hub "
+            "repositories first, e.g. huggingface_hub.snapshot_download) or a config dict"
+        )
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path!r} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def write_config(save_directory: str | os.PathLike, data: Mapping[str, Any]) -> str:
+    """Write ``data`` as ``save_directory/scheduler_config.json`` (sorted keys) and return the
+    path."""
+    os.makedirs(save_directory, exist_ok=True)
+    path = os.path.join(os.fspath(save_directory), SCHEDULER_CONFIG_NAME)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(dict(data), f, indent=2, sort_keys=True)
+        f.write("\n")
+    return path
