@@ -20,6 +20,9 @@ __all__ = ["SIGMA_RTOL", "alphas_cumprod_from_sigmas", "sigmas_from_alphas_cumpr
 
 #: How far (relative) a σ may lie from its table entry and still count as that entry: rounding
 #: only. The same tolerance ComfyUI uses to decide that a schedule starts at the model's σ_max.
+#: Near ᾱ = 1 a σ computed from a float32 ᾱ is less precise than that (1 − ᾱ keeps few
+#: digits), so each entry also allows the change of σ that two float32 ulps of ᾱ_t make (see
+#: :func:`timestep_of`).
 SIGMA_RTOL = 1e-5
 
 # How deep to look for the table through wrappers' ``inner_model`` attributes: ComfyUI passes
@@ -42,38 +45,42 @@ def _host_1d(values: Any, name: str) -> np.ndarray:
 
 
 def alphas_cumprod_from_sigmas(sigmas: Any) -> torch.Tensor:
-    """ᾱ_t = 1/(1+σ_t²) for a model's σ table (float64 maths, float32 result on the CPU).
+    """ᾱ_t = 1/(1+σ_t²) for a model's σ table, as a float64 CPU tensor.
 
     ComfyUI keeps only ``model_sampling.sigmas`` (no ``alphas_cumprod`` buffer); this recovers the
     table :func:`~tcd_kdiffusion.get_sigmas_tcd` and :func:`~tcd_kdiffusion.sample_tcd` work from.
+    It stays in float64 so that :func:`~tcd_kdiffusion.get_sigmas_tcd` gives back the model's own
+    σ's (a float32 ᾱ close to 1 keeps too few digits of 1 − ᾱ for that).
 
     Example:
         >>> import torch
-        >>> alphas_cumprod_from_sigmas(torch.tensor([0.0, 1.0, 3.0])).tolist()
-        [1.0, 0.5, 0.10000000149011612]
+        >>> ac = alphas_cumprod_from_sigmas(torch.tensor([0.5, 1.0, 3.0]))
+        >>> ac.tolist(), sigmas_from_alphas_cumprod(ac).tolist()
+        ([0.8, 0.5, 0.1], [0.5, 1.0, 3.0])
     """
     sig = _host_1d(sigmas, "sigmas")
     if not np.all(np.isfinite(sig)) or np.any(sig < 0):
         raise ValueError("`sigmas` must be finite and non-negative")
-    return torch.from_numpy((1.0 / (1.0 + sig * sig)).astype(np.float32))
+    return torch.from_numpy(1.0 / (1.0 + sig * sig))
 
 
 def sigmas_from_alphas_cumprod(alphas_cumprod: Any) -> torch.Tensor:
-    """σ_t = √((1−ᾱ_t)/ᾱ_t) (float64 maths, float32 result on the CPU); ᾱ = 0 gives σ = inf.
+    """σ_t = √((1−ᾱ_t)/ᾱ_t) (float64 maths on the table's values, float32 result on the CPU);
+    ᾱ = 0 gives σ = inf.
 
     Example:
         >>> import torch
         >>> sigmas_from_alphas_cumprod(torch.tensor([1.0, 0.5, 0.2])).tolist()
         [0.0, 1.0, 2.0]
     """
-    ac = check_alphas_cumprod(alphas_cumprod, "alphas_cumprod").astype(np.float64)
+    ac = check_alphas_cumprod(alphas_cumprod, "alphas_cumprod")
     with np.errstate(divide="ignore"):
         return torch.from_numpy(np.sqrt((1.0 - ac) / ac).astype(np.float32))
 
 
 def check_alphas_cumprod(alphas_cumprod: Any, name: str) -> np.ndarray:
-    """The ᾱ table as host float32 (what diffusers computes with), values checked in [0, 1]."""
-    ac = _host_1d(alphas_cumprod, name).astype(np.float32)
+    """The ᾱ table as a float64 host copy of its values, checked to lie in [0, 1]."""
+    ac = _host_1d(alphas_cumprod, name)
     if not np.all(np.isfinite(ac)) or np.any(ac < 0) or np.any(ac > 1):
         raise ValueError(f"`{name}` must hold values ᾱ in [0, 1] (a cumulative product of alphas)")
     return ac
@@ -83,15 +90,34 @@ class Table(NamedTuple):
     """A resolved noise schedule (host arrays).
 
     Attributes:
-        alphas_cumprod: float32 ᾱ, one entry per training timestep.
+        alphas_cumprod: float32 ᾱ, one entry per training timestep (the step's coefficients
+            come from it, as diffusers' come from its float32 table).
         log_sigmas: float64 log σ of the table used to quantize σ's (the model's own σ's when it
             has them, so that σ → t agrees with the model wrapper's own mapping).
+        log_tolerance: per entry, how far in log σ a σ may lie and still be that entry.
         source: where the table came from, for error messages.
     """
 
     alphas_cumprod: np.ndarray
     log_sigmas: np.ndarray
+    log_tolerance: np.ndarray
     source: str
+
+
+def _table(ac64: np.ndarray, log_sigmas: np.ndarray, source: str) -> Table:
+    """Tolerances: SIGMA_RTOL plus the change of log σ = ½·log((1−ᾱ)/ᾱ) that two float32 ulps
+    of ᾱ make (ulp/(ᾱ(1−ᾱ))), capped at a quarter of the distance to the neighbouring entries
+    so that no σ is within tolerance of two entries."""
+    ac32 = ac64.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rounding = np.spacing(ac32).astype(np.float64) / (ac64 * (1.0 - ac64))
+        tol = SIGMA_RTOL + np.where(np.isfinite(rounding), rounding, 0.0)
+        gaps = np.abs(np.diff(log_sigmas))
+        gaps = np.where(np.isfinite(gaps), gaps, np.inf)
+    nearest_gap = np.minimum(np.append(gaps, np.inf), np.insert(gaps, 0, np.inf))
+    tol = np.minimum(tol, 0.25 * nearest_gap)
+    tol = np.where(np.isfinite(log_sigmas), tol, 0.0)
+    return Table(ac32, log_sigmas, tol, source)
 
 
 def _sigma_table(obj: Any) -> Any:
@@ -113,15 +139,13 @@ def _from_sigmas(sigmas: Any, source: str) -> Table:
     if np.any(np.isnan(sig)) or np.any(sig < 0):
         raise ValueError(f"{source} must hold non-negative σ's")
     with np.errstate(divide="ignore"):
-        ac = (1.0 / (1.0 + sig * sig)).astype(np.float32)
-        return Table(ac, np.log(sig), source)
+        return _table(1.0 / (1.0 + sig * sig), np.log(sig), source)
 
 
 def _from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
     ac = check_alphas_cumprod(alphas_cumprod, source)
-    a = ac.astype(np.float64)
     with np.errstate(divide="ignore"):
-        return Table(ac, 0.5 * np.log((1.0 - a) / a), source)
+        return _table(ac, 0.5 * np.log((1.0 - ac) / ac), source)
 
 
 def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:
@@ -166,12 +190,13 @@ def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:
 
 def timestep_of(sigma: float, table: Table, where: str) -> int:
     """The training timestep whose σ is nearest to ``sigma`` in log σ; ValueError when ``sigma``
-    is not that entry up to rounding (relative difference above :data:`SIGMA_RTOL`)."""
+    is not that entry up to rounding: a relative difference above :data:`SIGMA_RTOL` plus what
+    float32 rounding of ᾱ_t moves σ_t by (1.5e-4 at σ = 0.0146, 4e-8 at σ = 1)."""
     if not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"{where} must be a finite σ > 0, got {sigma!r}")
     dist = np.abs(math.log(sigma) - table.log_sigmas)
     t = int(np.argmin(dist))
-    if not dist[t] <= SIGMA_RTOL:
+    if not dist[t] <= table.log_tolerance[t]:
         nearest = math.exp(float(table.log_sigmas[t]))
         raise ValueError(
             f"{where} = {sigma:.7g} is not a σ of the model's noise schedule ({table.source}): "

@@ -41,13 +41,15 @@ def get_sigmas_tcd(
     ``strength`` < 1 gives the image-to-image tail of the grid; custom ``timesteps`` are
     trimmed by it as diffusers trims them.
 
-    σ is computed in float64 from the float32 ᾱ table and rounded to float32. The number of
-    training timesteps N is ``len(alphas_cumprod)``.
+    σ is computed in float64 from the table's values and rounded to float32 (from diffusers'
+    float32 table: the σ's k-diffusion's wrappers compute; from
+    :func:`~tcd_kdiffusion.alphas_cumprod_from_sigmas` of a σ table: that table's own σ's). The
+    number of training timesteps N is ``len(alphas_cumprod)``.
 
     Args:
         num_inference_steps: n, or None with ``timesteps``.
-        alphas_cumprod: the model's ᾱ table (tensor, array or sequence; used in float32, as
-            diffusers does). From a σ table (ComfyUI): :func:`~tcd_kdiffusion.alphas_cumprod_from_sigmas`.
+        alphas_cumprod: the model's ᾱ table (tensor, array or sequence). From a σ table
+            (ComfyUI): :func:`~tcd_kdiffusion.alphas_cumprod_from_sigmas`.
         original_inference_steps: the distillation grid's length (the scheduler config's value).
         strength: in (0, 1].
         timesteps: custom descending integer timesteps instead of ``num_inference_steps``.
@@ -72,7 +74,7 @@ def get_sigmas_tcd(
         num_train_timesteps=len(ac), original_inference_steps=original_inference_steps
     )
     plan = tcd_timesteps(config, num_inference_steps, timesteps=timesteps, strength=strength)
-    picked = ac[plan.timesteps].astype(np.float64)
+    picked = ac[plan.timesteps]
     if np.any(picked <= 0):
         bad = plan.timesteps[picked <= 0].tolist()
         raise ValueError(
