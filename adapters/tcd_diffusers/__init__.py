@@ -1,12 +1,13 @@
-"""tcd_diffusers: a drop-in diffusers ``TCDScheduler`` built on :mod:`tcd_core`.
+"""tcd_diffusers: drop-in diffusers ``TCDScheduler`` and ``LCMScheduler`` built on :mod:`tcd_core`.
 
-    >>> from tcd_diffusers import TCDScheduler
-    >>> TCDScheduler().config.original_inference_steps
-    50
+    >>> from tcd_diffusers import LCMScheduler, TCDScheduler
+    >>> TCDScheduler().config.original_inference_steps, LCMScheduler().config.timestep_scaling
+    (50, 10.0)
 
-Swap it into any diffusers pipeline with one line::
+Swap one into any diffusers pipeline with one line::
 
     pipe.scheduler = TCDScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
 """
 
 try:
@@ -18,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the wheel test in 
         'pip install "tcd-core[diffusers]"'
     ) from exc
 
+from diffusers.schedulers.scheduling_lcm import LCMSchedulerOutput
 from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
 
 # diffusers' pipeline loader finds a third-party component's loading method by looking its base
@@ -26,10 +28,13 @@ from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
 # SchedulerMixin resolves here. Not part of __all__.
 from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
 
+from .lcm import LCMScheduler
 from .scheduler import TCDScheduler
 
-# The public path: pipelines saved with this scheduler record it in model_index.json as
-# ["tcd_diffusers", "TCDScheduler"], which stays valid whatever the internal module layout.
+# The public path: pipelines saved with these schedulers record them in model_index.json as
+# ["tcd_diffusers", "TCDScheduler"] / ["tcd_diffusers", "LCMScheduler"], which stays valid
+# whatever the internal module layout.
 TCDScheduler.__module__ = __name__
+LCMScheduler.__module__ = __name__
 
-__all__ = ["TCDScheduler", "TCDSchedulerOutput"]
+__all__ = ["LCMScheduler", "LCMSchedulerOutput", "TCDScheduler", "TCDSchedulerOutput"]

@@ -1,4 +1,4 @@
-"""The allocation-lean tensor update of the diffusers adapter (private).
+"""The allocation-lean tensor updates of the diffusers adapter (private): TCD's, then LCM's.
 
 This module is the adapter's fast path. The 0-d coefficients come from
 :func:`tcd_core.step_coefficients` (the adapter caches them per (t, p, η), since they cost more
@@ -19,9 +19,11 @@ from ``c * x``, while ``torch.mul(c, x, out=x)`` is the same kernel as ``c * x``
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from tcd_core import StepCoefficients
+from tcd_core import LCMCoefficients, StepCoefficients
 
 
 def noised_sample(
@@ -64,4 +66,49 @@ def renoise(
     """x_p = √r·x_s + √(1−r)·z with r = ᾱₚ/ᾱₛ, written into ``out``; ``noise`` is overwritten."""
     torch.mul(c.sqrt_ratio, x_s, out=out)
     torch.mul(c.sqrt_one_minus_ratio, noise, out=noise)
+    return torch.add(out, noise, out=out)
+
+
+# ---------------------------------------------------------------------- LCM (Algorithm 1)
+# The same contract for :func:`tcd_core.lcm_update`: its operations, operands and order, with
+# ``out=``. c_skip/c_out are Python floats for an ``int`` timestep (the reference's operand type
+# then) and 0-d float32 tensors for a tensor timestep; a Python number goes second in
+# ``torch.mul``, which is the kernel ``c * x`` dispatches to.
+
+
+def _times(c: Any, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    if isinstance(c, torch.Tensor):
+        return torch.mul(c, x, out=out)
+    return torch.mul(x, c, out=out)
+
+
+def lcm_denoised(
+    c: LCMCoefficients, model_output: torch.Tensor, sample: torch.Tensor, prediction_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """denoised = c_out·x̂₀ + c_skip·x_t, and a scratch tensor of its shape and dtype that
+    :func:`lcm_renoise` may use as its output. ``model_output`` and ``sample`` share a floating
+    dtype and a shape."""
+    scratch: torch.Tensor | None
+    if prediction_type == "epsilon":
+        # x0 = (x - √(1-ᾱt)·ε) / √ᾱt
+        scratch = torch.mul(c.sqrt_beta_t, model_output)
+        torch.sub(sample, scratch, out=scratch)
+        x0 = torch.div(scratch, c.sqrt_alpha_t, out=scratch)
+    elif prediction_type == "sample":
+        x0, scratch = model_output, None
+    else:  # v_prediction: x0 = √ᾱt·x - √(1-ᾱt)·v
+        scratch = torch.mul(c.sqrt_alpha_t, sample)
+        tmp = torch.mul(c.sqrt_beta_t, model_output)
+        x0 = torch.sub(scratch, tmp, out=scratch)
+    denoised = _times(c.c_out, x0)
+    scratch = _times(c.c_skip, sample, out=scratch)
+    return torch.add(denoised, scratch, out=denoised), scratch
+
+
+def lcm_renoise(
+    c: LCMCoefficients, denoised: torch.Tensor, noise: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    """√ᾱ_prev·denoised + √(1−ᾱ_prev)·z, written into ``out``; ``noise`` is overwritten."""
+    torch.mul(c.sqrt_alpha_prev, denoised, out=out)
+    torch.mul(c.sqrt_beta_prev, noise, out=noise)
     return torch.add(out, noise, out=out)

@@ -1,0 +1,286 @@
+"""``LCMScheduler``: diffusers' multistep consistency sampler (Algorithm 1) on top of :mod:`tcd_core`.
+
+Same conventions as ``TCDScheduler`` (shared in ``_base``); the maths comes from the core: the
+noise schedule (:func:`tcd_core.noise_schedule`), the plan (:func:`tcd_core.lcm_timesteps`), the
+step (:func:`tcd_core.lcm_step`, or :func:`tcd_core.lcm_step_coefficients` cached per
+(t, previous t, final, timestep device) plus ``_coefficients``' in-place execution of
+:func:`tcd_core.lcm_update`), the boundary conditions
+(:func:`tcd_core.boundary_condition_scalings`) and the final-step rule
+(:func:`tcd_core.lcm_final_step`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import register_to_config
+from diffusers.schedulers.scheduling_lcm import LCMSchedulerOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+import tcd_core
+
+from ._base import FLOATS, ConsistencyScheduler, Plan, fast_output
+from ._coefficients import lcm_denoised, lcm_renoise
+
+__all__ = ["LCMScheduler", "LCMSchedulerOutput"]
+
+_COEFFICIENT_CACHE_SIZE = 256
+
+#: ``LCMSchedulerOutput(prev_sample=..., denoised=...)`` without the dataclass machinery
+_output = fast_output(LCMSchedulerOutput, "prev_sample", "denoised")
+
+_CoefficientKey = tuple[int, int, bool, Any]
+
+
+class LCMScheduler(ConsistencyScheduler):
+    r"""Multistep consistency sampling (Song et al. 2023, Algorithm 1; Latent Consistency Models),
+    a drop-in replacement for ``diffusers.LCMScheduler`` built on :mod:`tcd_core`.
+
+    Same constructor, methods, arguments, defaults and attributes as diffusers' class; a config
+    saved by either class loads in the other, and a seed gives the same image. One step at t, with
+    ᾱ = ``alphas_cumprod``, τ = t·``timestep_scaling`` and σ_d = 0.5:
+
+    denoised = c_out·x̂₀ + c_skip·x_t,  c_skip = σ_d²/(τ²+σ_d²),  c_out = τ/√(τ²+σ_d²),
+
+    prev_sample = √ᾱ_prev·denoised + √(1−ᾱ_prev)·z, z ~ N(0, I) drawn with diffusers'
+    ``randn_tensor``, except at the final step (``step_index == num_inference_steps − 1``), which
+    returns ``denoised`` and draws nothing. x̂₀ comes from the model output per
+    ``prediction_type`` and is thresholded or clipped when the config says so (as in diffusers).
+
+    Differences from the reference, all intentional: bad input raises ``ValueError`` (a timestep
+    not in the schedule, ``strength`` outside (0, 1], ``num_inference_steps`` or
+    ``original_inference_steps`` < 1, negative custom timesteps, invalid config values); the plan's
+    warnings are logged on the ``tcd_core`` logger; mixed ``model_output``/``sample`` dtypes give
+    the sample's dtype.
+
+    Example:
+        >>> import torch
+        >>> from tcd_diffusers import LCMScheduler
+        >>> scheduler = LCMScheduler()
+        >>> scheduler.set_timesteps(4)
+        >>> scheduler.timesteps.tolist()
+        [999, 759, 499, 259]
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(1, 4, 8, 8, generator=g)
+        >>> for t in scheduler.timesteps:
+        ...     eps = 0.1 * x                         # a denoising model would go here
+        ...     x, denoised = scheduler.step(eps, t, x, generator=g, return_dict=False)
+        >>> torch.equal(x, denoised)                  # the final step returns the denoised sample
+        True
+    """
+
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.00085,
+        beta_end: float = 0.012,
+        beta_schedule: str = "scaled_linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        original_inference_steps: int = 50,
+        clip_sample: bool = False,
+        clip_sample_range: float = 1.0,
+        set_alpha_to_one: bool = True,
+        steps_offset: int = 0,
+        prediction_type: str = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        sample_max_value: float = 1.0,
+        timestep_spacing: str = "leading",
+        timestep_scaling: float = 10.0,
+        rescale_betas_zero_snr: bool = False,
+    ) -> None:
+        self._setup(num_train_timesteps)
+        self._coefficients: dict[_CoefficientKey, tcd_core.LCMCoefficients] = {}
+        self._coefficients_table: torch.Tensor | None = None
+
+    def _build_plan(
+        self,
+        core: tcd_core.TCDConfig,
+        num_inference_steps: int | None,
+        original_inference_steps: int | None,
+        timesteps: list[int] | None,
+        strength: float,
+    ) -> Plan:
+        """:func:`tcd_core.lcm_timesteps`."""
+        plan = tcd_core.lcm_timesteps(
+            core,
+            num_inference_steps,
+            original_inference_steps=original_inference_steps,
+            timesteps=timesteps,
+            strength=strength,
+        )
+        return Plan(
+            plan.timesteps, plan.prev_timesteps, plan.num_inference_steps, plan.custom_timesteps
+        )
+
+    def _previous_of(self, timesteps: np.ndarray) -> np.ndarray:
+        return tcd_core.lcm_previous_timesteps(timesteps)
+
+    def _on_new_config(self) -> None:
+        self.__dict__["_coefficients"] = {}  # a new config may come with a new table or scaling
+
+    def get_scalings_for_boundary_condition_discrete(self, timestep: Any) -> tuple[Any, Any]:
+        """The consistency boundary conditions (c_skip, c_out) at ``timestep``
+        (:func:`tcd_core.boundary_condition_scalings` with σ_d = 0.5 and the config's
+        ``timestep_scaling``): Python floats for a number, float32 tensors for a tensor."""
+        self.sigma_data = 0.5  # the reference sets this attribute here too
+        return tcd_core.boundary_condition_scalings(
+            timestep, self._core_config().timestep_scaling, self.sigma_data
+        )
+
+    # ------------------------------------------------------------------ the step
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> LCMSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+        """One multistep-consistency step at ``timestep``.
+
+        Args:
+            model_output: the model's prediction at ``timestep`` (ε, x₀ or v per the config).
+            timestep: the current timestep (an element of ``timesteps``, a Python int or a
+                tensor). As in diffusers, a tensor gives float32 c_skip/c_out and an ``int``
+                gives them in double precision (rounded when applied).
+            sample: the current sample x_t.
+            generator: a ``torch.Generator`` (or a list, one per batch element) for the noise.
+            return_dict: return an ``LCMSchedulerOutput`` (else the tuple
+                ``(prev_sample, denoised)``).
+
+        Raises:
+            ValueError: before ``set_timesteps``; a first timestep that is not in the schedule.
+        """
+        num_steps = self.num_inference_steps
+        if num_steps is None:
+            self._not_ready()
+        plan = self._plan
+        if plan is None or self.timesteps is not self._plan_tensor:
+            plan = self._adopt_timesteps()
+        index = self._step_index
+        if index is None:
+            index = self._first_step_index(timestep)  # stored once the step succeeded
+        final = index == num_steps - 1
+
+        # Which t does the caller mean, and in which form? Views of self.timesteps (what
+        # pipelines pass) and CPU tensors are known on the host, but their c_skip/c_out are
+        # float32 computed from the tensor, on its device (`source`); host numbers give doubles
+        # (`source` None). Any other device tensor goes to the core whole, so nothing is read.
+        view: Any = timestep
+        source: Any = None
+        if getattr(view, "_base", None) is self.timesteps and view.ndim == 0:
+            t: Any = plan.timesteps[view.storage_offset() - self.timesteps.storage_offset()]
+            source = view
+        elif isinstance(timestep, torch.Tensor):
+            if timestep.device.type == "cpu" and not timestep.ndim:
+                t, source = timestep.item(), timestep
+            else:
+                t = timestep
+        elif isinstance(timestep, np.integer):
+            t = int(timestep)
+        else:
+            t = timestep
+        # the reference's "previous" timestep after the last entry is the timestep argument
+        prev_timestep: Any = plan.prev[index] if index + 1 < len(plan.timesteps) else t
+
+        state = self.__dict__["_core_cache"]
+        if state[0] is not self._internal_dict:
+            state = self._core_state()
+        core, fast = state[1], state[2]
+        if (
+            fast
+            and t.__class__ is int
+            and model_output.dtype is sample.dtype
+            and sample.dtype in FLOATS
+            and model_output.shape == sample.shape
+            and not (model_output.requires_grad or sample.requires_grad)  # out= breaks autograd
+        ):
+            coefficients = self._step_coefficients(t, prev_timestep, final, source, core)
+            denoised, scratch = lcm_denoised(
+                coefficients, model_output, sample, core.prediction_type
+            )
+            if final:
+                prev_sample = denoised
+            else:
+                noise = randn_tensor(
+                    model_output.shape,
+                    generator=generator,
+                    device=model_output.device,
+                    dtype=denoised.dtype,
+                )
+                prev_sample = lcm_renoise(coefficients, denoised, noise, out=scratch)
+        else:
+            timestep_for_core = source if source is not None else t
+            prev_sample, denoised = self._core_step(
+                model_output, timestep_for_core, sample, prev_timestep, final, generator, core
+            )
+
+        self._step_index = index + 1
+        if not return_dict:
+            return (prev_sample, denoised)
+        return _output(prev_sample, denoised)
+
+    def _core_step(
+        self,
+        model_output: torch.Tensor,
+        t: Any,
+        sample: torch.Tensor,
+        prev_timestep: Any,
+        final: bool,
+        generator: Any,
+        core: tcd_core.TCDConfig,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The general path: :func:`tcd_core.lcm_step` itself (clipping/thresholding, device
+        timesteps, mixed dtypes, autograd)."""
+        if model_output.shape != sample.shape:  # checked before any noise is drawn
+            raise ValueError(
+                f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
+                f"got {tuple(model_output.shape)}"
+            )
+        noise = None
+        if not final:
+            # The reference draws with its denoised sample's dtype: the promoted one.
+            dtype = torch.promote_types(model_output.dtype, sample.dtype)
+            noise = randn_tensor(
+                model_output.shape, generator=generator, device=model_output.device, dtype=dtype
+            )
+        table = self.alphas_cumprod
+        if isinstance(t, torch.Tensor):
+            table = self._table_on(t.device)
+        out = tcd_core.lcm_step(
+            model_output, t, sample, prev_timestep, table, noise, final=final, config=core
+        )
+        return out.prev_sample, out.denoised
+
+    def _step_coefficients(
+        self, t: int, p: int, final: bool, source: torch.Tensor | None, core: tcd_core.TCDConfig
+    ) -> tcd_core.LCMCoefficients:
+        """The step's coefficients, computed once per (t, p, final, timestep device): ᾱ roots on
+        the table's device, c_skip/c_out from the timestep tensor on its device (where the
+        reference computes each)."""
+        table = self.alphas_cumprod
+        if self._coefficients_table is not table:  # add_noise moved it, or a user replaced it
+            self._coefficients = {}
+            self._coefficients_table = table
+        device = None if source is None else source.device
+        key = (t, p, final, device)
+        found = self._coefficients.get(key)
+        if found is None:
+            if len(self._coefficients) >= _COEFFICIENT_CACHE_SIZE:
+                self._coefficients.clear()
+            found = tcd_core.lcm_step_coefficients(
+                table, t, p, final=final, timestep_scaling=core.timestep_scaling
+            )
+            if source is not None:
+                c_skip, c_out = tcd_core.boundary_condition_scalings(
+                    source.detach(), core.timestep_scaling
+                )
+                found = found._replace(c_skip=c_skip, c_out=c_out)
+            self._coefficients[key] = found
+        return found
