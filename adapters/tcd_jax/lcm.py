@@ -1,0 +1,369 @@
+"""``FlaxLCMScheduler``: multistep consistency sampling (LCM, Algorithm 1) in the shape of
+diffusers' former Flax schedulers.
+
+The same convention as :class:`tcd_jax.FlaxTCDScheduler` (config + immutable state pytree; the
+step index and the PRNG key *in the state as arrays*, so ``step`` runs inside ``jax.jit``,
+``lax.fori_loop``, ``lax.scan`` and ``pmap`` with a traced timestep, and the Flax pipelines of
+diffusers ≤ 0.39 run it unmodified). LCM has no η. The plan is :func:`tcd_core.lcm_timesteps`,
+the step :func:`tcd_core.lcm_step`; the convention machinery is shared (``_convention``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import tcd_core
+from tcd_core import TCDConfig, add_noise, get_velocity, lcm_previous_timesteps, lcm_timesteps
+
+from ._convention import (
+    OutputMixin,
+    StateMixin,
+    check_dtype,
+    load_config,
+    pytree_dataclass,
+    state_key,
+    step_index,
+    write_config,
+)
+from ._step import is_host
+from .lcm_step import jax_lcm_step_keyed
+from .noise import as_typed_key
+from .scheduler import _index, jax_schedule
+
+__all__ = ["FlaxLCMScheduler", "FlaxLCMSchedulerOutput", "FlaxLCMSchedulerState"]
+
+
+@pytree_dataclass
+class FlaxLCMSchedulerState(StateMixin):
+    """The LCM scheduler's state: a frozen dataclass registered as a JAX pytree.
+
+    Attributes:
+        common: the float32 noise schedule (``betas``, ``alphas``, ``alphas_cumprod``,
+            ``final_alpha_cumprod``), a :class:`tcd_core.NoiseSchedule` of JAX arrays.
+        init_noise_sigma: 1.0 (LCM's initial latents are unit Gaussians).
+        timesteps: int32 (n,), the timesteps to visit (the reference's ``scheduler.timesteps``).
+        prev_timesteps: int32 (n,), each step's "previous" timestep: the next entry, and the
+            step's own timestep after the last entry (:func:`tcd_core.lcm_previous_timesteps`).
+        num_inference_steps: int32 0-d, the reference's ``num_inference_steps`` (untrimmed for
+            custom timesteps with strength); it decides which step is final. None until
+            ``set_timesteps`` has run.
+        step_index: int32 0-d; -1 until the first step (which then looks its timestep up in
+            ``timesteps``, as the reference does), or the begin index set by ``set_begin_index``.
+        key: the PRNG key of the renoising draws (step i draws ``normal(fold_in(key, i))``); a
+            typed key, one (shape ``()``) or one per batch element (``(B,)``).
+
+    Shapes and dtypes do not change after ``set_timesteps``, so the state can be a loop carry.
+    """
+
+    common: tcd_core.NoiseSchedule
+    init_noise_sigma: jax.Array
+    timesteps: jax.Array
+    prev_timesteps: jax.Array
+    num_inference_steps: jax.Array | None
+    step_index: jax.Array
+    key: jax.Array
+
+    @property
+    def alphas_cumprod(self) -> jax.Array:
+        return self.common.alphas_cumprod
+
+    def replace(self, **changes: Any) -> FlaxLCMSchedulerState:
+        """A copy with some fields changed (``flax.struct`` style); ``key=`` accepts raw
+        ``uint32`` threefry keys."""
+        if "key" in changes:
+            changes["key"] = state_key(changes["key"])
+        return super().replace(**changes)
+
+
+@pytree_dataclass
+class FlaxLCMSchedulerOutput(OutputMixin):
+    """What :meth:`FlaxLCMScheduler.step` returns (a pytree).
+
+    ``to_tuple()`` gives ``(prev_sample, state)``, the two values diffusers' Flax pipelines unpack.
+
+    Attributes:
+        prev_sample: the next model input (``denoised`` itself after the final step).
+        state: the scheduler state with the step index advanced.
+        denoised: the consistency function's output c_out·x̂₀ + c_skip·x_t (the reference's
+            ``denoised``, the image estimate of this step).
+        pred_original_sample: x̂₀ after clipping/thresholding.
+    """
+
+    prev_sample: jax.Array
+    state: FlaxLCMSchedulerState
+    denoised: jax.Array
+    pred_original_sample: jax.Array
+
+
+class FlaxLCMScheduler:
+    r"""Multistep latent consistency sampling (Song et al. 2023, Algorithm 1) for JAX.
+
+    One step at timestep t with previous timestep p (:func:`tcd_core.lcm_step`):
+    x̂₀ from the model output; denoised = c_out·x̂₀ + c_skip·x_t (the consistency boundary
+    conditions at t); x_p = √ᾱ_p·denoised + √(1−ᾱ_p)·z with z = ``normal(fold_in(key,
+    step_index))``, except at the final step (``step_index == num_inference_steps − 1``), which
+    returns ``denoised`` and draws nothing. Numerically diffusers' ``LCMScheduler`` given the same
+    noise.
+
+    The scheduler holds only its configuration (``scheduler.config``, a
+    :class:`tcd_core.TCDConfig`, which has exactly ``LCMScheduler``'s fields) and ``dtype``;
+    everything that changes lives in the :class:`FlaxLCMSchedulerState`, the PRNG key included,
+    so a loop written for diffusers' Flax schedulers
+    (``scheduler.step(state, model_output, t, latents).to_tuple()``) runs it unchanged.
+
+    Args:
+        config: a :class:`tcd_core.TCDConfig` or a ``scheduler_config.json``-style mapping;
+            keyword arguments set or override single fields.
+        dtype: the dtype of ``state.init_noise_sigma`` (diffusers' Flax ``dtype=``); the ᾱ
+            tables and step coefficients stay float32, the step keeps the sample's dtype.
+
+    Example:
+        >>> import jax
+        >>> from tcd_jax import FlaxLCMScheduler
+        >>> scheduler = FlaxLCMScheduler(beta_schedule="scaled_linear")
+        >>> state = scheduler.set_timesteps(scheduler.create_state(key=jax.random.key(1)), 4)
+        >>> x = jax.random.normal(jax.random.key(0), (1, 4, 8, 8))
+        >>> def body(i, carry):
+        ...     x, state = carry
+        ...     t = state.timesteps[i]
+        ...     eps = 0.1 * x                               # the model goes here
+        ...     return scheduler.step(state, eps, t, x).to_tuple()
+        >>> x, state = jax.lax.fori_loop(0, 4, body, (x, state))
+        >>> x.shape, int(state.step_index)
+        ((1, 4, 8, 8), 4)
+    """
+
+    def __init__(
+        self,
+        config: TCDConfig | Mapping[str, Any] | None = None,
+        *,
+        dtype: Any = jnp.float32,
+        **kwargs: Any,
+    ) -> None:
+        if config is None:
+            config = TCDConfig(**kwargs)
+        elif isinstance(config, TCDConfig):
+            config = config.replace(**kwargs) if kwargs else config
+        else:
+            config = TCDConfig.from_dict(config, **kwargs)
+        self._config = config
+        self.dtype = check_dtype(dtype)
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def config(self) -> TCDConfig:
+        """The immutable, hashable configuration (field for field diffusers' ``LCMScheduler``)."""
+        return self._config
+
+    @property
+    def has_state(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return self._config.num_train_timesteps
+
+    def __repr__(self) -> str:
+        return f"FlaxLCMScheduler({self._config!r}, dtype={self.dtype.name})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, FlaxLCMScheduler)
+            and other._config == self._config
+            and other.dtype == self.dtype
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._config, self.dtype))
+
+    @classmethod
+    def from_config(
+        cls, config: TCDConfig | Mapping[str, Any], *, dtype: Any = jnp.float32, **kwargs: Any
+    ) -> FlaxLCMScheduler:
+        """A scheduler from a :class:`TCDConfig` or a ``scheduler_config.json``-style mapping
+        (e.g. another diffusers scheduler's ``.config``; unknown keys are ignored)."""
+        return cls(config, dtype=dtype, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
+        subfolder: str | None = None,
+        *,
+        dtype: Any = jnp.float32,
+        **kwargs: Any,
+    ) -> tuple[FlaxLCMScheduler, FlaxLCMSchedulerState]:
+        """``(scheduler, state)`` from a local folder holding ``scheduler_config.json`` (e.g. a
+        pipeline folder with ``subfolder="scheduler"``) or from a config dict.
+
+        Only local folders are read (no network access). ``kwargs`` override config fields. The
+        state is :meth:`create_state`'s (the fixed default key).
+        """
+        config = load_config(pretrained_model_name_or_path, subfolder)
+        scheduler = cls.from_config(config, dtype=dtype, **kwargs)
+        return scheduler, scheduler.create_state()
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Write ``scheduler_config.json`` (diffusers' format, ``_class_name: "LCMScheduler"``, so
+        diffusers' ``LCMScheduler.from_pretrained`` reads it) and return its path."""
+        data = {"_class_name": "LCMScheduler", "_tcd_core_version": tcd_core.__version__}
+        data.update(self._config.to_dict())
+        return write_config(save_directory, data)
+
+    # ------------------------------------------------------------------ state
+    def create_state(self, key: Any = None) -> FlaxLCMSchedulerState:
+        """The initial state: the noise schedule, every training timestep (descending) as
+        ``timesteps``, no ``num_inference_steps`` (``step`` refuses to run before
+        :meth:`set_timesteps`), and the PRNG ``key`` that ``step`` uses when it is given none.
+
+        Args:
+            key: a PRNG key (any implementation; raw ``uint32`` threefry keys are wrapped), one
+                or one per batch element. Default: ``jax.random.key(0)``, a fixed key, so runs
+                are reproducible; give another key for other noise.
+        """
+        n = self._config.num_train_timesteps
+        timesteps = np.arange(n - 1, -1, -1, dtype=np.int64)
+        return FlaxLCMSchedulerState(
+            common=jax_schedule(self._config),
+            init_noise_sigma=jnp.asarray(1.0, dtype=self.dtype),
+            timesteps=jnp.asarray(timesteps, dtype=jnp.int32),
+            prev_timesteps=jnp.asarray(lcm_previous_timesteps(timesteps), dtype=jnp.int32),
+            num_inference_steps=None,
+            step_index=jnp.asarray(-1, dtype=jnp.int32),
+            key=state_key(key),
+        )
+
+    def set_timesteps(
+        self,
+        state: FlaxLCMSchedulerState,
+        num_inference_steps: int | None = None,
+        shape: tuple[int, ...] = (),
+        original_inference_steps: int | None = None,
+        timesteps: list[int] | None = None,
+        strength: float = 1.0,
+        *,
+        key: Any = None,
+    ) -> FlaxLCMSchedulerState:
+        """The state for a new sampling run (host-side: the plan is :func:`tcd_core.lcm_timesteps`).
+
+        Exactly the reference ``LCMScheduler.set_timesteps``'s plan, errors and warnings.
+        ``shape`` is accepted for the Flax convention and unused. The step index is reset (-1:
+        the first step finds its timestep, like the reference). The state's key is kept, or
+        replaced by ``key`` when given. Works on a traced state (the pipelines call it inside
+        ``jit`` / ``pmap``): the plan depends only on the config and the arguments.
+
+        Example:
+            >>> from tcd_jax import FlaxLCMScheduler
+            >>> scheduler = FlaxLCMScheduler()
+            >>> state = scheduler.set_timesteps(scheduler.create_state(), 4)
+            >>> state.timesteps.tolist(), state.prev_timesteps.tolist()
+            ([999, 759, 499, 259], [759, 499, 259, 259])
+        """
+        del shape
+        plan = lcm_timesteps(
+            self._config,
+            num_inference_steps,
+            original_inference_steps=original_inference_steps,
+            timesteps=timesteps,
+            strength=strength,
+        )
+        changes: dict[str, Any] = {}
+        if key is not None:
+            changes["key"] = key
+        return state.replace(
+            timesteps=jnp.asarray(plan.timesteps, dtype=jnp.int32),
+            prev_timesteps=jnp.asarray(plan.prev_timesteps, dtype=jnp.int32),
+            num_inference_steps=jnp.asarray(plan.num_inference_steps, dtype=jnp.int32),
+            step_index=jnp.asarray(-1, dtype=jnp.int32),
+            **changes,
+        )
+
+    def set_begin_index(
+        self, state: FlaxLCMSchedulerState, begin_index: int = 0
+    ) -> FlaxLCMSchedulerState:
+        """Start at ``timesteps[begin_index]`` (what img2img pipelines do after slicing)."""
+        return state.replace(step_index=jnp.asarray(begin_index, dtype=jnp.int32))
+
+    def scale_model_input(
+        self, state: FlaxLCMSchedulerState, sample: jax.Array, timestep: Any = None
+    ) -> jax.Array:
+        """The sample unchanged (LCM needs no input scaling); kept for interchangeability."""
+        return sample
+
+    # ------------------------------------------------------------------ the step
+    def step(
+        self,
+        state: FlaxLCMSchedulerState,
+        model_output: jax.Array,
+        timestep: Any,
+        sample: jax.Array,
+        key: jax.Array | None = None,
+        return_dict: bool = True,
+    ) -> FlaxLCMSchedulerOutput | tuple[jax.Array, FlaxLCMSchedulerState]:
+        r"""One LCM step at ``timestep`` t (:func:`tcd_core.lcm_step`).
+
+        ᾱ_t and the boundary conditions c_skip/c_out are taken at ``timestep`` (a Python int or
+        an int array, traced or not; a Python int gives the reference's double-precision
+        c_skip/c_out, an array its float32 ones), the previous timestep from the state's step
+        index (as in the reference). A fresh state's first step finds its index where
+        ``timesteps == timestep`` (index 0 if the timestep is not in the plan, where the reference
+        raises).
+
+        ``key`` defaults to ``state.key`` (diffusers' Flax pipelines pass none); given here, it
+        overrides the state's for this call only. The noise of step i is
+        ``normal(fold_in(key, i))`` in the sample's dtype, drawn where the reference draws it: at
+        every step except the final one (``i == num_inference_steps − 1``), where nothing is
+        drawn and ``prev_sample`` is ``denoised``.
+
+        Returns ``FlaxLCMSchedulerOutput(prev_sample, state, denoised, pred_original_sample)``
+        (``.to_tuple()`` gives ``(prev_sample, state)``) or, with ``return_dict=False``,
+        ``(prev_sample, state)``.
+        """
+        if state.num_inference_steps is None:
+            raise ValueError(
+                "Number of inference steps is 'None', you need to run 'set_timesteps' after "
+                "creating the scheduler"
+            )
+        key = state.key if key is None else as_typed_key(key)
+        index, t = step_index(state.timesteps, state.step_index, timestep)
+        prev = state.prev_timesteps[index]
+        final = index == state.num_inference_steps - 1
+        out = jax_lcm_step_keyed(
+            model_output,
+            timestep if is_host(timestep) else t,
+            sample,
+            prev,
+            state.common.alphas_cumprod,
+            final,
+            key,
+            index,
+            self._config,
+        )
+        state = state.replace(step_index=index + 1)
+        if not return_dict:
+            return out.prev_sample, state
+        return FlaxLCMSchedulerOutput(
+            out.prev_sample, state, out.denoised, out.pred_original_sample
+        )
+
+    # ------------------------------------------------------------------ forward process
+    def add_noise(
+        self,
+        state: FlaxLCMSchedulerState,
+        original_samples: jax.Array,
+        noise: jax.Array,
+        timesteps: Any,
+    ) -> jax.Array:
+        """√ᾱₜ·x₀ + √(1−ᾱₜ)·ε per batch element (:func:`tcd_core.add_noise`)."""
+        return add_noise(state.common.alphas_cumprod, original_samples, noise, _index(timesteps))
+
+    def get_velocity(
+        self, state: FlaxLCMSchedulerState, sample: jax.Array, noise: jax.Array, timesteps: Any
+    ) -> jax.Array:
+        """v = √ᾱₜ·ε − √(1−ᾱₜ)·x₀ (:func:`tcd_core.get_velocity`)."""
+        return get_velocity(state.common.alphas_cumprod, sample, noise, _index(timesteps))
