@@ -14,6 +14,9 @@ wrappers reproduce what those packages compute:
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import diffusers
@@ -225,10 +228,14 @@ def reference_loop(
     eta: float,
     generator: torch.Generator | None,
     trajectory: list[torch.Tensor] | None = None,
+    alphas_cumprod: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, diffusers.TCDScheduler]:
     """diffusers' TCDScheduler loop from x_T = z, as a pipeline runs it; each step's input is
-    appended to ``trajectory`` when given."""
+    appended to ``trajectory`` when given. ``alphas_cumprod`` replaces the scheduler's float32
+    table (diffusers' step reads ``scheduler.alphas_cumprod``)."""
     scheduler = diffusers.TCDScheduler(**cfg)
+    if alphas_cumprod is not None:
+        scheduler.alphas_cumprod = alphas_cumprod
     scheduler.set_timesteps(**plan)
     x = z
     for t in scheduler.timesteps:
@@ -240,3 +247,29 @@ def reference_loop(
 
 def tcd_config(cfg: dict) -> TCDConfig:
     return TCDConfig.from_dict(cfg)
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def captured_warnings(logger_name: str) -> Iterator[list[str]]:
+    """The WARNING+ messages of one logger while the block runs (diffusers' loggers do not
+    propagate to the root logger, so pytest's caplog does not see them)."""
+    log = logging.getLogger(logger_name)
+    handler = _ListHandler()
+    old_level = log.level
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.WARNING:
+        log.setLevel(logging.WARNING)
+    try:
+        yield handler.messages
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)

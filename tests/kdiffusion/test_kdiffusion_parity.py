@@ -31,14 +31,16 @@ from kdiffusion_strategies import ETAS, configs, plans, sigma_kwargs
 
 from tcd_kdiffusion import alphas_cumprod_from_sigmas, get_sigmas_tcd, sample_tcd
 
-#: ε-prediction is not compared where the plan starts above this σ. There x̂₀ = x − σ·ε
-#: (k-diffusion's and ComfyUI's ε wrappers; diffusers' (x_t − √(1−ᾱ)·ε)/√ᾱ alike) multiplies
-#: any error in ε, its float32 rounding included, by σ: the two conventions' x̂₀ cannot agree to
-#: 1e-5 in float32 before sample_tcd sees them. The only such timestep among diffusers' schedules
-#: is squaredcos_cap_v2's last (ᾱ = 2.4e-9, σ ≈ 2.0e4; measured: the two float32 results differ
-#: by ~4e-4, each ≥ 2.5e-5 from float64). v- and x₀-prediction have no such cancellation and are
-#: compared there too, so the sampler's own arithmetic is checked at σ ≈ 2e4.
-EPS_SIGMA_LIMIT = 1e3
+#: ε-prediction is compared where the plan starts at σ ≤ 20, which holds SD 1.x/2.x and SDXL
+#: (σ_max = 14.6), the models TCD was distilled for. Above, x̂₀ = x − σ·ε (k-diffusion's and
+#: ComfyUI's ε wrappers, computed in float32 on x of size σ·|z|, with σ itself rounded to
+#: float32) carries an absolute error of order σ·|z|·2⁻²⁴ before sample_tcd sees it, and a plan
+#: whose first x̂₀ reaches the output (one step, η = 0) passes it on; diffusers' float32
+#: (x_t − √(1−ᾱ)·ε)/√ᾱ has the same conditioning. Measured at σ = 64 (squaredcos_cap_v2,
+#: t = 989, one step): the two float32 results differ by 1.4e-5 and each is 0.7–1.4e-5 from
+#: float64. v- and x₀-prediction have no such cancellation and are compared on every schedule,
+#: up to σ ≈ 2e4, so the sampler's own arithmetic is checked there.
+EPS_SIGMA_LIMIT = 20.0
 
 
 def _extra_reference_draws(scheduler: diffusers.TCDScheduler, eta: float) -> int:
@@ -50,7 +52,14 @@ def _extra_reference_draws(scheduler: diffusers.TCDScheduler, eta: float) -> int
     return 1 if eta > 0 and trimmed else 0
 
 
-def run_case(cfg: dict, plan: dict, source: str, data: st.DataObject) -> None:
+def run_case(
+    cfg: dict, plan: dict, source: str, data: st.DataObject, comfy_table: bool = False
+) -> None:
+    """One comparison. ``comfy_table``: diffusers' loop runs on the ComfyUI model's own table
+    (f32(1/(1+σ²)) of its float64-made σ's) instead of its float32-made one. The two differ by
+    an ulp of ᾱ here and there, which near ᾱ = 1 (t ≲ 5) moves 1 − ᾱ by up to 7e-4 (relative):
+    a different schedule, not a different sampler, so the property compares like with like.
+    test_default_plans compares ComfyUI's path with unmodified diffusers on SD's schedule."""
     probe = diffusers.TCDScheduler(**cfg)
     steps, kwargs = sigma_kwargs(cfg, plan)
     try:
@@ -84,7 +93,11 @@ def run_case(cfg: dict, plan: dict, source: str, data: st.DataObject) -> None:
 
     trajectory: list[torch.Tensor] = []
     g_ref = torch.Generator().manual_seed(seed + 1)
-    ref, scheduler = reference_loop(cfg, plan, net, z, eta, g_ref, trajectory)
+    table = None
+    if comfy_table:
+        comfy_sigmas = ComfyModelSampling(betas64(cfg)).sigmas.double()
+        table = (1 / (1 + comfy_sigmas**2)).float()
+    ref, scheduler = reference_loop(cfg, plan, net, z, eta, g_ref, trajectory, table)
 
     seen: list[torch.Tensor] = []
     callback = lambda d: seen.append(d["x"])
@@ -125,26 +138,26 @@ def run_case(cfg: dict, plan: dict, source: str, data: st.DataObject) -> None:
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=60)
+@settings(max_examples=150)
 def test_matches_diffusers_with_the_table_argument(cfg: dict, data: st.DataObject) -> None:
     plan = data.draw(plans(cfg["num_train_timesteps"]), label="plan")
     run_case(cfg, plan, "alphas_cumprod", data)
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=40)
+@settings(max_examples=100)
 def test_matches_diffusers_through_a_kdiffusion_wrapper(cfg: dict, data: st.DataObject) -> None:
     plan = data.draw(plans(cfg["num_train_timesteps"]), label="plan")
     run_case(cfg, plan, "k-diffusion", data)
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=40)
+@settings(max_examples=100)
 def test_matches_diffusers_through_comfyui_objects(cfg: dict, data: st.DataObject) -> None:
     # ComfyUI's zero-SNR variant is its own (last ᾱ clamped to 4.9e-8), not diffusers' table
     cfg["rescale_betas_zero_snr"] = False
     plan = data.draw(plans(cfg["num_train_timesteps"]), label="plan")
-    run_case(cfg, plan, "comfyui", data)
+    run_case(cfg, plan, "comfyui", data, comfy_table=True)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
