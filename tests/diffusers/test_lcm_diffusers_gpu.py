@@ -1,0 +1,59 @@
+"""On a CUDA device: a whole LCM loop makes no host-device synchronisation and matches diffusers
+(skipped without CUDA; tests/diffusers/test_lcm_diffusers_parity.py has the CPU stand-in)."""
+
+from __future__ import annotations
+
+import diffusers
+import pytest
+import torch
+from diffusers_helpers import assert_same
+
+from tcd_diffusers import LCMScheduler
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("img2img", [False, True])
+def test_lcm_loop_without_sync_and_identical(dtype, img2img) -> None:
+    device = torch.device("cuda")
+    ours, ref = LCMScheduler(), diffusers.LCMScheduler()
+    x = torch.randn(2, 4, 64, 64, device=device, dtype=dtype)
+    outputs = [0.1 * torch.randn_like(x) for _ in range(4)]
+    results = []
+    for scheduler, strict in ((ref, False), (ours, True)):
+        scheduler.set_timesteps(4, device=device)
+        start = x
+        if img2img:  # what img2img pipelines do: add_noise, then a begin index
+            start = scheduler.add_noise(x, outputs[0], scheduler.timesteps[1:2])
+            scheduler.set_begin_index(1)
+        g = torch.Generator(device).manual_seed(0)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error" if strict else "default")
+        try:
+            timesteps = scheduler.timesteps[1:] if img2img else scheduler.timesteps
+            sample = start
+            for t, m in zip(timesteps, outputs):
+                sample = scheduler.step(m, t, sample, generator=g).prev_sample
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        results.append((sample, g.get_state()))
+    assert_same(results[1][0], results[0][0])
+    assert torch.equal(results[1][1], results[0][1])
+
+
+def test_sync_debug_mode_catches_the_reference() -> None:
+    """Guards the test above: the reference's LCM step synchronises (its first-step ``.item()``
+    and ``if prev_timestep >= 0``), so "error" mode really is enforced."""
+    ref = diffusers.LCMScheduler()
+    ref.set_timesteps(4, device="cuda")
+    x = torch.randn(1, 4, 8, 8, device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with pytest.raises(RuntimeError):
+            ref.step(x, ref.timesteps[0], x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
