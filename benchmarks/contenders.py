@@ -97,22 +97,33 @@ def _torch_to_numpy(x: Any) -> np.ndarray:
 
 
 class DiffusersScheduler(Contender):
-    """A diffusers-style scheduler driven exactly as a pipeline drives it."""
+    """A diffusers-style scheduler driven exactly as a pipeline drives it. ``cls_name`` picks
+    TCD (``step(..., eta=, generator=)``) or LCM (``step(..., generator=)``, no η); an adapter is
+    checked against its own reference (``compare_with``)."""
 
-    def __init__(self, key: str, name: str, module: str, description: str) -> None:
+    def __init__(
+        self,
+        key: str,
+        name: str,
+        module: str,
+        description: str,
+        cls_name: str = "TCDScheduler",
+        compare_with: str | None = "reference",
+    ) -> None:
         super().__init__(
             key,
             name,
             "torch",
             "floor-torch",
             description,
-            compare_with=None if key == "reference" else "reference",
+            compare_with=None if key == "reference" else compare_with,
         )
         self.module = module
+        self.cls_name = cls_name
         self.cls: Any = None
 
     def load(self) -> None:
-        self.cls = _import(self.module, "TCDScheduler")
+        self.cls = _import(self.module, self.cls_name)
 
     def prepare(self, inputs: Inputs) -> Loop:
         torch, x0, eps = _torch_inputs(inputs)
@@ -120,8 +131,9 @@ class DiffusersScheduler(Contender):
         try:
             sched = self.cls.from_config(inputs.config.to_dict())
         except Exception as exc:
-            raise Unavailable(f"{self.module}.TCDScheduler.from_config failed: {exc!r}") from exc
+            raise Unavailable(f"{self.module}.{self.cls_name}.from_config failed: {exc!r}") from exc
         g = torch.Generator().manual_seed(inputs.seed)
+        step_kwargs = {"eta": wl.eta} if self.cls_name == "TCDScheduler" else {}
 
         def model(x: Any, t: Any) -> Any:
             return eps
@@ -131,7 +143,7 @@ class DiffusersScheduler(Contender):
             sched.set_timesteps(wl.steps)
             x = x0
             for t in sched.timesteps:
-                x = sched.step(model(x, t), t, x, eta=wl.eta, generator=g).prev_sample
+                x = sched.step(model(x, t), t, x, generator=g, **step_kwargs).prev_sample
             return x
 
         return Loop(run, _torch_to_numpy, memory=lambda: torch_peak_bytes(run))
@@ -542,6 +554,25 @@ def cpu_contenders(include_jax: bool = True) -> list[Contender]:
             "tcd_diffusers TCDScheduler",
             "tcd_diffusers",
             "tcd_diffusers.TCDScheduler (our drop-in adapter), driven exactly like the reference",
+        ),
+        # issue 12: multistep consistency sampling (LCM), against its own reference
+        DiffusersScheduler(
+            "reference-lcm",
+            "diffusers LCMScheduler (LCM reference)",
+            "diffusers",
+            "diffusers.LCMScheduler: set_timesteps + step(generator) as a pipeline calls it "
+            "(no η: LCM draws noise at every step but the last)",
+            cls_name="LCMScheduler",
+            compare_with=None,
+        ),
+        DiffusersScheduler(
+            "adapter-lcm",
+            "tcd_diffusers LCMScheduler",
+            "tcd_diffusers",
+            "tcd_diffusers.LCMScheduler (our drop-in adapter), driven exactly like diffusers' "
+            "LCMScheduler",
+            cls_name="LCMScheduler",
+            compare_with="reference-lcm",
         ),
         CoreTorchEager(),
         CoreTorchCompile(),

@@ -226,6 +226,20 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     specs = [
         ("adapter", "reference", "1x4x8x8", 0.30, "issue 3: adapter ≤ 0.30× reference"),
         ("adapter", "reference", "1x4x128x128", 0.70, "issue 3: adapter ≤ 0.70× reference"),
+        (
+            "adapter-lcm",
+            "reference-lcm",
+            "1x4x8x8",
+            0.30,
+            "issue 12: LCM adapter ≤ 0.30× LCM reference",
+        ),
+        (
+            "adapter-lcm",
+            "reference-lcm",
+            "1x4x128x128",
+            0.70,
+            "issue 12: LCM adapter ≤ 0.70× LCM reference",
+        ),
         ("floor-torch", "reference", "1x4x8x8", None, "torch floor vs reference"),
         ("floor-torch", "reference", "1x4x128x128", None, "torch floor vs reference"),
         ("adapter", "floor-torch", "1x4x8x8", None, "adapter vs torch floor"),
@@ -280,7 +294,11 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = a["per_step_us"]["median"] / b["per_step_us"]["median"] if a and b else None
         ratio_min = a["per_step_us"]["min"] / b["per_step_us"]["min"] if a and b else None
         # A speed target only counts with the result intact: the adapter must stay bit-identical.
-        identical = a["check"]["identical"] if a and a.get("check") and key == "adapter" else None
+        identical = (
+            a["check"]["identical"]
+            if a and a.get("check") and key in ("adapter", "adapter-lcm")
+            else None
+        )
         met = None if ratio is None or target is None else ratio <= target
         if met and identical is False:
             met = False
@@ -405,6 +423,8 @@ def compile_table(results: dict[str, Any]) -> str:
 _COLORS = {
     "reference": "black",
     "adapter": "tab:blue",
+    "reference-lcm": "dimgray",
+    "adapter-lcm": "tab:cyan",
     "core-torch": "tab:green",
     "floor-torch": "tab:green",
     "core-compile": "tab:red",
