@@ -130,8 +130,9 @@ def _sigma_table(obj: Any) -> Any:
         sigmas, log_sigmas = getattr(obj, "sigmas", None), getattr(obj, "log_sigmas", None)
     except Exception:  # a property that cannot be evaluated here is no table
         return None
-    is_table = isinstance(sigmas, torch.Tensor) and isinstance(log_sigmas, torch.Tensor)
-    return sigmas if is_table and sigmas.ndim == 1 and sigmas.numel() > 1 else None
+    if not (isinstance(sigmas, torch.Tensor) and isinstance(log_sigmas, torch.Tensor)):
+        return None
+    return sigmas if sigmas.ndim == 1 and sigmas.numel() > 1 else None
 
 
 def _from_sigmas(sigmas: Any, source: str) -> Table:
