@@ -383,3 +383,14 @@ def test_config_changes_reach_the_step() -> None:
     scheduler.set_timesteps(4)
     clipped = scheduler.step(toy_model(x, 999), scheduler.timesteps[0], x).denoised
     assert not torch.equal(plain, clipped) and float(clipped.abs().max()) <= 0.11
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    tests = doctest.DocTestFinder().find(LCMScheduler) + doctest.DocTestFinder().find(tcd_diffusers)
+    assert any(t.examples for t in tests if t.name.endswith("LCMScheduler"))
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0
