@@ -540,6 +540,55 @@ class TcdJaxLoop(Contender):
         return prepare_tcd_jax_loop(self.jax, self.tcd_jax, inputs, self.impl, self.jit)
 
 
+# --------------------------------------------------------------------------------------------
+# k-diffusion convention (issue 11)
+
+
+class KDiffusionSampleTCD(Contender):
+    """``tcd_kdiffusion.sample_tcd`` with the identity denoiser ``model(x, σ) = x``: what the
+    sampler itself costs per step in a UI (ComfyUI, A1111, Forge) on top of the model."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "kdiffusion",
+            "tcd_kdiffusion sample_tcd (identity denoiser)",
+            "torch",
+            "floor-torch",
+            "tcd_kdiffusion.get_sigmas_tcd + sample_tcd(model, x, sigmas, eta=, noise_sampler="
+            "torch.randn(generator=g)) with model(x, σ) = x: per call the σ → t quantization and "
+            "the core's coefficients, per step x_t = √ᾱ_t·x, tcd_core.tcd_update and x_p/√ᾱ_p; "
+            "noise where diffusers draws it (its own trajectory: checked in tests/kdiffusion)",
+        )
+        self.fns: tuple[Any, Any] | None = None
+
+    def load(self) -> None:
+        self.fns = (
+            _import("tcd_kdiffusion", "get_sigmas_tcd"),
+            _import("tcd_kdiffusion", "sample_tcd"),
+        )
+
+    def prepare(self, inputs: Inputs) -> Loop:
+        torch, x0, _eps = _torch_inputs(inputs)
+        assert self.fns is not None
+        get_sigmas_tcd, sample_tcd = self.fns
+        wl = inputs.workload
+        ac = torch.from_numpy(alphas_cumprod(inputs.config))
+        g = torch.Generator().manual_seed(inputs.seed)
+
+        def noise(sigma: Any, sigma_next: Any) -> Any:
+            return torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+
+        def identity(x: Any, sigma: Any) -> Any:
+            return x
+
+        def run() -> Any:
+            g.manual_seed(inputs.seed)
+            sigmas = get_sigmas_tcd(wl.steps, ac)  # the plan, like set_timesteps elsewhere
+            return sample_tcd(identity, x0, sigmas, None, None, True, noise, wl.eta, ac)
+
+        return Loop(run, _torch_to_numpy, memory=lambda: torch_peak_bytes(run))
+
+
 def cpu_contenders(include_jax: bool = True) -> list[Contender]:
     """All CPU contenders, the reference first (ratios are taken against it)."""
     out: list[Contender] = [
@@ -580,6 +629,7 @@ def cpu_contenders(include_jax: bool = True) -> list[Contender]:
         FloorTorch(),
         FloorTorchCompile(),
         FloorNumpy(),
+        KDiffusionSampleTCD(),  # issue 11
     ]
     if include_jax:
         out += [

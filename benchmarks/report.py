@@ -288,6 +288,12 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("floor-jax-rbg", "floor-jax-threefry", s, None, "rbg floor vs threefry floor")
         for s in ("1x4x128x128", "4x4x128x128")
     ]
+    # issue 11: the k-diffusion sampler's own cost (identity denoiser), against its floor
+    specs += [
+        ("kdiffusion", base, shape, None, f"sample_tcd (identity denoiser) vs {what}")
+        for shape in ("1x4x8x8", "1x4x128x128")
+        for base, what in (("floor-torch", "torch floor"), ("reference", "reference"))
+    ]
     out = []
     for key, base, shape, target, what in specs:
         a, b = _find(results, key, shape), _find(results, base, shape)
@@ -425,6 +431,7 @@ _COLORS = {
     "adapter": "tab:blue",
     "reference-lcm": "dimgray",
     "adapter-lcm": "tab:cyan",
+    "kdiffusion": "tab:pink",
     "core-torch": "tab:green",
     "floor-torch": "tab:green",
     "core-compile": "tab:red",

@@ -19,7 +19,7 @@ from tcd_core import (
 )
 
 from .noise import NoiseSampler, default_noise_sampler
-from .schedule import resolve_table, timestep_of
+from .schedule import resolve_table, timesteps_of
 
 __all__ = ["sample_tcd"]
 
@@ -86,7 +86,10 @@ def _host_eta(eta: Any, batch: int) -> float | np.ndarray:
 
 
 def _steps(n: int, disable: bool | None) -> Iterable[int]:
-    """k-diffusion's progress bar (``trange(n, disable=disable)``); a plain range without tqdm."""
+    """k-diffusion's progress bar (``trange(n, disable=disable)``); a plain range when it is
+    disabled (the same behaviour, without tqdm's per-call cost) or tqdm is not installed."""
+    if disable:
+        return range(n)
     try:
         from tqdm.auto import trange
     except ImportError:
@@ -99,27 +102,40 @@ def _plan(
 ) -> list[_Step]:
     """σ's → integer timesteps → the core's coefficients for every step (all validation)."""
     table = resolve_table(model, alphas_cumprod)
-    ts = [timestep_of(float(s), table, f"`sigmas`[{i}]") for i, s in enumerate(sig) if s > 0]
-    if sig[-1] == 0:
-        ts.append(0)  # the reference's p after the last step
-    last_p = len(ts) - 1 if sig[-1] == 0 else None  # p = 0 may follow t = 0 there
+    final = sig[-1] == 0
+    ts = timesteps_of(sig[:-1] if final else sig, table)
+    if final:
+        ts = np.append(ts, 0)  # the reference's p after the last step
     for i in range(len(ts) - 1):
-        if ts[i] <= ts[i + 1] and not (i + 1 == last_p and ts[i] == 0):
+        # a final step from t = 0 to σ = 0 is the reference's last step of a plan ending at 0
+        if ts[i] <= ts[i + 1] and not (final and i + 1 == len(ts) - 1 and ts[i] == 0):
             raise ValueError(
                 f"`sigmas`[{i}] and `sigmas`[{i + 1}] map to timesteps {ts[i]} and {ts[i + 1]}: "
                 f"the timesteps of a TCD plan must strictly decrease"
             )
     ac = torch.from_numpy(table.alphas_cumprod).to(x.device)
-    any_noise = bool(np.any(np.asarray(eta) > 0))
-    steps = []
-    for i in range(len(sig) - 1):
-        t, p = ts[i], ts[i + 1]
+    t, p = ts[:-1], ts[1:]
+    n = len(t)
+    draws = bool(np.any(np.asarray(eta) > 0))
+    sqrt_alpha_next = ac[torch.from_numpy(p).to(x.device)].sqrt().unbind(0)
+    if isinstance(eta, float):
+        # one call for the whole plan: coefficient vectors over the steps, then one 0-d tensor
+        # per step and coefficient (the values the core computes step by step)
         s = intermediate_timestep(p, eta)
-        s = int(s) if np.ndim(s) == 0 else s
-        coefficients = step_coefficients(ac, t, p, intermediate=s, ndim=x.ndim)
-        final = sig[i + 1] == 0
-        steps.append(_Step(coefficients, any_noise and not final, None if final else ac[p].sqrt()))
-    return steps
+        vectors = step_coefficients(ac, t, p, intermediate=s, ndim=1)
+        per_step = [StepCoefficients(*c) for c in zip(*(v.unbind(0) for v in vectors))]
+    else:  # per-batch η: coefficients shaped (B, 1, …, 1), step by step
+        per_step = [
+            step_coefficients(
+                ac, int(t[i]), int(p[i]), intermediate=intermediate_timestep(p[i], eta), ndim=x.ndim
+            )
+            for i in range(n)
+        ]
+    last = n - 1 if final else None
+    return [
+        _Step(per_step[i], draws and i != last, None if i == last else sqrt_alpha_next[i])
+        for i in range(n)
+    ]
 
 
 @torch.no_grad()
@@ -238,5 +254,5 @@ def sample_tcd(
                 )
         x_t = step.coefficients.sqrt_alpha_t * x
         x_p = tcd_update(step.coefficients, denoised, x_t, noise, _X0_PREDICTION).prev_sample
-        x = x_p if step.sqrt_alpha_next is None else x_p / step.sqrt_alpha_next
+        x = x_p if step.sqrt_alpha_next is None else x_p.div_(step.sqrt_alpha_next)
     return x

@@ -9,6 +9,7 @@ k-diffusion's ``sigma_to_t(quantize=True)`` and ComfyUI's ``model_sampling.times
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any, NamedTuple
@@ -135,18 +136,27 @@ def _sigma_table(obj: Any) -> Any:
     return sigmas if sigmas.ndim == 1 and sigmas.numel() > 1 else None
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_table(kind: str, values: bytes, source: str) -> Table:
+    """A Table from the float64 bytes of a σ or ᾱ table; cached, since a UI samples with the
+    same table call after call (the tables are small, their bytes are the key)."""
+    host = np.frombuffer(values, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        if kind == "sigmas":
+            return _table(1.0 / (1.0 + host * host), np.log(host), source)
+        return _table(host, 0.5 * np.log((1.0 - host) / host), source)
+
+
 def _from_sigmas(sigmas: Any, source: str) -> Table:
     sig = _host_1d(sigmas, source)
     if np.any(np.isnan(sig)) or np.any(sig < 0):
         raise ValueError(f"{source} must hold non-negative σ's")
-    with np.errstate(divide="ignore"):
-        return _table(1.0 / (1.0 + sig * sig), np.log(sig), source)
+    return _cached_table("sigmas", sig.tobytes(), source)
 
 
 def _from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
     ac = check_alphas_cumprod(alphas_cumprod, source)
-    with np.errstate(divide="ignore"):
-        return _table(ac, 0.5 * np.log((1.0 - ac) / ac), source)
+    return _cached_table("alphas_cumprod", ac.tobytes(), source)
 
 
 def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:
@@ -189,20 +199,39 @@ def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:
     )
 
 
-def timestep_of(sigma: float, table: Table, where: str) -> int:
-    """The training timestep whose σ is nearest to ``sigma`` in log σ; ValueError when ``sigma``
-    is not that entry up to rounding: a relative difference above :data:`SIGMA_RTOL` plus what
-    float32 rounding of ᾱ_t moves σ_t by (1.5e-4 at σ = 0.0146, 4e-8 at σ = 1)."""
-    if not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"{where} must be a finite σ > 0, got {sigma!r}")
-    dist = np.abs(math.log(sigma) - table.log_sigmas)
-    t = int(np.argmin(dist))
-    if not dist[t] <= table.log_tolerance[t]:
+def timesteps_of(sigmas: np.ndarray, table: Table, name: str = "`sigmas`") -> np.ndarray:
+    """For each σ > 0 (host float64), the training timestep whose σ is nearest in log σ.
+
+    ValueError naming the first σ that is not its entry up to rounding: a relative difference
+    above :data:`SIGMA_RTOL` plus what float32 rounding of ᾱ_t moves σ_t by (1.5e-4 at
+    σ = 0.0146, 4e-8 at σ = 1), capped at a quarter of the distance to the neighbours.
+    """
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    if sigmas.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not (np.all(np.isfinite(sigmas)) and np.all(sigmas > 0)):
+        raise ValueError(f"{name} must be finite σ's > 0, got {sigmas.tolist()}")
+    dist = np.abs(np.log(sigmas)[:, None] - table.log_sigmas[None, :])
+    ts = np.argmin(dist, axis=1)
+    ok = dist[np.arange(len(ts)), ts] <= table.log_tolerance[ts]
+    if not np.all(ok):
+        i = int(np.argmin(ok))
+        t = int(ts[i])
         nearest = math.exp(float(table.log_sigmas[t]))
         raise ValueError(
-            f"{where} = {sigma:.7g} is not a σ of the model's noise schedule ({table.source}): "
-            f"the nearest is σ = {nearest:.7g} at timestep {t}. TCD steps between the schedule's "
-            f"integer timesteps; build the sigmas with get_sigmas_tcd (or take them from the "
-            f"table), not from a continuous scheduler such as Karras'"
+            f"{name}[{i}] = {sigmas[i]:.7g} is not a σ of the model's noise schedule "
+            f"({table.source}): the nearest is σ = {nearest:.7g} at timestep {t}. TCD steps "
+            f"between the schedule's integer timesteps; build the sigmas with get_sigmas_tcd "
+            f"(or take them from the table), not from a continuous scheduler such as Karras'"
         )
-    return t
+    return ts.astype(np.int64)
+
+
+def timestep_of(sigma: float, table: Table, where: str) -> int:
+    """:func:`timesteps_of` for one σ (``where`` names it in the error)."""
+    if not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"{where} must be a finite σ > 0, got {sigma!r}")
+    try:
+        return int(timesteps_of(np.asarray([sigma]), table)[0])
+    except ValueError as err:
+        raise ValueError(str(err).replace("`sigmas`[0]", where, 1)) from None

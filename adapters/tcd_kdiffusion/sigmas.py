@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,13 @@ from tcd_core import TCDConfig, tcd_timesteps
 from .schedule import check_alphas_cumprod
 
 __all__ = ["get_sigmas_tcd"]
+
+
+@functools.lru_cache(maxsize=16)
+def _config(num_train_timesteps: int, original_inference_steps: Any) -> TCDConfig:
+    return TCDConfig(
+        num_train_timesteps=num_train_timesteps, original_inference_steps=original_inference_steps
+    )
 
 
 def get_sigmas_tcd(
@@ -70,9 +78,7 @@ def get_sigmas_tcd(
         [14.6146, 4.2606, 1.6129, 0.7194, 0.0]
     """
     ac = check_alphas_cumprod(alphas_cumprod, "alphas_cumprod")
-    config = TCDConfig(
-        num_train_timesteps=len(ac), original_inference_steps=original_inference_steps
-    )
+    config = _config(len(ac), original_inference_steps)
     plan = tcd_timesteps(config, num_inference_steps, timesteps=timesteps, strength=strength)
     picked = ac[plan.timesteps]
     if np.any(picked <= 0):
