@@ -9,8 +9,8 @@ import torch
 
 __all__ = ["NoiseSampler", "default_noise_sampler"]
 
-#: ``noise_sampler(sigma, sigma_next)`` → z ~ N(0, I) shaped like the latents.
 NoiseSampler = Callable[[Any, Any], torch.Tensor]
+"""``noise_sampler(sigma, sigma_next)`` → z ~ N(0, I) shaped like the latents."""
 
 
 def default_noise_sampler(x: torch.Tensor, seed: int | None = None) -> NoiseSampler:

@@ -19,12 +19,11 @@ import torch
 
 __all__ = ["SIGMA_RTOL", "alphas_cumprod_from_sigmas", "sigmas_from_alphas_cumprod"]
 
-#: How far (relative) a σ may lie from its table entry and still count as that entry: rounding
-#: only. The same tolerance ComfyUI uses to decide that a schedule starts at the model's σ_max.
-#: Near ᾱ = 1 a σ computed from a float32 ᾱ is less precise than that (1 − ᾱ keeps few
-#: digits), so each entry also allows the change of σ that two float32 ulps of ᾱ_t make (see
-#: :func:`timestep_of`).
 SIGMA_RTOL = 1e-5
+"""How far (relative) a σ may lie from its table entry and still count as that entry: rounding
+only, the tolerance ComfyUI uses to decide that a schedule starts at the model's σ_max. Near
+ᾱ = 1 a σ computed from a float32 ᾱ is less precise than that (1 − ᾱ keeps few digits), so each
+entry also allows the change of σ that two float32 ulps of ᾱ_t make."""
 
 # How deep to look for the table through wrappers' ``inner_model`` attributes: ComfyUI passes
 # KSamplerX0Inpaint → CFGGuider → BaseModel (with .model_sampling); A1111 and Forge pass a CFG
