@@ -111,7 +111,7 @@ def lcm_step_coefficients(
         mask = final if final.ndim == 0 else xp.reshape(final, (-1,) + (1,) * (ndim - 1))
         sqrt_alpha_prev = xp.where(mask, xp.ones_like(sqrt_alpha_prev), sqrt_alpha_prev)
         sqrt_beta_prev = xp.where(mask, xp.zeros_like(sqrt_beta_prev), sqrt_beta_prev)
-    c_skip, c_out = _scalings(timestep, timestep_scaling, ndim)
+    c_skip, c_out = _scalings(timestep, timestep_scaling, ndim, xp, device)
     return LCMCoefficients(
         xp.sqrt(alpha_prod_t),
         xp.sqrt(1 - alpha_prod_t),
@@ -122,18 +122,21 @@ def lcm_step_coefficients(
     )
 
 
-def _scalings(timestep: Any, timestep_scaling: float, ndim: int) -> tuple[Any, Any]:
+def _scalings(
+    timestep: Any, timestep_scaling: float, ndim: int, xp: Any, device: Any
+) -> tuple[Any, Any]:
     """(c_skip, c_out) with the reference's operand types: Python floats for host scalars, float32
-    arrays (reshaped to broadcast from the batch axis) for arrays."""
+    arrays (reshaped to broadcast from the batch axis) for arrays; host arrays move to the
+    table's namespace and device first."""
     if is_host_scalar(timestep):
         return boundary_condition_scalings(int(timestep), timestep_scaling)
-    if is_host(timestep):  # a host array: the float32 maths of an array timestep, in NumPy
-        timestep = np.asarray(timestep, dtype=np.int64)
-    xp = namespace(timestep)
+    if is_host(timestep):
+        timestep = xp.asarray(np.asarray(timestep, dtype=np.int64), device=device)
     c_skip, c_out = boundary_condition_scalings(timestep, timestep_scaling)
     if timestep.ndim == 1:
         shape = (timestep.shape[0],) + (1,) * (ndim - 1)
-        c_skip, c_out = xp.reshape(c_skip, shape), xp.reshape(c_out, shape)
+        xp_t = namespace(timestep)
+        c_skip, c_out = xp_t.reshape(c_skip, shape), xp_t.reshape(c_out, shape)
     return c_skip, c_out
 
 

@@ -428,6 +428,33 @@ def test_per_batch_float32_is_exact_on_numpy_and_torch():
         np.testing.assert_array_equal(to_numpy(out.prev_sample[3]), to_numpy(out.denoised[3]))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_host_timestep_arrays_work_on_every_backend(backend):
+    """NumPy timesteps and final flags with another backend's arrays: moved to the table's
+    namespace, the same result as the backend's own index arrays."""
+    config = TCDConfig()
+    ac = noise_schedule(config, namespace_of(backend)).alphas_cumprod
+    g = torch.Generator().manual_seed(5)
+    mo, x, z = (to_backend(torch.randn(2, 3, 4, 4, generator=g), backend, "float32") for _ in "abc")
+    ts, ps, finals = [999, 259], [759, 259], [False, True]
+    host = lcm_step(
+        mo, np.asarray(ts), x, np.asarray(ps), ac, z, final=np.asarray(finals), config=config
+    )
+    native = lcm_step(
+        mo,
+        _index_array(ts, backend),
+        x,
+        _index_array(ps, backend),
+        ac,
+        z,
+        final=_bool_array(finals, backend),
+        config=config,
+    )
+    for a, b in zip(host, native):
+        assert dtype_name(a) == "float32"
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
 # ------------------------------------------------------------------ compile-friendliness
 
 CONFIG = TCDConfig(thresholding=True, sample_max_value=3.0)
