@@ -7,6 +7,11 @@ model: its DDIM jump to t = 0 lands on the exact probability-flow-ODE solution).
 the share of samples per mixture component, the share off every mode and the time taken; the
 figure shows the samples over the target density, one panel per setting.
 
+``--sampler tcd lcm`` adds multistep consistency sampling (LCM, the consistency models'
+Algorithm 1: ``lcm_timesteps`` + ``lcm_step``) beside TCD (Algorithm 4), on the same models, the
+same x_T and the same reference samples. LCM has no η: it gives one row per (model, steps), with
+the η column shown as "–" (``null`` in the JSON).
+
 Exit status: 0 on success, 2 for bad arguments (one line on stderr, no traceback), 1 when an
 optional dependency (a backend, matplotlib) is missing or writing a file fails.
 """
@@ -19,6 +24,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
@@ -26,16 +32,21 @@ import numpy as np
 
 from . import __version__
 from .config import PREDICTION_TYPES, TCDConfig
+from .lcm_plan import lcm_timesteps
 from .plan import check_eta, tcd_timesteps
 from .schedule import alphas_cumprod
 from .toy import PRESETS, DistilledModel, TeacherModel, component_shares, sliced_wasserstein
 from .toy._backend import BACKENDS, load_backend, to_numpy
-from .toy.sampling import tcd_sample
+from .toy.sampling import lcm_sample, tcd_sample
 
 __all__ = ["main"]
 
 PROG = "tcd-sample"
 MODELS = {"teacher": TeacherModel, "distilled": DistilledModel}
+# sampler -> (table label, plan function); LCM's plan rejects the same step counts as TCD's
+SAMPLERS = {"tcd": ("TCD", tcd_timesteps), "lcm": ("LCM", lcm_timesteps)}
+DEFAULT_ETA = 0.3
+NO_ETA = "–"  # the η column of LCM rows
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 MAX_SAMPLES = 1_000_000
 
@@ -60,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
             "Sample a 2-D Gaussian mixture with TCD (tcd_core) using its exact teacher and its "
             "ideal distilled model, and compare with the exact answer."
         ),
-        epilog="Several values for --steps, --eta or --model give a sweep (one row each).",
+        epilog=(
+            "Several values for --model, --sampler, --steps or --eta give a sweep (one row each). "
+            "LCM has no eta: one LCM row per model and steps value, eta shown as '–'."
+        ),
     )
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array library (numpy)")
     p.add_argument(
@@ -71,9 +85,16 @@ def _parser() -> argparse.ArgumentParser:
         help="model(s) to sample with (both)",
     )
     p.add_argument(
+        "--sampler",
+        nargs="+",
+        choices=tuple(SAMPLERS),
+        default=["tcd"],
+        help="TCD's strategic stochastic sampling and/or LCM's multistep consistency sampling (tcd)",
+    )
+    p.add_argument(
         "--steps", nargs="+", type=int, default=[1, 2, 4, 8], help="inference steps (1 2 4 8)"
     )
-    p.add_argument("--eta", nargs="+", type=float, default=[0.3], help="η in [0, 1] (0.3)")
+    p.add_argument("--eta", nargs="+", type=float, default=None, help="η in [0, 1], TCD only (0.3)")
     p.add_argument(
         "--prediction-type",
         choices=PREDICTION_TYPES,
@@ -128,6 +149,10 @@ def _validate(args: argparse.Namespace) -> TCDConfig:
     for s in args.steps:
         if s < 1:
             raise UsageError(f"--steps must be >= 1, got {s}")
+    if args.eta is None:
+        args.eta = [DEFAULT_ETA]
+    elif "tcd" not in args.sampler:
+        raise UsageError("--eta applies to --sampler tcd only (LCM has no eta)")
     for e in args.eta:
         if not math.isfinite(e) or not 0.0 <= e <= 1.0:
             raise UsageError(f"--eta must be in [0, 1], got {e}")
@@ -146,11 +171,13 @@ def _validate(args: argparse.Namespace) -> TCDConfig:
     config = _load_config(args.config)
     if args.prediction_type is not None:
         config = config.replace(prediction_type=args.prediction_type)
-    for s in args.steps:
-        try:
-            tcd_timesteps(config, s)
-        except ValueError as exc:
-            raise UsageError(f"--steps {s}: {exc}") from None
+    for sampler in dict.fromkeys(args.sampler):
+        plan = SAMPLERS[sampler][1]
+        for s in args.steps:
+            try:
+                plan(config, s)
+            except ValueError as exc:
+                raise UsageError(f"--steps {s}: {exc}") from None
     for e in args.eta:
         check_eta(e)
     return config
@@ -208,50 +235,100 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
-def _table(rows: list[dict], floor: dict, mixture: Any, stream: TextIO) -> None:
+def _eta_text(eta: float | None) -> str:
+    return NO_ETA if eta is None else f"{eta:.2f}"
+
+
+def _table(
+    rows: list[dict], floor: dict, mixture: Any, stream: TextIO, sampler_column: bool = False
+) -> None:
+    """The results table; ``sampler_column`` adds a sampler column (TCD/LCM) after the model's
+    (only when LCM is in the sweep, so that TCD-only output keeps its documented layout)."""
     target = _shares_text(np.asarray(mixture.weights))
     share_head = "share per component %"
     width = max(len(share_head), len(target))
+
+    def lead(model: str, sampler: str, steps: str, eta: str) -> str:
+        middle = f" {sampler:<7}" if sampler_column else ""
+        return f"{model:<10}{middle} {steps:>5} {eta:>5}"
+
     head = (
-        f"{'model':<10} {'steps':>5} {'eta':>5} {'SW1':>8} {'off-mode %':>10}  "
+        f"{lead('model', 'sampler', 'steps', 'eta')} {'SW1':>8} {'off-mode %':>10}  "
         f"{share_head:<{width}} {'time':>10}"
     )
     print(head, file=stream)
     print("-" * len(head), file=stream)
     for r in rows:
         shares = _shares_text(np.asarray(r["share"]))
+        label = SAMPLERS[r["sampler"]][0]
         print(
-            f"{r['model']:<10} {r['steps']:>5} {r['eta']:>5.2f} {r['swd']:>8.4f} "
+            f"{lead(r['model'], label, str(r['steps']), _eta_text(r['eta']))} {r['swd']:>8.4f} "
             f"{100 * r['off_mode']:>10.2f}  {shares:<{width}} {_duration(r['seconds']):>10}",
             file=stream,
         )
     print("-" * len(head), file=stream)
     shares = _shares_text(np.asarray(floor["share"]))
     print(
-        f"{'exact':<10} {'':>5} {'':>5} {floor['swd']:>8.4f} {100 * floor['off_mode']:>10.2f}  "
+        f"{lead('exact', '', '', '')} {floor['swd']:>8.4f} {100 * floor['off_mode']:>10.2f}  "
         f"{shares}",
         file=stream,
     )
-    print(f"{'target':<10} {'':>5} {'':>5} {'0':>8} {'0.03':>10}  {target:<{width}}", file=stream)
+    print(f"{lead('target', '', '', '')} {'0':>8} {'0.03':>10}  {target:<{width}}", file=stream)
 
 
-def _figure(path: str, runs: list[dict], mixture: Any, alpha0: float, trajectories: bool) -> None:
-    fig = _build_figure(runs, mixture, alpha0, trajectories)
+def _figure(
+    path: str,
+    runs: list[dict],
+    mixture: Any,
+    alpha0: float,
+    trajectories: bool,
+    samplers: Sequence[str] = ("tcd",),
+) -> None:
+    fig = _build_figure(runs, mixture, alpha0, trajectories, samplers)
     try:
         fig.savefig(path)
     except OSError as exc:
         raise EnvironmentProblem(f"cannot write {path!r}: {exc.strerror}") from None
 
 
-def _build_figure(runs: list[dict], mixture: Any, alpha0: float, trajectories: bool) -> Any:
-    """One panel per run, samples over the target density; returns the matplotlib Figure."""
+def _panel_title(row: dict, with_sampler: bool) -> str:
+    steps = f"{row['steps']} step{'s' if row['steps'] > 1 else ''}"
+    sampler = row.get("sampler", "tcd")
+    if sampler == "lcm":
+        head = f"{row['model']}, LCM, {steps}"
+    elif with_sampler:
+        head = f"{row['model']}, TCD, {steps}, η={row['eta']:g}"
+    else:
+        head = f"{row['model']}, {steps}, η={row['eta']:g}"
+    return f"{head}\nSW₁ {row['swd']:.3f}"
+
+
+def _build_figure(
+    runs: list[dict],
+    mixture: Any,
+    alpha0: float,
+    trajectories: bool,
+    samplers: Sequence[str] = ("tcd",),
+) -> Any:
+    """One panel per run, samples over the target density; returns the matplotlib Figure.
+
+    Panels name their sampler (TCD/LCM) when LCM is in the sweep; so does the figure's title."""
     Figure, FigureCanvasAgg = _load_matplotlib()
     n = len(runs)
     cols = min(4, n)
     rows = math.ceil(n / cols)
+    lines = [f"tcd-sample: {mixture.name} mixture, samples (red) over the target density"]
+    if "lcm" in samplers:
+        names = {"tcd": "TCD (Algorithm 4)", "lcm": "LCM (Algorithm 1)"}
+        lines.append(" and ".join(names[s] for s in dict.fromkeys(samplers)))
+    # Wrapped to the figure's width: 12 pt characters are about 8.6 px wide at 100 dpi, so one
+    # or two panels (320 or 640 px) cannot hold the title's 60-odd characters on one line.
+    per_line = max(30, int(0.9 * 3.2 * 100 * cols / 8.6))
+    title = [part for line in lines for part in textwrap.wrap(line, per_line)]
     # Constrained layout reserves room for the suptitle above the panels' own titles (tight_layout
-    # ignores it, and the two overlapped).
-    fig = Figure(figsize=(3.2 * cols, 3.3 * rows + 0.4), dpi=100, layout="constrained")
+    # ignores it, and the two overlapped); each extra line of title gets its own 0.25 in.
+    height = 3.3 * rows + 0.4 + 0.25 * (len(title) - 1)
+    fig = Figure(figsize=(3.2 * cols, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     means = np.asarray(mixture.means)
     lim = float(np.max(np.abs(means)) + 4 * max(mixture.stds) + 0.3)
@@ -266,17 +343,12 @@ def _build_figure(runs: list[dict], mixture: Any, alpha0: float, trajectories: b
         if trajectories and run["trajectory"] is not None:
             for line in np.transpose(run["trajectory"], (1, 0, 2)):
                 ax.plot(line[:, 0], line[:, 1], "-o", color="black", lw=0.6, ms=1.8, alpha=0.8)
-        r = run["row"]
-        ax.set_title(
-            f"{r['model']}, {r['steps']} step{'s' if r['steps'] > 1 else ''}, η={r['eta']:g}\n"
-            f"SW₁ {r['swd']:.3f}",
-            fontsize=9,
-        )
+        ax.set_title(_panel_title(run["row"], "lcm" in samplers), fontsize=9)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"tcd-sample: {mixture.name} mixture, samples (red) over the target density")
+    fig.suptitle("\n".join(title))
     return fig
 
 
@@ -326,31 +398,49 @@ def _sweep(
         "off_mode": floor_off,
     }
 
+    # model, then sampler, then steps, then η (TCD only): with the default steps, each row of
+    # the figure (4 panels) is one (model, sampler) over 1, 2, 4, 8 steps
+    samplers = list(dict.fromkeys(args.sampler))
+    etas: dict[str, list[float | None]] = {"tcd": list(dict.fromkeys(args.eta)), "lcm": [None]}
     settings = [
-        (m, s, e)
+        (m, k, s, e)
         for m in dict.fromkeys(args.model)
+        for k in samplers
         for s in dict.fromkeys(args.steps)
-        for e in dict.fromkeys(args.eta)
+        for e in etas[k]
     ]
     enabled = len(settings) > 1 and not args.no_progress and stderr.isatty()
     progress = Progress(len(settings), stderr, enabled)
     rows, runs = [], []
-    for name, steps, eta in settings:
-        progress.show(f"{name} steps={steps} eta={eta:g}")
-        result = tcd_sample(
-            models[name],
-            config,
-            steps,
-            eta,
-            args.samples,
-            args.seed,
-            xp,
-            trajectory=args.trajectories,
-        )
+    for name, sampler, steps, eta in settings:
+        label = f"{name} {sampler} steps={steps}" + ("" if eta is None else f" eta={eta:g}")
+        progress.show(label)
+        if eta is None:
+            result = lcm_sample(
+                models[name],
+                config,
+                steps,
+                args.samples,
+                args.seed,
+                xp,
+                trajectory=args.trajectories,
+            )
+        else:
+            result = tcd_sample(
+                models[name],
+                config,
+                steps,
+                eta,
+                args.samples,
+                args.seed,
+                xp,
+                trajectory=args.trajectories,
+            )
         samples = to_numpy(result.samples).astype(np.float64)
         shares, off = component_shares(samples, target)
         row = {
             "model": name,
+            "sampler": sampler,
             "steps": steps,
             "eta": eta,
             "timesteps": result.timesteps.tolist(),
@@ -361,7 +451,7 @@ def _sweep(
         }
         rows.append(row)
         runs.append({"row": row, "samples": samples, "trajectory": result.trajectory})
-        progress.advance(f"{name} steps={steps} eta={eta:g}")
+        progress.advance(label)
     progress.close()
 
     print(
@@ -371,7 +461,7 @@ def _sweep(
         f"{args.samples} fresh exact samples at alpha_bar_0 = {alpha0:.5f}",
         file=stdout,
     )
-    _table(rows, floor, mixture, stdout)
+    _table(rows, floor, mixture, stdout, sampler_column="lcm" in samplers)
     doc = {
         "tool": PROG,
         "version": __version__,
@@ -387,11 +477,12 @@ def _sweep(
         "alpha_bar_0": alpha0,
         "config": config.to_dict(),
         "metric": "sliced 1-Wasserstein, 128 directions",
+        "samplers": samplers,
         "exact": floor,
         "results": rows,
     }
     if not args.no_figure:
-        _figure(args.out, runs, mixture, alpha0, args.trajectories > 0)
+        _figure(args.out, runs, mixture, alpha0, args.trajectories > 0, samplers)
         print(f"figure: {args.out}", file=stdout)
     if args.json:
         try:

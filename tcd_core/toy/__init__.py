@@ -4,7 +4,8 @@ The data distribution is an isotropic Gaussian mixture (:mod:`tcd_core.toy.mixtu
 the scheduler's VP noise schedule everything is closed form: the teacher's exact ε-prediction and,
 through an accurate RK4 solve of the probability-flow ODE, the ideal distilled (consistency)
 model (:mod:`tcd_core.toy.models`). :mod:`tcd_core.toy.metrics` measures how close samples are
-to the truth; :mod:`tcd_core.toy.sampling` runs the TCD loop. ``tcd-sample`` is the CLI on top.
+to the truth; :mod:`tcd_core.toy.sampling` runs the TCD loop (and LCM's multistep consistency
+sampling beside it). ``tcd-sample`` is the CLI on top.
 
 Everything runs on any Array API namespace (NumPy, PyTorch, JAX, ...).
 """
@@ -18,7 +19,7 @@ from .models import (
     probability_flow,
     teacher_epsilon,
 )
-from .sampling import SampleRun, tcd_sample
+from .sampling import SampleRun, lcm_sample, tcd_sample
 
 __all__ = [
     "PRESETS",
@@ -28,6 +29,7 @@ __all__ = [
     "TeacherModel",
     "component_shares",
     "epsilon_to_prediction",
+    "lcm_sample",
     "preset",
     "probability_flow",
     "sliced_wasserstein",

@@ -50,10 +50,12 @@ def test_writes_table_figure_and_json(capsys, tmp_path):
     assert doc["config"]["prediction_type"] == "epsilon"
     assert len(doc["mixture"]["means"]) == len(doc["mixture"]["weights"]) == 8
     assert set(doc["exact"]) == {"swd", "share", "off_mode"}
+    assert doc["samplers"] == ["tcd"]
     assert len(doc["results"]) == 8
     for r in doc["results"]:
         assert set(r) == {
             "model",
+            "sampler",
             "steps",
             "eta",
             "timesteps",
@@ -63,6 +65,7 @@ def test_writes_table_figure_and_json(capsys, tmp_path):
             "seconds",
         }
         assert r["model"] in ("teacher", "distilled") and r["eta"] in (0.0, 0.5)
+        assert r["sampler"] == "tcd"
         assert len(r["timesteps"]) == r["steps"] and r["timesteps"][0] == 999
         assert len(r["share"]) == 8
         assert sum(r["share"]) + r["off_mode"] == pytest.approx(1.0)
@@ -91,16 +94,20 @@ def test_same_seed_same_output(capsys, tmp_path):
     docs = []
     for i in range(2):
         js = tmp_path / f"r{i}.json"
-        assert _run(capsys, *FAST, "--no-figure", "--seed", "3", "--json", str(js))[0] == 0
+        args = [*FAST, "--sampler", "tcd", "lcm", "--no-figure", "--seed", "3", "--json", str(js)]
+        assert _run(capsys, *args)[0] == 0
         doc = json.loads(js.read_text())
         for r in doc["results"]:
             r.pop("seconds")
         docs.append(doc)
     assert docs[0] == docs[1]
+    assert {r["sampler"] for r in docs[0]["results"]} == {"tcd", "lcm"}
     js = tmp_path / "other.json"
-    assert _run(capsys, *FAST, "--no-figure", "--seed", "4", "--json", str(js))[0] == 0
+    args = [*FAST, "--sampler", "tcd", "lcm", "--no-figure", "--seed", "4", "--json", str(js)]
+    assert _run(capsys, *args)[0] == 0
     other = json.loads(js.read_text())
-    assert [r["swd"] for r in other["results"]] != [r["swd"] for r in docs[0]["results"]]
+    for a, b in zip(other["results"], docs[0]["results"]):
+        assert a["swd"] != b["swd"]  # every row, LCM's included, follows the seed
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -109,10 +116,24 @@ def test_backends_agree_with_numpy(capsys, tmp_path, backend):
     for b in ("numpy", backend):
         js = tmp_path / f"{b}.json"
         code, _, err = _run(
-            capsys, *FAST, "--preset", "pair", "--no-figure", "--backend", b, "--json", str(js)
+            capsys,
+            *FAST,
+            "--sampler",
+            "tcd",
+            "lcm",
+            "--preset",
+            "pair",
+            "--no-figure",
+            "--backend",
+            b,
+            "--json",
+            str(js),
         )
         assert code == 0, err
-        swd[b] = [(r["swd"], r["share"]) for r in json.loads(js.read_text())["results"]]
+        rows = json.loads(js.read_text())["results"]
+        swd[b] = [(r["swd"], r["share"]) for r in rows]
+        assert [r["sampler"] for r in rows].count("lcm") == 2 * 2  # models x steps
+    assert len(swd["numpy"]) == len(swd[backend]) == 2 * 2 * 2
     for (a, sa), (b, sb) in zip(swd["numpy"], swd[backend]):
         assert a == pytest.approx(b, abs=1e-4)
         np.testing.assert_allclose(sa, sb, atol=2 / 300)  # at most one point changes side
@@ -176,6 +197,10 @@ BAD = [
     (["--samples", "1"], "--samples must be in"),
     (["--seed", "-1"], "--seed must be >= 0"),
     (["--backend", "cupy"], "invalid choice"),
+    (["--sampler", "ddim"], "invalid choice"),
+    (["--sampler", "lcm", "--eta", "0.5"], "--eta applies to --sampler tcd only"),
+    (["--sampler", "lcm", "--steps", "51"], "--steps 51"),
+    (["--sampler", "tcd", "lcm", "--eta", "2"], "--eta must be in [0, 1]"),
     (["--model", "student"], "invalid choice"),
     (["--preset", "moons"], "invalid choice"),
     (["--prediction-type", "x0"], "invalid choice"),
@@ -283,15 +308,27 @@ def _overlaps(a, b):
     return not (a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0)
 
 
-@pytest.mark.parametrize("n_runs", [1, 4, 16])
-def test_figure_title_clears_the_panel_titles(n_runs):
-    # tight_layout ignored the suptitle: in a 4 x 4 sweep it sat on the first row's titles
+def _figure_runs(n_runs, samplers):
+    rng = np.random.default_rng(0)
+    runs = []
+    for i in range(n_runs):
+        sampler = samplers[i % len(samplers)]
+        eta = None if sampler == "lcm" else 0.3
+        row = {"model": "distilled", "sampler": sampler, "steps": 8, "eta": eta, "swd": 0.05}
+        runs.append({"samples": rng.normal(size=(50, 2)), "trajectory": None, "row": row})
+    return runs
+
+
+@pytest.mark.parametrize("samplers", [("tcd",), ("tcd", "lcm"), ("lcm",)])
+@pytest.mark.parametrize("n_runs", [1, 2, 4, 8, 16])
+def test_figure_title_clears_the_panel_titles(n_runs, samplers):
+    # tight_layout ignored the suptitle: in a 4 x 4 sweep it sat on the first row's titles. With
+    # LCM the title gains a line; with one or two panels it is wrapped to the figure's width
+    # (one line of it was 540 px wide on a 320 px figure).
     from tcd_core.toy import preset
 
-    rng = np.random.default_rng(0)
-    row = {"model": "distilled", "steps": 8, "eta": 0.3, "swd": 0.05}
-    runs = [{"samples": rng.normal(size=(50, 2)), "trajectory": None, "row": row}] * n_runs
-    fig = cli._build_figure(runs, preset("ring"), 0.99915, trajectories=False)
+    runs = _figure_runs(n_runs, samplers)
+    fig = cli._build_figure(runs, preset("rings"), 0.99915, False, samplers)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     title = fig._suptitle.get_window_extent(renderer)
@@ -300,6 +337,24 @@ def test_figure_title_clears_the_panel_titles(n_runs):
     assert title.y0 > max(p.y1 for p in panels)  # above every panel title, not just disjoint
     assert not any(_overlaps(title, p) for p in panels)
     assert title.y1 <= fig.bbox.y1  # and still inside the figure
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.x1  # across too
+    for p in panels:
+        assert p.x0 >= 0 and p.x1 <= fig.bbox.x1
+    text = fig._suptitle.get_text()
+    assert ("Algorithm 1" in text) == ("lcm" in samplers)
+
+
+def test_figure_panels_name_their_sampler_when_lcm_is_in_the_sweep():
+    from tcd_core.toy import preset
+
+    mixed = cli._build_figure(
+        _figure_runs(2, ("tcd", "lcm")), preset("ring"), 0.99915, False, ("tcd", "lcm")
+    )
+    titles = [ax.get_title() for ax in mixed.axes]
+    assert titles[0].startswith("distilled, TCD, 8 steps, η=0.3\n")
+    assert titles[1].startswith("distilled, LCM, 8 steps\n") and "η" not in titles[1]
+    tcd_only = cli._build_figure(_figure_runs(1, ("tcd",)), preset("ring"), 0.99915, False)
+    assert tcd_only.axes[0].get_title() == "distilled, 8 steps, η=0.3\nSW₁ 0.050"
 
 
 def test_times_are_printed_in_milliseconds(capsys):
@@ -317,3 +372,92 @@ def test_duration_format():
     assert cli._duration(0.0421) == "42.1 ms"
     assert cli._duration(9.99) == "9990.0 ms"
     assert cli._duration(12.34) == "12.3 s"
+
+
+def _table_rows(out):
+    return [ln for ln in out.splitlines() if ln.startswith(("teacher ", "distilled "))]
+
+
+def test_lcm_rows_beside_tcd_rows_in_table_json_and_figure(capsys, tmp_path):
+    from tcd_core import lcm_timesteps, tcd_timesteps
+
+    png, js = tmp_path / "both.png", tmp_path / "both.json"
+    args = [*FAST, "--sampler", "tcd", "lcm", "--eta", "0", "0.5", "--out", str(png)]
+    code, out, err = _run(capsys, *args, "--json", str(js))
+    assert code == 0, err
+    lines = out.splitlines()
+    head = next(ln for ln in lines if ln.startswith("model "))
+    assert head.split()[:4] == ["model", "sampler", "steps", "eta"]
+    rows = _table_rows(out)
+    # per model: TCD for 2 steps x 2 etas, then LCM once per steps value (no η)
+    assert len(rows) == 2 * (2 * 2 + 2)
+    lcm_rows = [ln for ln in rows if ln.split()[1] == "LCM"]
+    assert len(lcm_rows) == 4 and all(ln.split()[3] == "–" for ln in lcm_rows)
+    assert all(ln.split()[1] == "TCD" for ln in rows if ln not in lcm_rows)
+    assert all(len(ln) == len(head) for ln in rows)  # the columns line up
+    assert any(ln.startswith("exact ") for ln in lines)
+
+    doc = json.loads(js.read_text())
+    assert doc["samplers"] == ["tcd", "lcm"]
+    order = [(r["model"], r["sampler"], r["steps"], r["eta"]) for r in doc["results"]]
+    assert order == [
+        (m, k, s, e)
+        for m in ("teacher", "distilled")
+        for k in ("tcd", "lcm")
+        for s in (1, 2)
+        for e in ((0.0, 0.5) if k == "tcd" else (None,))
+    ]
+    config = cli.TCDConfig()
+    for r, line in zip(doc["results"], rows):
+        plan = (lcm_timesteps if r["sampler"] == "lcm" else tcd_timesteps)(config, r["steps"])
+        assert r["timesteps"] == plan.timesteps.tolist()
+        assert sum(r["share"]) + r["off_mode"] == pytest.approx(1.0)
+        assert f"{r['swd']:.4f}" in line  # the table prints what the JSON holds
+    assert _png_pixels(png).shape[0] > 900  # 12 panels: three rows of four
+
+    # adding LCM leaves the TCD rows as they were
+    tcd_js = tmp_path / "tcd.json"
+    assert _run(capsys, *FAST, "--eta", "0", "0.5", "--no-figure", "--json", str(tcd_js))[0] == 0
+    alone = list(json.loads(tcd_js.read_text())["results"])
+    beside = [r for r in doc["results"] if r["sampler"] == "tcd"]
+    for a, b in zip(alone, beside, strict=True):
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+
+
+def test_lcm_rows_come_from_the_cores_lcm_loop(capsys, tmp_path):
+    # the CLI's LCM row is lcm_sample's samples, measured against the same exact samples
+    from tcd_core.toy import DistilledModel, lcm_sample, preset, sliced_wasserstein
+
+    js = tmp_path / "l.json"
+    args = ["--sampler", "lcm", "--model", "distilled", "--steps", "3", "--samples", "300"]
+    code, _out, err = _run(capsys, *args, "--seed", "7", "--no-figure", "--json", str(js))
+    assert code == 0, err
+    doc = json.loads(js.read_text())
+    (row,) = doc["results"]
+    assert row["sampler"] == "lcm" and row["eta"] is None and doc["samplers"] == ["lcm"]
+    config = cli.TCDConfig()
+    table = cli.alphas_cumprod(config)
+    mixture = preset("ring")
+    target = mixture.noised(float(table[0]))
+    seeds = np.random.SeedSequence(7).spawn(2)
+    reference, _ = target.sample(300, np.random.default_rng(seeds[0]))
+    run = lcm_sample(DistilledModel(mixture, table), config, 3, 300, 7)
+    assert row["swd"] == sliced_wasserstein(run.samples.astype(np.float64), reference)
+    assert row["timesteps"] == run.timesteps.tolist() == [999, 679, 339]
+
+
+def test_the_default_run_keeps_its_documented_layout(capsys):
+    # the README's first command is TCD only; its table is pasted in docs/sample.md
+    docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "sample.md")
+    with open(docs, encoding="utf-8") as f:
+        text = f.read()
+    block = text.split("## The default run", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    documented = block.strip().splitlines()
+    code, out, err = _run(capsys, "--no-figure", "--no-progress", "--samples", "300")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1] == documented[1]  # the header: no sampler column
+    labels = [ln.split()[:3] for ln in _table_rows(out)]
+    assert labels == [ln.split()[:3] for ln in documented if ln.startswith(("teacher", "distil"))]
+    assert all(label[2] == "0.30" for label in labels)
