@@ -97,6 +97,10 @@ def _steps(n: int, disable: bool | None) -> Iterable[int]:
     return trange(n, disable=disable)
 
 
+def _device32(value: Any, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(value, dtype=np.float32)).to(device)
+
+
 def _plan(
     model: Any, x: torch.Tensor, sig: np.ndarray, eta: float | np.ndarray, alphas_cumprod: Any
 ) -> list[_Step]:
@@ -113,24 +117,26 @@ def _plan(
                 f"`sigmas`[{i}] and `sigmas`[{i + 1}] map to timesteps {ts[i]} and {ts[i + 1]}: "
                 f"the timesteps of a TCD plan must strictly decrease"
             )
-    ac = torch.from_numpy(table.alphas_cumprod).to(x.device)
+    # The core's coefficients, computed on the host from the float64 table (one rounding to
+    # float32 each; for diffusers' float32 table the same values diffusers computes in float32)
+    # and moved to the device in one transfer.
+    ac = table.alphas_cumprod
     t, p = ts[:-1], ts[1:]
     n = len(t)
     draws = bool(np.any(np.asarray(eta) > 0))
-    sqrt_alpha_next = ac[torch.from_numpy(p).to(x.device)].sqrt().unbind(0)
     if isinstance(eta, float):
-        # one call for the whole plan: coefficient vectors over the steps, then one 0-d tensor
-        # per step and coefficient (the values the core computes step by step)
-        s = intermediate_timestep(p, eta)
-        vectors = step_coefficients(ac, t, p, intermediate=s, ndim=1)
-        per_step = [StepCoefficients(*c) for c in zip(*(v.unbind(0) for v in vectors))]
+        vectors = step_coefficients(ac, t, p, intermediate=intermediate_timestep(p, eta), ndim=1)
+        host = np.stack([*vectors, np.sqrt(ac[p])]).astype(np.float32)
+        columns = torch.from_numpy(host).to(x.device).unbind(1)
+        per_step = [StepCoefficients(*c.unbind(0)[:6]) for c in columns]
+        sqrt_alpha_next = [c[6] for c in columns]
     else:  # per-batch η: coefficients shaped (B, 1, …, 1), step by step
-        per_step = [
-            step_coefficients(
-                ac, int(t[i]), int(p[i]), intermediate=intermediate_timestep(p[i], eta), ndim=x.ndim
-            )
-            for i in range(n)
-        ]
+        per_step, sqrt_alpha_next = [], []
+        for i in range(n):
+            s = intermediate_timestep(p[i], eta)
+            c = step_coefficients(ac, int(t[i]), int(p[i]), intermediate=s, ndim=x.ndim)
+            per_step.append(StepCoefficients(*(_device32(v, x.device) for v in c)))
+            sqrt_alpha_next.append(_device32(np.sqrt(ac[p[i]]), x.device))
     last = n - 1 if final else None
     return [
         _Step(per_step[i], draws and i != last, None if i == last else sqrt_alpha_next[i])

@@ -90,8 +90,10 @@ class Table(NamedTuple):
     """A resolved noise schedule (host arrays).
 
     Attributes:
-        alphas_cumprod: float32 ᾱ, one entry per training timestep (the step's coefficients
-            come from it, as diffusers' come from its float32 table).
+        alphas_cumprod: float64 ᾱ, one entry per training timestep, at the precision of the
+            source: a float32 table's values exactly, or 1/(1+σ²) of a σ table (ComfyUI's σ's
+            are float32 roundings of float64 maths; a float32 ᾱ near 1 would keep too few
+            digits of 1 − ᾱ to agree with them).
         log_sigmas: float64 log σ of the table used to quantize σ's (the model's own σ's when it
             has them, so that σ → t agrees with the model wrapper's own mapping).
         log_tolerance: per entry, how far in log σ a σ may lie and still be that entry.
@@ -117,7 +119,7 @@ def _table(ac64: np.ndarray, log_sigmas: np.ndarray, source: str) -> Table:
     nearest_gap = np.minimum(np.append(gaps, np.inf), np.insert(gaps, 0, np.inf))
     tol = np.minimum(tol, 0.25 * nearest_gap)
     tol = np.where(np.isfinite(log_sigmas), tol, 0.0)
-    return Table(ac32, log_sigmas, tol, source)
+    return Table(ac64, log_sigmas, tol, source)
 
 
 def _sigma_table(obj: Any) -> Any:

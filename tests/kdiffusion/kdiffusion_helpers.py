@@ -54,14 +54,16 @@ def toy_net(alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon"):
     ``prediction_type``: ε = (x_t − √ᾱ_t·x̂₀)/√(1−ᾱ_t), v = √ᾱ_t·ε − √(1−ᾱ_t)·x̂₀, or x̂₀.
     t is an int or a per-batch tensor; both give the same float32 operations.
     """
-    ac = torch.as_tensor(alphas_cumprod, dtype=torch.float32)
+    # (√ᾱ and √(1−ᾱ) are taken in float64: from a float32 ᾱ near 1, 1 − ᾱ in float32 keeps few
+    # digits, and a network "trained" on ComfyUI's float64 schedule should agree with its σ's.)
+    ac = torch.as_tensor(alphas_cumprod).double()
     n_train = len(ac)
 
     def net(x: torch.Tensor, t: Any) -> torch.Tensor:
         t = torch.as_tensor(t).reshape(-1)
         shape = (-1, *([1] * (x.ndim - 1)))
-        a = ac[t].sqrt().reshape(shape)
-        b = (1 - ac[t]).sqrt().reshape(shape)
+        a = ac[t].sqrt().to(x.dtype).reshape(shape)  # √ᾱ, √(1−ᾱ) from the table's values,
+        b = (1 - ac[t]).sqrt().to(x.dtype).reshape(shape)  # rounded once to x's dtype
         x0 = torch.tanh(1.5 * a * x) * (0.5 + t.to(torch.float32).reshape(shape) / (2 * n_train))
         eps = (x - a * x0) / b
         if prediction_type == "epsilon":

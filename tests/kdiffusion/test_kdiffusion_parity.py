@@ -55,11 +55,12 @@ def _extra_reference_draws(scheduler: diffusers.TCDScheduler, eta: float) -> int
 def run_case(
     cfg: dict, plan: dict, source: str, data: st.DataObject, comfy_table: bool = False
 ) -> None:
-    """One comparison. ``comfy_table``: diffusers' loop runs on the ComfyUI model's own table
-    (f32(1/(1+σ²)) of its float64-made σ's) instead of its float32-made one. The two differ by
-    an ulp of ᾱ here and there, which near ᾱ = 1 (t ≲ 5) moves 1 − ᾱ by up to 7e-4 (relative):
-    a different schedule, not a different sampler, so the property compares like with like.
-    test_default_plans compares ComfyUI's path with unmodified diffusers on SD's schedule."""
+    """One comparison. ``comfy_table``: diffusers' loop (and the network) run on the ComfyUI
+    model's own schedule, ᾱ = 1/(1+σ²) of its σ's (float32 roundings of float64 maths), instead
+    of diffusers' float32 ᾱ table. Near ᾱ = 1 (t ≲ 5) the two differ by up to 7e-4 in 1 − ᾱ
+    (relative; one float32 ulp of ᾱ): different schedules, not different samplers, so the
+    property compares like with like. test_default_plans compares ComfyUI's path with
+    unmodified diffusers on SD's schedule."""
     probe = diffusers.TCDScheduler(**cfg)
     steps, kwargs = sigma_kwargs(cfg, plan)
     try:
@@ -94,9 +95,10 @@ def run_case(
     trajectory: list[torch.Tensor] = []
     g_ref = torch.Generator().manual_seed(seed + 1)
     table = None
-    if comfy_table:
+    if comfy_table:  # and a network trained on that schedule (toy_net reads ᾱ_t)
         comfy_sigmas = ComfyModelSampling(betas64(cfg)).sigmas.double()
-        table = (1 / (1 + comfy_sigmas**2)).float()
+        table = 1 / (1 + comfy_sigmas**2)  # float64: diffusers' step reads it as it is
+        net = toy_net(table, cfg["prediction_type"])
     ref, scheduler = reference_loop(cfg, plan, net, z, eta, g_ref, trajectory, table)
 
     seen: list[torch.Tensor] = []
