@@ -68,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
         description=(
-            "Sample a 2-D Gaussian mixture with TCD (tcd_core) using its exact teacher and its "
-            "ideal distilled model, and compare with the exact answer."
+            "Sample a 2-D Gaussian mixture with TCD (tcd_core), and optionally LCM's multistep "
+            "consistency sampling beside it, using its exact teacher and its ideal distilled "
+            "model, and compare with the exact answer."
         ),
         epilog=(
             "Several values for --model, --sampler, --steps or --eta give a sweep (one row each). "
