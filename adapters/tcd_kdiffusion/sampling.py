@@ -162,7 +162,8 @@ def sample_tcd(
     k-diffusion's scaling x = x_t/√ᾱ_t with σ = √((1−ᾱ_t)/ᾱ_t) and returns x̂₀. Each step maps
     σ_i → t and σ_{i+1} → p (the nearest entries of the model's table in log σ; a final σ = 0
     is p = 0, as after the last step of diffusers' plan) and takes one TCD step with
-    :mod:`tcd_core`'s coefficients for (t, p, s = ⌊f32(1−η)·f32(p)⌋):
+    :func:`tcd_core.step_coefficients` for (t, p, s = ⌊f32(1−η)·f32(p)⌋), evaluated once per
+    call on the host from the table in float64 and rounded once to float32:
 
     1. x_t = √ᾱ_t·x (into diffusers' scaling);
     2. with the denoiser's x̂₀ as an x₀-prediction: ε̂ = (x_t − √ᾱ_t·x̂₀)/√(1−ᾱ_t),
