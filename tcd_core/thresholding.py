@@ -16,8 +16,9 @@ def quantile(x: Any, q: float, axis: int = -1) -> Any:
 
     With the sorted values v and rank r = f32(q)·(n−1) (in x's dtype), the result is
     lerp(v[⌊r⌋], v[⌈r⌉], r − ⌊r⌋), the lerp evaluated as torch evaluates it (one rounding, a
-    fused multiply-add; emulated in float64 for float32 input where float64 exists). A row holding
-    NaN gives NaN, as in ``torch.quantile``.
+    fused multiply-add; emulated in float64 for float32 input where float64 exists, and with
+    error-free transformations for float64 input). A row holding NaN gives NaN, as in
+    ``torch.quantile``.
 
     Example:
         >>> import numpy as np
@@ -50,10 +51,37 @@ def quantile(x: Any, q: float, axis: int = -1) -> Any:
             out = xp.astype(xp.astype(low, xp.float64) + weight * d64, x.dtype)
         else:
             out = xp.astype(xp.astype(high, xp.float64) - d64 * complement, x.dtype)
+    elif x.dtype == xp.float64:
+        # The same fused multiply-add in float64, where nothing wider exists: emulated with
+        # error-free transformations (Dekker's product, Knuth's sum).
+        out = _fma(weight, diff, low) if abs(weight) < 0.5 else _fma(-complement, diff, high)
     else:
         out = low + weight * diff if abs(weight) < 0.5 else high - diff * complement
     has_nan = xp.any(xp.isnan(x), axis=-1)
     return xp.where(has_nan, xp.asarray(float("nan"), dtype=x.dtype, device=device), out)
+
+
+_SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's splitter for float64
+
+
+def _fma(w: float, d: Any, c: Any) -> Any:
+    """w·d + c rounded once (a fused multiply-add) for a host float ``w`` and float64 arrays.
+
+    w·d = p + e exactly (Dekker), p + c = s + t exactly (Knuth); the result s + (t + e) is the
+    correctly rounded w·d + c except in rare double-rounding cases of t + e. Plain Array API
+    arithmetic, so it runs on every backend with float64.
+    """
+    p = w * d
+    w_hi = (_SPLIT * w) - ((_SPLIT * w) - w)
+    w_lo = w - w_hi
+    t_d = _SPLIT * d
+    d_hi = t_d - (t_d - d)
+    d_lo = d - d_hi
+    e = ((w_hi * d_hi - p) + w_hi * d_lo + w_lo * d_hi) + w_lo * d_lo
+    s = p + c
+    b = s - p
+    t = (p - (s - b)) + (c - b)
+    return s + (t + e)
 
 
 def clip_sample(x0: Any, clip_sample_range: float = 1.0) -> Any:
