@@ -240,20 +240,22 @@ def sample_tcd(
         sigmas = torch.tensor(sig, dtype=torch.float32, device=x.device)
 
     s_in = x.new_ones([x.shape[0]])
+    sigma = sigmas.unbind(0)  # σ_i as 0-d tensors, and σ_i·s_in as k-diffusion forms it
+    sigma_in = [sigma[i] * s_in for i in range(len(steps))]
     for i in _steps(len(steps), disable):
-        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        denoised = model(x, sigma_in[i], **extra_args)
         if tuple(denoised.shape) != tuple(x.shape):
             raise ValueError(
                 f"the model returned shape {tuple(denoised.shape)}, expected x's {tuple(x.shape)}"
             )
         if callback is not None:
             callback(
-                {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised}
+                {"x": x, "i": i, "sigma": sigma[i], "sigma_hat": sigma[i], "denoised": denoised}
             )
         step = steps[i]
         noise = None
         if step.draws_noise:
-            noise = noise_sampler(sigmas[i], sigmas[i + 1])
+            noise = noise_sampler(sigma[i], sigma[i + 1])
             if tuple(noise.shape) != tuple(x.shape):
                 raise ValueError(
                     f"`noise_sampler` returned shape {tuple(noise.shape)}, expected x's "
