@@ -372,3 +372,20 @@ def test_v_prediction_through_comfyui_objects_on_sd2_schedule() -> None:
         torch.Generator().manual_seed(9),
     )
     assert_close(out, ref, "ComfyUI v-prediction")
+
+
+@pytest.mark.parametrize("sigma_dtype", [torch.float32, torch.float64])
+def test_the_model_gets_sigma_times_s_in(sigma_dtype) -> None:
+    """k-diffusion calls model(x, sigmas[i] * x.new_ones([B])): one σ per batch element, in
+    the dtype torch's promotion gives a 0-d σ times x's ones (x's dtype)."""
+    got = []
+
+    def model(x, sigma):
+        got.append(sigma)
+        return torch.zeros_like(x)
+
+    sig = get_sigmas_tcd(3, AC).to(sigma_dtype)
+    sample_tcd(model, z_of(), sig, alphas_cumprod=AC, disable=True)
+    assert [s.shape for s in got] == [torch.Size([2])] * 3
+    assert all(s.dtype == torch.float32 for s in got)
+    assert [float(s[0]) for s in got] == [float(v) for v in sig[:-1]]
