@@ -270,3 +270,35 @@ def sd_context(pipe: Any, params: dict[str, Any], ids: Any) -> jax.Array:
         return jnp.concatenate([uncond, prompt])
 
     return encode(ids, uncond_ids)
+
+
+def sdxl_cfg_unet(
+    pipe: Any, params: dict[str, Any], ids: Any, guidance: float, size: int = SIZE
+) -> Callable:
+    """The SDXL pipeline's denoiser as ``model_fn(x, t)``: its two-encoder embeddings, zero
+    negative embeddings, the size/crop time ids, the UNet on the doubled batch, then guidance."""
+    prompt_embeds, pooled = jax.jit(pipe.get_embeddings)(ids, params)
+    time_ids = pipe._get_add_time_ids(
+        (size, size), (0, 0), (size, size), prompt_embeds.shape[0], dtype=prompt_embeds.dtype
+    )
+    context = jnp.concatenate([jnp.zeros_like(prompt_embeds), prompt_embeds])
+    added = {
+        "text_embeds": jnp.concatenate([jnp.zeros_like(pooled), pooled]),
+        "time_ids": jnp.concatenate([time_ids, time_ids]),
+    }
+    scale = jnp.array([guidance], dtype=jnp.float32)
+
+    def model_fn(x: jax.Array, t: jax.Array) -> jax.Array:
+        x_in = jnp.concatenate([x] * 2)
+        timestep = jnp.broadcast_to(t, x_in.shape[0])
+        out = pipe.unet.apply(
+            {"params": params["unet"]},
+            x_in,
+            jnp.array(timestep, dtype=jnp.int32),
+            encoder_hidden_states=context,
+            added_cond_kwargs=added,
+        ).sample
+        uncond, text = jnp.split(out, 2, axis=0)
+        return uncond + scale * (text - uncond)
+
+    return model_fn
