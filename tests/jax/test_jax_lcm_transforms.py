@@ -336,3 +336,14 @@ def test_bad_input_raises_value_errors():
         from tcd_core import lcm_timesteps
 
         tcd_jax.LCMSamplingPlan.from_plan(lcm_timesteps(CONFIG, 4), begin_index=4)
+
+
+@pytest.mark.parametrize("module", ["tcd_jax.lcm", "tcd_jax.lcm_sampling"])
+def test_lcm_docstring_examples_run(module):
+    """The examples in the LCM modules' docstrings (rendered in the API reference) run."""
+    import doctest
+    import importlib
+
+    flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+    result = doctest.testmod(importlib.import_module(module), optionflags=flags)
+    assert result.attempted > 0 and result.failed == 0
