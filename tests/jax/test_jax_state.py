@@ -1,0 +1,276 @@
+"""The Flax pipeline convention (issue 10): key and η in the scheduler state, ``to_tuple()``,
+``dtype=``, and the skipped draw when no batch element needs one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax_helpers import assert_close, configs, etas, reference_run, toy_model_jax
+
+import tcd_jax
+from tcd_core import TCDConfig
+
+CONFIG = TCDConfig()
+SHAPE = (2, 3, 4, 4)
+
+
+def _x(seed: int = 0) -> jax.Array:
+    return jax.random.normal(jax.random.key(seed), SHAPE)
+
+
+def pipeline_loop(scheduler, state, x, steps: int, start: int = 0):
+    """diffusers 0.39's Flax pipeline loop, line for line: no key, no η passed to ``step``."""
+
+    def body(i, carry):
+        latents, state = carry
+        t = jnp.array(state.timesteps, dtype=jnp.int32)[i]
+        latents_in = scheduler.scale_model_input(state, latents, t)
+        noise_pred = toy_model_jax(latents_in, t)
+        return scheduler.step(state, noise_pred, t, latents).to_tuple()
+
+    state = scheduler.set_timesteps(state, num_inference_steps=steps, shape=x.shape)
+    x = x * state.init_noise_sigma
+    return jax.lax.fori_loop(start, steps, body, (x, state))
+
+
+def test_create_state_defaults_and_fields():
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    state = scheduler.create_state()
+    np.testing.assert_array_equal(
+        jax.random.key_data(state.key), jax.random.key_data(jax.random.key(0))
+    )
+    assert state.eta.dtype == jnp.float32 and state.eta.shape == ()
+    assert float(state.eta) == np.float32(0.3)
+    # 1 − η is formed in double precision and rounded once, as the reference does.
+    assert state.one_minus_eta.dtype == jnp.float32
+    assert np.asarray(state.one_minus_eta) == np.float32(1.0 - 0.3)
+    assert not any(getattr(a, "weak_type", False) for a in jax.tree.leaves(state))
+    # A raw uint32 key is a threefry key; per-sample keys and per-sample η are kept as given.
+    raw = scheduler.create_state(key=jax.random.PRNGKey(5), eta=[0.0, 0.5])
+    assert jax.dtypes.issubdtype(raw.key.dtype, jax.dtypes.prng_key)
+    np.testing.assert_array_equal(
+        jax.random.key_data(raw.key), jax.random.key_data(jax.random.key(5))
+    )
+    assert raw.eta.shape == (2,)
+    keys = jax.random.split(jax.random.key(1), 2)
+    assert scheduler.create_state(key=keys).key.shape == (2,)
+
+
+@settings(max_examples=60)
+@given(eta=etas)
+def test_state_eta_keeps_the_references_rounding(eta):
+    """η set through the state (create_state, set_timesteps, replace) carries f32(1 − η) from
+    float64, so s = ⌊f32(1 − η)·p⌋ is the reference's even where a float32 η would round twice."""
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    expected = np.float32(1.0 - eta)
+    for state in (
+        scheduler.create_state(eta=eta),
+        scheduler.set_timesteps(scheduler.create_state(), 4, eta=eta),
+        scheduler.create_state().replace(eta=eta),
+    ):
+        assert np.asarray(state.one_minus_eta) == expected
+        assert np.asarray(state.eta) == np.float32(eta)
+
+
+def test_eta_0_33_is_where_a_float32_eta_would_differ():
+    """The reason one_minus_eta is kept: with η = 0.33 a float32 subtraction gives another s."""
+    from tcd_core import intermediate_timestep
+
+    p = np.arange(1, 1000)
+    host = np.asarray(intermediate_timestep(p, one_minus_eta=np.float32(1.0 - 0.33)))
+    f32 = np.asarray(intermediate_timestep(p, one_minus_eta=np.float32(1) - np.float32(0.33)))
+    assert (host != f32).any()
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    state = scheduler.create_state(eta=0.33)
+    s = tcd_jax._step.intermediate(jnp.asarray(p), state.one_minus_eta)
+    np.testing.assert_array_equal(np.asarray(s), host)
+
+
+@settings(max_examples=25)
+@given(config=configs(), n=st.integers(1, 8), eta=etas, seed=st.integers(0, 2**16))
+def test_pipeline_loop_with_the_state_key_and_eta_matches_the_reference(config, n, eta, seed):
+    """The pipelines' loop (no key, no η at the call) under jit, against diffusers'
+    TCDScheduler fed the same noise: |Δ| ≤ 1e-5·(1 + max|ref|), the same steps drawing."""
+    scheduler = tcd_jax.FlaxTCDScheduler(config)
+    key = jax.random.key(seed)
+    try:
+        state = scheduler.create_state(key=key, eta=eta)
+        scheduler.set_timesteps(state, n)
+    except ValueError:
+        return  # plans the reference refuses too (test_jax_reference checks the errors)
+    latents = np.random.default_rng(seed).standard_normal(SHAPE).astype(np.float32)
+    ours, final_state = jax.jit(pipeline_loop, static_argnums=(0, 3))(
+        scheduler, state, jnp.asarray(latents), n
+    )
+    outputs, _drawn, _ = reference_run(config, latents, eta, key, num_inference_steps=n)
+    assert_close(ours, outputs[-1], what=f"eta={eta} n={n}")
+    assert int(final_state.step_index) == n
+
+
+def test_step_arguments_override_the_state_for_one_call():
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    x = _x()
+    base = scheduler.set_timesteps(scheduler.create_state(key=jax.random.key(1), eta=0.3), 4)
+    t = int(base.timesteps[0])
+
+    def run(state, **kw):
+        out = scheduler.step(state, toy_model_jax(x, t), t, x, **kw)
+        return np.asarray(out.prev_sample), out.state
+
+    from_state, after = run(base)
+    explicit, _ = run(base.replace(key=jax.random.key(9), eta=0.9), key=jax.random.key(1), eta=0.3)
+    np.testing.assert_array_equal(from_state, explicit)
+    # The override does not stick: the returned state keeps its own key and η.
+    other, kept = run(base, key=jax.random.key(2), eta=0.6)
+    assert not np.allclose(other, from_state)
+    assert float(kept.eta) == np.float32(0.3)
+    np.testing.assert_array_equal(jax.random.key_data(kept.key), jax.random.key_data(base.key))
+    via_state, _ = run(base.replace(key=jax.random.key(2), eta=0.6))
+    np.testing.assert_array_equal(via_state, other)
+    assert int(after.step_index) == 1
+    # set_timesteps keeps the key and η, or replaces them.
+    again = scheduler.set_timesteps(after, 4)
+    np.testing.assert_array_equal(jax.random.key_data(again.key), jax.random.key_data(base.key))
+    assert float(again.eta) == np.float32(0.3) and int(again.step_index) == -1
+    swapped = scheduler.set_timesteps(after, 4, key=jax.random.key(3), eta=0.0)
+    assert float(swapped.eta) == 0.0 and float(swapped.one_minus_eta) == 1.0
+
+
+def test_to_tuple_is_prev_sample_and_state():
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    state = scheduler.set_timesteps(scheduler.create_state(), 4)
+    x = _x(1)
+    out = scheduler.step(state, toy_model_jax(x, 999), 999, x)
+    prev, new_state = out.to_tuple()
+    assert prev is out.prev_sample and new_state is out.state
+    plain = scheduler.step(state, toy_model_jax(x, 999), 999, x, return_dict=False)
+    np.testing.assert_array_equal(np.asarray(plain[0]), np.asarray(prev))
+    assert out.pred_noised_sample.shape == out.pred_original_sample.shape == SHAPE
+
+
+def test_new_key_and_eta_in_the_state_never_retrace():
+    traces = []
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+
+    @jax.jit
+    def run(state, x):
+        traces.append(1)
+        return pipeline_loop(scheduler, state, x, 4)
+
+    results = []
+    for seed, eta in enumerate([0.3, 0.0, 1.0, 0.33]):
+        x, state = run(scheduler.create_state(key=jax.random.key(seed), eta=eta), _x())
+        results.append(np.asarray(x))
+        assert int(state.step_index) == 4
+    assert len(traces) == 1
+    assert not np.allclose(results[0], results[1])
+
+
+def test_eta_zero_in_the_state_ignores_the_key_and_skips_the_draw():
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    x = _x(2)
+    loop = jax.jit(pipeline_loop, static_argnums=(0, 3))
+    a, _ = loop(scheduler, scheduler.create_state(key=jax.random.key(1), eta=0.0), x, 4)
+    b, _ = loop(scheduler, scheduler.create_state(key=jax.random.key(2), eta=0.0), x, 4)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # The normal draw sits only inside the cond branch the step takes when some element draws.
+    state = scheduler.set_timesteps(scheduler.create_state(), 4)
+    jaxpr = jax.make_jaxpr(lambda s, x: scheduler.step(s, x, s.timesteps[0], x).prev_sample)(
+        state, x
+    )
+    assert _draws_outside_cond(jaxpr.jaxpr) == 0
+    assert _draws_in_cond(jaxpr.jaxpr) > 0
+
+
+def test_sample_loop_draws_only_inside_the_cond():
+    """Issue 10, item 5: the compiled loop's normal draw sits in a ``lax.cond`` branch taken
+    only when some batch element draws (η > 0 and not a final row); η stays traced, so switching
+    η between 0 and > 0 reuses the loop (``test_sample_traces_once_across_eta_keys_latents_and_
+    schedules``), and the values are the core's (``test_jax_reference``)."""
+    plan = tcd_jax.sampling_plan(CONFIG, 4)
+    jaxpr = jax.make_jaxpr(lambda x, key, eta: tcd_jax.sample(toy_model_jax, x, key, plan, eta))(
+        _x(), jax.random.key(0), jnp.float32(0.3)
+    )
+    assert _draws_outside_cond(jaxpr.jaxpr) == 0
+    assert _draws_in_cond(jaxpr.jaxpr) > 0
+    # η = 0 everywhere: the same result whatever the key, equal to a loop given no noise at all.
+    a = tcd_jax.sample(toy_model_jax, _x(3), jax.random.key(1), plan, 0.0)
+    b = tcd_jax.sample(toy_model_jax, _x(3), jax.random.key(2), plan, 0.0)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+DRAWS = ("random_bits", "threefry2x32")
+
+
+def _subs(eqn):
+    """The jaxprs nested in an equation (cond branches, scan/while bodies, pjit calls)."""
+    for value in eqn.params.values():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if hasattr(v, "jaxpr") and hasattr(v.jaxpr, "eqns"):
+                yield v.jaxpr
+            elif hasattr(v, "eqns"):
+                yield v
+
+
+def _draws(jaxpr) -> int:
+    return sum(
+        (eqn.primitive.name in DRAWS) + sum(_draws(sub) for sub in _subs(eqn)) for eqn in jaxpr.eqns
+    )
+
+
+def _draws_outside_cond(jaxpr) -> int:
+    return sum(
+        (eqn.primitive.name in DRAWS) + sum(_draws_outside_cond(sub) for sub in _subs(eqn))
+        for eqn in jaxpr.eqns
+        if eqn.primitive.name != "cond"
+    )
+
+
+def _draws_in_cond(jaxpr) -> int:
+    return sum(
+        sum(
+            _draws(sub) if eqn.primitive.name == "cond" else _draws_in_cond(sub)
+            for sub in _subs(eqn)
+        )
+        for eqn in jaxpr.eqns
+    )
+
+
+def test_dtype_sets_init_noise_sigma_and_keeps_float32_tables(tmp_path):
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG, dtype=jnp.bfloat16)
+    state = scheduler.create_state()
+    assert state.init_noise_sigma.dtype == jnp.bfloat16
+    assert state.common.alphas_cumprod.dtype == jnp.float32
+    assert scheduler.dtype == jnp.bfloat16
+    path = scheduler.save_pretrained(tmp_path)
+    # dtype is not a config field (diffusers did not save it either).
+    assert "dtype" not in Path(path).read_text()
+    loaded, loaded_state = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path, dtype="bfloat16")
+    assert loaded == scheduler and loaded_state.init_noise_sigma.dtype == jnp.bfloat16
+    assert tcd_jax.FlaxTCDScheduler.from_config(CONFIG) != scheduler  # float32 by default
+    # bfloat16 latents stay bfloat16 through the pipeline loop.
+    y, _ = pipeline_loop(scheduler, state, _x().astype(jnp.bfloat16), 2)
+    assert y.dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="dtype"):
+        tcd_jax.FlaxTCDScheduler(CONFIG, dtype=jnp.int32)
+    with pytest.raises(ValueError, match="dtype"):
+        tcd_jax.FlaxTCDScheduler(CONFIG, dtype="no-such-dtype")
+
+
+def test_bad_key_and_eta_in_the_state_are_value_errors():
+    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    for eta in (-0.1, 1.5, float("nan"), [[0.1]]):
+        with pytest.raises(ValueError, match="eta"):
+            scheduler.create_state(eta=eta)
+        with pytest.raises(ValueError, match="eta"):
+            scheduler.create_state().replace(eta=eta)
+    with pytest.raises(ValueError, match="key"):
+        scheduler.create_state(key=jnp.zeros((2,), jnp.float32))
+    with pytest.raises(ValueError, match="eta"):
+        scheduler.set_timesteps(scheduler.create_state(), 4, eta=2.0)
