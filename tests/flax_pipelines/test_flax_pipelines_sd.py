@@ -175,15 +175,25 @@ def test_call_with_jit_pmaps_over_the_devices(sd):
     assert images.shape == (devices, 1, fc.SIZE, fc.SIZE, 3)
     assert np.isfinite(images).all()
     single = jax.jit(
-        lambda ids, seed: pipe._generate(
+        lambda ids, seed, state: pipe._generate(
             ids, dict(sd.params, scheduler=state), seed, STEPS, fc.SIZE, fc.SIZE, GUIDANCE
         )
     )
     for d in range(devices):
-        assert_close(images[d], single(prompt_ids[d], seeds[d]), f"device {d}")
+        assert_close(images[d], single(prompt_ids[d], seeds[d], state), f"device {d}")
     # The same call again: identical.
     again = pipe(prompt_ids, replicated, seeds, STEPS, guidance_scale=GUIDANCE, jit=True)
     np.testing.assert_array_equal(np.asarray(again.images), images)
+    # One key per device (the guide's recipe): device d re-noises with keys[d].
+    keys = jax.random.split(jax.random.key(12), devices)
+    per_device = dict(replicated, scheduler=replicated["scheduler"].replace(key=keys))
+    own = np.asarray(
+        pipe(prompt_ids, per_device, seeds, STEPS, guidance_scale=GUIDANCE, jit=True).images
+    )
+    for d in range(devices):
+        expected = single(prompt_ids[d], seeds[d], state.replace(key=keys[d]))
+        assert_close(own[d], expected, f"device {d}, its own key")
+        assert not np.allclose(own[d], images[d], atol=1e-4)
 
 
 def test_img2img_with_strength_below_one(tmp_path):
