@@ -44,3 +44,17 @@ if FLAX_ENVIRONMENT:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
 else:
     collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The largest scaled difference each comparison measured (|Δ|/(1 + max|ref|))."""
+    module = sys.modules.get("test_flax_pipelines_sd")
+    measured = getattr(module, "MEASURED", None)
+    if not measured:
+        return
+    largest: dict[str, float] = {}
+    for what, value in measured:
+        largest[what] = max(value, largest.get(what, 0.0))
+    terminalreporter.section("largest |Δ|/(1 + max|ref|) per comparison (bound 1e-5)")
+    for what, value in sorted(largest.items()):
+        terminalreporter.write_line(f"{value:.2e}  {what}")
