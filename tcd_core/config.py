@@ -23,8 +23,12 @@ __all__ = [
 ]
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+"""The values :attr:`TCDConfig.beta_schedule` accepts (diffusers' names)."""
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+"""What the model predicts: ε, x̂₀ (diffusers' ``"sample"``) or v."""
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+"""The values :attr:`TCDConfig.timestep_spacing` accepts (validated and kept for round trips; the
+TCD and LCM plans do not use it, as in the reference)."""
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:

@@ -19,6 +19,8 @@ __all__ = ["PRNG_IMPLS", "prng_key", "step_noise"]
 
 #: Key implementations accepted by :func:`prng_key` (``jax.random.key(seed, impl=...)``).
 PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+"""The PRNG implementations :func:`prng_key` accepts: JAX's default ``threefry2x32``, or
+``rbg``/``unsafe_rbg`` (XLA's ``RngBitGenerator``, meant for accelerators; other streams)."""
 
 
 def prng_key(seed: int, impl: str = "threefry2x32") -> jax.Array:
