@@ -140,7 +140,11 @@ def test_timesteps_identical_to_reference(config, n, original, strength):
     assert state.timesteps.dtype == state.prev_timesteps.dtype == jnp.int32
     assert np.asarray(state.timesteps).tolist() == reference.timesteps.tolist()
     assert int(state.num_inference_steps) == reference.num_inference_steps
+    # The reference's previous timestep: the next entry, the step's own after the last.
+    ref_t = reference.timesteps.tolist()
+    assert np.asarray(state.prev_timesteps).tolist() == ref_t[1:] + ref_t[-1:]
     plan = tcd_jax.lcm_sampling_plan(config, **kwargs)
+    assert np.asarray(plan.prev_timesteps).tolist() == ref_t[1:] + ref_t[-1:]
     assert np.asarray(plan.timesteps).tolist() == reference.timesteps.tolist()
     assert np.asarray(plan.final).tolist() == [
         i == reference.num_inference_steps - 1 for i in range(len(reference.timesteps))
