@@ -124,6 +124,19 @@ def test_call_with_jit_pmaps_over_the_devices(lcm):
     assert not np.allclose(images[0], images[1], atol=1e-4)  # the per-device seeds differ
     again = pipe(prompt_ids, replicated, seeds, STEPS, guidance_scale=GUIDANCE, jit=True)
     np.testing.assert_array_equal(np.asarray(again.images), images)
+    # The same seed on both devices: the replicated key renoises both alike (equal images);
+    # one key per device (the guide's recipe) gives each device its own stream.
+    same_seeds = jnp.stack([seeds[0]] * devices)
+    alike = pipe(prompt_ids, replicated, same_seeds, STEPS, guidance_scale=GUIDANCE, jit=True)
+    np.testing.assert_array_equal(np.asarray(alike.images[0]), np.asarray(alike.images[1]))
+    per_device = dict(replicated)
+    per_device["scheduler"] = replicated["scheduler"].replace(
+        key=jax.random.split(jax.random.key(12), devices)
+    )
+    own = pipe(prompt_ids, per_device, same_seeds, STEPS, guidance_scale=GUIDANCE, jit=True)
+    own_images = np.asarray(own.images)
+    assert np.isfinite(own_images).all()
+    assert not np.allclose(own_images[0], own_images[1], atol=1e-4)
 
 
 def test_img2img_with_strength_below_one(tmp_path):
