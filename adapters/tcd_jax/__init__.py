@@ -1,7 +1,9 @@
 """tcd_jax: TCD sampling for JAX — a Flax-style scheduler and a compiled sampling loop.
 
 * :class:`FlaxTCDScheduler`: diffusers' former Flax scheduler convention (config + immutable
-  state pytree; ``step`` works in ``jax.jit``, ``lax.fori_loop`` and ``lax.scan``).
+  state pytree; ``step`` works in ``jax.jit``, ``lax.fori_loop``, ``lax.scan`` and ``pmap``). The
+  PRNG key and η live in the state, so diffusers 0.39's Flax pipelines run it unmodified
+  (``scheduler.step(state, noise_pred, t, latents).to_tuple()``).
 * :func:`sample`: the whole loop compiled once (an unrolled ``lax.scan``); per-batch η and timesteps;
   runs unchanged on batches sharded over a ``jax.sharding.Mesh``.
 * :class:`FlaxLCMScheduler` and :func:`sample_lcm`: multistep consistency sampling (LCM, the
