@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 venv="${TCD_FLAX_VENV:-.venv-flax}"
-python="${PYTHON:-python3}"
+python="${PYTHON:-python}"  # the interpreter .ci/run uses
 
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
