@@ -8,8 +8,8 @@ the installed wheel (not the checkout) is what gets imported. `.ci/run` calls it
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import importlib.metadata
+import importlib.util
 import pkgutil
 import re
 import sys

@@ -274,3 +274,30 @@ def test_bad_key_and_eta_in_the_state_are_value_errors():
         scheduler.create_state(key=jnp.zeros((2,), jnp.float32))
     with pytest.raises(ValueError, match="eta"):
         scheduler.set_timesteps(scheduler.create_state(), 4, eta=2.0)
+
+
+def test_eager_steps_compile_once(monkeypatch):
+    # A Python loop over step (no jit around it) must not trace the step's cond branches afresh
+    # on every call: it did, and each eager step cost a compilation (~1 s).
+    import tcd_jax._step as step_module
+
+    traces = []
+    real = step_module.step_coefficients
+
+    def counting(*args, **kwargs):
+        traces.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(step_module, "step_coefficients", counting)
+    scheduler = tcd_jax.FlaxTCDScheduler()
+    shape = (1, 3, 5, 7)  # a shape no other test compiles
+    state = scheduler.set_timesteps(scheduler.create_state(), 4, shape=shape)
+    x = jnp.ones(shape)
+    per_step = []
+    for t in state.timesteps:
+        before = len(traces)
+        x, state = scheduler.step(state, 0.1 * x, t, x).to_tuple()
+        per_step.append(len(traces) - before)
+    assert per_step[0] > 0  # the counter sees the trace (both branches)
+    assert per_step[1:] == [0, 0, 0]
+    assert bool(jnp.all(jnp.isfinite(x)))

@@ -38,10 +38,7 @@ def _source_packages() -> dict[str, Path]:
 
 
 def _build(kind: str, out: Path) -> Path:
-    code = (
-        "import sys; from setuptools import build_meta as b; "
-        f"print(b.build_{kind}(sys.argv[1]))"
-    )
+    code = f"import sys; from setuptools import build_meta as b; print(b.build_{kind}(sys.argv[1]))"
     done = subprocess.run(
         [sys.executable, "-c", code, str(out)],
         cwd=REPO,
@@ -119,7 +116,7 @@ def test_sdist_holds_the_sources_and_the_project_files(sdist):
     names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
     for must in ("pyproject.toml", "README.md", "LICENSE"):
         assert must in names
-    for package, directory in _source_packages().items():
+    for directory in _source_packages().values():
         for module in directory.glob("*.py"):
             assert str(module.relative_to(REPO)) in names, module
 
