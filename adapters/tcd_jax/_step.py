@@ -19,7 +19,6 @@ Everything that touches latents is tcd_core (:func:`tcd_core.step_coefficients` 
 from __future__ import annotations
 
 import functools
-
 import numbers
 from typing import Any
 
