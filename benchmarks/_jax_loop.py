@@ -22,7 +22,9 @@ from tcd_core import tcd_timesteps
 from .workloads import Inputs
 
 
-def prepare_tcd_jax_loop(jax: Any, tcd_jax: Any, inputs: Inputs, impl: str, jit: bool) -> Any:
+def prepare_tcd_jax_loop(
+    jax: Any, tcd_jax: Any, inputs: Inputs, impl: str, jit: bool, traced_eta: bool = False
+) -> Any:
     from .contenders import JAX_IMPLS, Loop, Unavailable
 
     jnp = jax.numpy
@@ -32,7 +34,19 @@ def prepare_tcd_jax_loop(jax: Any, tcd_jax: Any, inputs: Inputs, impl: str, jit:
     key = jax.random.key(inputs.seed, impl=JAX_IMPLS[impl])
     plan = tcd_timesteps(cfg, wl.steps)
 
-    if jit:
+    if jit and traced_eta:
+        # η enters the compiled function as an array: one compilation serves every η, and
+        # whether a step draws noise is decided on the device.
+        eta = jnp.float32(wl.eta)
+
+        @jax.jit
+        def loop_eta(x: Any, k: Any, e: Any, eta: Any) -> Any:
+            return tcd_jax.sample(lambda x, t: e, x, k, plan, eta, config=cfg)
+
+        def run() -> Any:
+            return jax.block_until_ready(loop_eta(x0, key, eps, eta))
+
+    elif jit:
 
         @jax.jit
         def loop(x: Any, k: Any, e: Any) -> Any:

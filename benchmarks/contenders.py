@@ -508,11 +508,13 @@ class FloorJax(Contender):
 class TcdJaxLoop(Contender):
     """The tcd_jax compiled sampling loop, called plainly or inside the caller's jax.jit."""
 
-    def __init__(self, impl: str, jit: bool) -> None:
+    def __init__(self, impl: str, jit: bool, traced_eta: bool = False) -> None:
         how = "inside jax.jit" if jit else "plain call"
+        if traced_eta:
+            how += ", η a traced argument of the jitted function"
         super().__init__(
-            f"tcd-jax-{'jit-' if jit else ''}{impl}",
-            f"tcd_jax loop ({impl}, {'jit' if jit else 'call'})",
+            f"tcd-jax-{'jit-' if jit else ''}{'eta-' if traced_eta else ''}{impl}",
+            f"tcd_jax loop ({impl}, {'jit' if jit else 'call'}{', traced η' if traced_eta else ''})",
             "jax",
             f"floor-jax-{impl}",
             f"tcd_jax.sample(model_fn, latents, key, TCDPlan, eta) ({how}): the whole loop "
@@ -521,11 +523,17 @@ class TcdJaxLoop(Contender):
                 "; per call only the compiled loop runs"
                 if jit
                 else "; each call also prepares its inputs on the host"
+            )
+            + (
+                "; whether a step draws is decided on the device (lax.cond on any(η > 0))"
+                if traced_eta
+                else ""
             ),
             compare_with=f"floor-jax-{impl}",  # same key, same normal(fold_in(key, i))
         )
         self.impl = impl
         self.jit = jit
+        self.traced_eta = traced_eta
         self.jax: Any = None
         self.tcd_jax: Any = None
 
@@ -537,7 +545,9 @@ class TcdJaxLoop(Contender):
     def prepare(self, inputs: Inputs) -> Loop:
         from ._jax_loop import prepare_tcd_jax_loop
 
-        return prepare_tcd_jax_loop(self.jax, self.tcd_jax, inputs, self.impl, self.jit)
+        return prepare_tcd_jax_loop(
+            self.jax, self.tcd_jax, inputs, self.impl, self.jit, self.traced_eta
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -635,6 +645,7 @@ def cpu_contenders(include_jax: bool = True) -> list[Contender]:
         out += [
             TcdJaxLoop("threefry", jit=False),
             TcdJaxLoop("threefry", jit=True),
+            TcdJaxLoop("threefry", jit=True, traced_eta=True),  # issue 10: η = 0 skips the draw
             TcdJaxLoop("rbg", jit=True),
             FloorJax("threefry"),
             FloorJax("rbg"),
