@@ -1,7 +1,29 @@
-"""``sample_tcd``: TCD's Strategic Stochastic Sampling as a k-diffusion sampler."""
+"""``sample_tcd``: TCD's Strategic Stochastic Sampling as a k-diffusion sampler.
+
+How a step is computed (the fast path). In k-diffusion's scaling a TCD step t → s → p is linear
+in the step's input x, the denoiser's x̂₀ and the noise z:
+
+    x_t = √ᾱ_t·x                                  (into diffusers' scaling)
+    ε̂   = (x_t − √ᾱ_t·x̂₀)/√(1−ᾱ_t)                (x̂₀ as an x₀-prediction)
+    x_s = √ᾱ_s·x̂₀ + √(1−ᾱ_s)·ε̂                     (the DDIM jump to s)
+    x_p = √(ᾱ_p/ᾱ_s)·x_s + √(1−ᾱ_p/ᾱ_s)·z           (re-noising to p)
+    x'  = x_p/√ᾱ_p                                 (back to k-diffusion's scaling)
+
+so x' = a·x + b·x̂₀ + c·z with three numbers per step that depend only on (t, s, p). They are
+computed once per plan on the host, by running the core's own step on the basis (x, x̂₀, z):
+:func:`tcd_core.step_coefficients` and :func:`tcd_core.tcd_update` in float64, rounded once to
+float32 (:func:`_folded_weights`). Each step on the device is then two multiplications and an
+addition (two more with noise), written into preallocated buffers: no per-step validation, no
+0-d tensor arithmetic, no host read. A per-batch η gives (B, 1, …, 1) weights and the very same
+operations, so a batch row equals the run with that row's η bit for bit.
+
+The result equals the unfolded step (and diffusers' ``TCDScheduler`` loop) within float32
+rounding; tests/kdiffusion measure it against the installed reference.
+"""
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -9,33 +31,39 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from tcd_core import (
-    StepCoefficients,
-    TCDConfig,
-    check_eta,
-    intermediate_timestep,
-    step_coefficients,
-    tcd_update,
-)
+from tcd_core import TCDConfig, check_eta, intermediate_timestep, step_coefficients, tcd_update
 
 from .noise import NoiseSampler, default_noise_sampler
-from .schedule import resolve_table, timesteps_of
+from .schedule import Table, resolve_table, timesteps_of
 
 __all__ = ["sample_tcd"]
 
 # The denoiser returns x̂₀, so in diffusers' terms the step sees an x₀ ("sample") prediction.
 _X0_PREDICTION = TCDConfig(prediction_type="sample")
 
+# The basis the host plan runs the core's step on: rows x, x̂₀, z.
+_X, _DENOISED, _NOISE = np.eye(3)
 
-class _Step(NamedTuple):
-    """One step t → s → p, prepared before the model is first called."""
+_PLAN_CACHE_SIZE = 64
 
-    coefficients: StepCoefficients
-    draws_noise: bool
-    sqrt_alpha_next: torch.Tensor | None  # √ᾱ_p; None on a final step to σ = 0
+
+class _HostPlan(NamedTuple):
+    """The steps of one (table, sigmas, η), prepared on the host (cached; never mutated).
+
+    Attributes:
+        weights: float32, shape (steps, batch, 3): per step and batch row, (a, b, c) of
+            x' = a·x + b·x̂₀ + c·z; batch is 1 for a scalar η.
+        scalars: for a scalar η, each step's (a, b, c) as Python floats; else None.
+        draws_noise: per step, whether z is drawn (η > 0 and the step does not end at σ = 0).
+    """
+
+    weights: np.ndarray
+    scalars: tuple[tuple[float, float, float], ...] | None
+    draws_noise: tuple[bool, ...]
 
 
 def _host_sigmas(sigmas: Any) -> np.ndarray:
+    """The σ's as a read-only float64 host array, validated (cached by value)."""
     if isinstance(sigmas, torch.Tensor):
         host = sigmas.detach().to("cpu", torch.float64).numpy()
     else:
@@ -45,6 +73,12 @@ def _host_sigmas(sigmas: Any) -> np.ndarray:
             raise ValueError(f"`sigmas` must be a 1-D tensor of noise levels: {err}") from None
     if host.ndim != 1 or host.size == 0:
         raise ValueError(f"`sigmas` must be a non-empty 1-D tensor, got shape {host.shape}")
+    return _checked_sigmas(host.tobytes())
+
+
+@functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
+def _checked_sigmas(values: bytes) -> np.ndarray:
+    host = np.frombuffer(values, dtype=np.float64)
     if not np.all(np.isfinite(host)) or np.any(host < 0):
         raise ValueError(f"`sigmas` must be finite and non-negative, got {host.tolist()}")
     if np.any(np.diff(host) >= 0):
@@ -97,15 +131,35 @@ def _steps(n: int, disable: bool | None) -> Iterable[int]:
     return trange(n, disable=disable)
 
 
-def _device32(value: Any, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(value, dtype=np.float32)).to(device)
+def _folded_weights(
+    alphas_cumprod: np.ndarray, t: np.ndarray, p: np.ndarray, s: np.ndarray, final: np.ndarray
+) -> np.ndarray:
+    """(a, b, c) of x' = a·x + b·x̂₀ + c·z for steps t → s → p, from the core's step.
+
+    ``t``, ``p``, ``final`` have one entry per step, ``s`` is (steps, rows) (one row per η).
+    :func:`tcd_core.step_coefficients` and :func:`tcd_core.tcd_update` run in float64 on the
+    basis: the sample x_t = √ᾱ_t·x is the row (√ᾱ_t, 0, 0), the x₀-prediction is (0, 1, 0), the
+    noise (0, 0, 1); the update's x_p, divided by √ᾱ_p, is then (a, b, c). A final step (to
+    σ = 0) returns x_s, diffusers' last ``prev_sample``, in diffusers' scaling. Returns float32
+    of shape (steps, rows, 3), each weight rounded once.
+    """
+    steps, rows = s.shape
+    index = np.repeat(np.arange(steps), rows)  # flat (step, row) pairs
+    c = step_coefficients(alphas_cumprod, t[index], p[index], intermediate=s.reshape(-1), ndim=2)
+    out = tcd_update(c, _DENOISED, c.sqrt_alpha_t * _X, _NOISE, _X0_PREDICTION)
+    sqrt_alpha_p = np.sqrt(alphas_cumprod[p[index]])[:, None]
+    weights = np.where(
+        final[index][:, None], out.pred_noised_sample, out.prev_sample / sqrt_alpha_p
+    )
+    return weights.astype(np.float32).reshape(steps, rows, 3)
 
 
-def _plan(
-    model: Any, x: torch.Tensor, sig: np.ndarray, eta: float | np.ndarray, alphas_cumprod: Any
-) -> list[_Step]:
-    """σ's → integer timesteps → the core's coefficients for every step (all validation)."""
-    table = resolve_table(model, alphas_cumprod)
+@functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
+def _host_plan(table: Table, sigmas: bytes, eta: float | bytes) -> _HostPlan:
+    """σ's → integer timesteps → each step's weights (all validation). Cached: a UI samples
+    with the same table, sigmas and η call after call; the arguments are the values' bytes."""
+    sig = np.frombuffer(sigmas, dtype=np.float64)
+    eta_host = eta if isinstance(eta, float) else np.frombuffer(eta, dtype=np.float64)
     final = sig[-1] == 0
     ts = timesteps_of(sig[:-1] if final else sig, table)
     if final:
@@ -117,31 +171,53 @@ def _plan(
                 f"`sigmas`[{i}] and `sigmas`[{i + 1}] map to timesteps {ts[i]} and {ts[i + 1]}: "
                 f"the timesteps of a TCD plan must strictly decrease"
             )
-    # The core's coefficients, computed on the host from the float64 table (one rounding to
-    # float32 each; for diffusers' float32 table the same values diffusers computes in float32)
-    # and moved to the device in one transfer.
-    ac = table.alphas_cumprod
     t, p = ts[:-1], ts[1:]
     n = len(t)
-    draws = bool(np.any(np.asarray(eta) > 0))
-    if isinstance(eta, float):
-        vectors = step_coefficients(ac, t, p, intermediate=intermediate_timestep(p, eta), ndim=1)
-        host = np.stack([*vectors, np.sqrt(ac[p])]).astype(np.float32)
-        columns = torch.from_numpy(host).to(x.device).unbind(1)
-        per_step = [StepCoefficients(*c.unbind(0)[:6]) for c in columns]
-        sqrt_alpha_next = [c[6] for c in columns]
-    else:  # per-batch η: coefficients shaped (B, 1, …, 1), step by step
-        per_step, sqrt_alpha_next = [], []
-        for i in range(n):
-            s = intermediate_timestep(p[i], eta)
-            c = step_coefficients(ac, int(t[i]), int(p[i]), intermediate=s, ndim=x.ndim)
-            per_step.append(StepCoefficients(*(_device32(v, x.device) for v in c)))
-            sqrt_alpha_next.append(_device32(np.sqrt(ac[p[i]]), x.device))
-    last = n - 1 if final else None
-    return [
-        _Step(per_step[i], draws and i != last, None if i == last else sqrt_alpha_next[i])
-        for i in range(n)
-    ]
+    is_final = np.zeros(n, dtype=bool)
+    is_final[-1] = final
+    # s = ⌊f32(1−η)·f32(p)⌋ per step and η: shape (steps, 1) or (steps, batch)
+    s = intermediate_timestep(p[:, None], eta_host)
+    weights = _folded_weights(table.alphas_cumprod, t, p, s, is_final)
+    weights.flags.writeable = False
+    draws = bool(np.any(np.asarray(eta_host) > 0))
+    scalars = None
+    if isinstance(eta_host, float):
+        scalars = tuple((float(a), float(b), float(c)) for a, b, c in weights[:, 0].tolist())
+    return _HostPlan(weights, scalars, tuple(draws and not is_final[i] for i in range(n)))
+
+
+def _device_weights(plan: _HostPlan, x: torch.Tensor) -> list[tuple[Any, Any, Any]]:
+    """Each step's (a, b, c): Python floats for a scalar η (torch's scalar path, no device
+    tensor), else float32 device tensors of shape (B, 1, …, 1) moved in one transfer."""
+    if plan.scalars is not None:
+        return list(plan.scalars)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    on_device = torch.from_numpy(plan.weights.transpose(0, 2, 1).copy()).to(x.device)
+    return [tuple(w.view(shape) for w in step.unbind(0)) for step in on_device.unbind(0)]
+
+
+def _update(
+    x: torch.Tensor,
+    denoised: torch.Tensor,
+    noise: torch.Tensor | None,
+    a: Any,
+    b: Any,
+    c: Any,
+    scratch: torch.Tensor,
+) -> torch.Tensor:
+    """x' = a·x + b·x̂₀ (+ c·z) into a new tensor of x's dtype; ``scratch`` is overwritten.
+
+    Plain products and sums, no fused multiply-add (``add(alpha=)``, ``addcmul``): each
+    element's rounding is then the same for Python-float and per-batch tensor weights, and for
+    every vectorisation or threading of the kernels.
+    """
+    out = torch.mul(x, a, out=torch.empty_like(x))
+    torch.mul(denoised, b, out=scratch)
+    torch.add(out, scratch, out=out)
+    if noise is not None:
+        torch.mul(noise, c, out=scratch)
+        torch.add(out, scratch, out=out)
+    return out
 
 
 @torch.no_grad()
@@ -162,8 +238,7 @@ def sample_tcd(
     k-diffusion's scaling x = x_t/√ᾱ_t with σ = √((1−ᾱ_t)/ᾱ_t) and returns x̂₀. Each step maps
     σ_i → t and σ_{i+1} → p (the nearest entries of the model's table in log σ; a final σ = 0
     is p = 0, as after the last step of diffusers' plan) and takes one TCD step with
-    :func:`tcd_core.step_coefficients` for (t, p, s = ⌊f32(1−η)·f32(p)⌋), evaluated once per
-    call on the host from the table in float64 and rounded once to float32:
+    :func:`tcd_core.step_coefficients` for (t, p, s = ⌊f32(1−η)·f32(p)⌋):
 
     1. x_t = √ᾱ_t·x (into diffusers' scaling);
     2. with the denoiser's x̂₀ as an x₀-prediction: ε̂ = (x_t − √ᾱ_t·x̂₀)/√(1−ᾱ_t),
@@ -171,6 +246,10 @@ def sample_tcd(
        (:func:`tcd_core.tcd_update`);
     3. back to k-diffusion's scaling: x = x_p/√ᾱ_p, except on a final step to σ = 0, which
        returns x_s = √ᾱ_0·x̂₀ + √(1−ᾱ_0)·ε̂ itself, the value diffusers' last step returns.
+
+    The three stages are linear in (x, x̂₀, z), so each step runs as x = a·x + b·x̂₀ + c·z with
+    (a, b, c) computed once per plan on the host by the core's own step (float64, rounded once
+    to float32; cached per table, sigmas and η).
 
     z = ``noise_sampler(σ_i, σ_{i+1})`` is drawn exactly where diffusers draws: when η > 0
     (for a per-batch η: any entry) and the step does not end at σ = 0. A generator behind the
@@ -233,18 +312,26 @@ def sample_tcd(
     eta_host = _host_eta(eta, x.shape[0])
     if len(sig) < 2:
         return x
-    steps = _plan(model, x, sig, eta_host, alphas_cumprod)
+    table = resolve_table(model, alphas_cumprod)
+    eta_key = eta_host if isinstance(eta_host, float) else eta_host.tobytes()
+    plan = _host_plan(table, sig.tobytes(), eta_key)
+    weights = _device_weights(plan, x)
     if noise_sampler is None:
         noise_sampler = default_noise_sampler(x, extra_args.get("seed"))
     if not isinstance(sigmas, torch.Tensor):
         sigmas = torch.tensor(sig, dtype=torch.float32, device=x.device)
 
+    n = len(plan.draws_noise)
+    sigma = sigmas.unbind(0)  # σ_i as 0-d tensors, for the callback and the noise sampler
     s_in = x.new_ones([x.shape[0]])
-    sigma = sigmas.unbind(0)  # σ_i as 0-d tensors, and σ_i·s_in as k-diffusion forms it
-    sigma_in = [sigma[i] * s_in for i in range(len(steps))]
-    for i in _steps(len(steps), disable):
+    if sigmas.dtype == x.dtype and sigmas.device == x.device:  # all σ_i·s_in in one product
+        sigma_in: Any = (sigmas[:n, None] * s_in).unbind(0)
+    else:  # k-diffusion's own expression, for its dtype promotion and device handling
+        sigma_in = [sigma[i] * s_in for i in range(n)]
+    scratch = torch.empty_like(x)
+    for i in _steps(n, disable):
         denoised = model(x, sigma_in[i], **extra_args)
-        if tuple(denoised.shape) != tuple(x.shape):
+        if denoised.shape != x.shape:
             raise ValueError(
                 f"the model returned shape {tuple(denoised.shape)}, expected x's {tuple(x.shape)}"
             )
@@ -252,16 +339,13 @@ def sample_tcd(
             callback(
                 {"x": x, "i": i, "sigma": sigma[i], "sigma_hat": sigma[i], "denoised": denoised}
             )
-        step = steps[i]
         noise = None
-        if step.draws_noise:
+        if plan.draws_noise[i]:
             noise = noise_sampler(sigma[i], sigma[i + 1])
-            if tuple(noise.shape) != tuple(x.shape):
+            if noise.shape != x.shape:
                 raise ValueError(
                     f"`noise_sampler` returned shape {tuple(noise.shape)}, expected x's "
                     f"{tuple(x.shape)}"
                 )
-        x_t = step.coefficients.sqrt_alpha_t * x
-        x_p = tcd_update(step.coefficients, denoised, x_t, noise, _X0_PREDICTION).prev_sample
-        x = x_p if step.sqrt_alpha_next is None else x_p.div_(step.sqrt_alpha_next)
+        x = _update(x, denoised, noise, *weights[i], scratch)
     return x

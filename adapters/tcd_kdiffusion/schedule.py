@@ -9,10 +9,11 @@ k-diffusion's ``sigma_to_t(quantize=True)`` and ComfyUI's ``model_sampling.times
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,8 +87,10 @@ def check_alphas_cumprod(alphas_cumprod: Any, name: str) -> np.ndarray:
     return ac
 
 
-class Table(NamedTuple):
-    """A resolved noise schedule (host arrays).
+@dataclasses.dataclass(frozen=True, eq=False)
+class Table:
+    """A resolved noise schedule (host arrays). Hashed by identity: tables are cached per
+    source values, and the sampler caches its plans per table.
 
     Attributes:
         alphas_cumprod: float64 ᾱ, one entry per training timestep, at the precision of the
