@@ -32,16 +32,17 @@ entry also allows the change of σ that two float32 ulps of ᾱ_t make."""
 _MAX_DEPTH = 6
 
 
-def _host_1d(values: Any, name: str) -> np.ndarray:
-    """A 1-D float64 host copy of a tensor, array or sequence (ValueError naming ``name``)."""
+def _host_1d(values: Any, label: str) -> np.ndarray:
+    """A 1-D float64 host copy of a tensor, array or sequence (ValueError naming ``label``: an
+    argument's name in backticks, or a model attribute's path)."""
     if isinstance(values, torch.Tensor):
         values = values.detach().to("cpu", torch.float64).numpy()
     try:
         out = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"`{name}` must be a 1-D sequence of numbers: {err}") from None
+        raise ValueError(f"{label} must be a 1-D sequence of numbers: {err}") from None
     if out.ndim != 1 or out.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty 1-D tensor, got shape {out.shape}")
+        raise ValueError(f"{label} must be a non-empty 1-D tensor, got shape {out.shape}")
     return out
 
 
@@ -59,7 +60,7 @@ def alphas_cumprod_from_sigmas(sigmas: Any) -> torch.Tensor:
         >>> ac.tolist(), sigmas_from_alphas_cumprod(ac).tolist()
         ([0.8, 0.5, 0.1], [0.5, 1.0, 3.0])
     """
-    sig = _host_1d(sigmas, "sigmas")
+    sig = _host_1d(sigmas, "`sigmas`")
     if not np.all(np.isfinite(sig)) or np.any(sig < 0):
         raise ValueError("`sigmas` must be finite and non-negative")
     return torch.from_numpy(1.0 / (1.0 + sig * sig))
@@ -81,10 +82,19 @@ def sigmas_from_alphas_cumprod(alphas_cumprod: Any) -> torch.Tensor:
 
 def check_alphas_cumprod(alphas_cumprod: Any, name: str) -> np.ndarray:
     """The ᾱ table as a float64 host copy of its values, checked to lie in [0, 1]."""
-    ac = _host_1d(alphas_cumprod, name)
-    if not np.all(np.isfinite(ac)) or np.any(ac < 0) or np.any(ac > 1):
-        raise ValueError(f"`{name}` must hold values ᾱ in [0, 1] (a cumulative product of alphas)")
+    ac = _host_1d(alphas_cumprod, f"`{name}`")
+    _check_alphas(ac, f"`{name}`")
     return ac
+
+
+def _check_alphas(ac: np.ndarray, label: str) -> None:
+    if not np.all(np.isfinite(ac)) or np.any(ac < 0) or np.any(ac > 1):
+        raise ValueError(f"{label} must hold values ᾱ in [0, 1] (a cumulative product of alphas)")
+
+
+def _check_sigmas(sig: np.ndarray, label: str) -> None:
+    if np.any(np.isnan(sig)) or np.any(sig < 0):
+        raise ValueError(f"{label} must hold non-negative σ's")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -142,25 +152,24 @@ def _sigma_table(obj: Any) -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _cached_table(kind: str, values: bytes, source: str) -> Table:
-    """A Table from the float64 bytes of a σ or ᾱ table; cached, since a UI samples with the
-    same table call after call (the tables are small, their bytes are the key)."""
+    """A Table from the float64 bytes of a σ or ᾱ table, validated; cached, since a UI samples
+    with the same table call after call (the tables are small, their bytes are the key; a
+    ValueError is raised again on every call, never cached)."""
     host = np.frombuffer(values, dtype=np.float64)
     with np.errstate(divide="ignore"):
         if kind == "sigmas":
+            _check_sigmas(host, source)
             return _table(1.0 / (1.0 + host * host), np.log(host), source)
+        _check_alphas(host, source)
         return _table(host, 0.5 * np.log((1.0 - host) / host), source)
 
 
 def _from_sigmas(sigmas: Any, source: str) -> Table:
-    sig = _host_1d(sigmas, source)
-    if np.any(np.isnan(sig)) or np.any(sig < 0):
-        raise ValueError(f"{source} must hold non-negative σ's")
-    return _cached_table("sigmas", sig.tobytes(), source)
+    return _cached_table("sigmas", _host_1d(sigmas, source).tobytes(), source)
 
 
 def _from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
-    ac = check_alphas_cumprod(alphas_cumprod, source)
-    return _cached_table("alphas_cumprod", ac.tobytes(), source)
+    return _cached_table("alphas_cumprod", _host_1d(alphas_cumprod, source).tobytes(), source)
 
 
 def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:

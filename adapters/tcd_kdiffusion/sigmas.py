@@ -11,7 +11,7 @@ import torch
 
 from tcd_core import TCDConfig, tcd_timesteps
 
-from .schedule import check_alphas_cumprod
+from .schedule import Table, resolve_table
 
 __all__ = ["get_sigmas_tcd"]
 
@@ -77,16 +77,38 @@ def get_sigmas_tcd(
         >>> [round(s, 4) for s in get_sigmas_tcd(4, ac).tolist()]
         [14.6146, 4.2606, 1.6129, 0.7194, 0.0]
     """
-    ac = check_alphas_cumprod(alphas_cumprod, "alphas_cumprod")
-    config = _config(len(ac), original_inference_steps)
-    plan = tcd_timesteps(config, num_inference_steps, timesteps=timesteps, strength=strength)
-    picked = ac[plan.timesteps]
+    table = resolve_table(None, alphas_cumprod)  # validated, cached by value
+    if timesteps is None:
+        host = _standard_sigmas(table, num_inference_steps, original_inference_steps, strength)
+    else:  # custom plans are not cached: the core logs the reference's warnings on every call
+        config = _config(len(table.alphas_cumprod), original_inference_steps)
+        plan = tcd_timesteps(config, num_inference_steps, timesteps=timesteps, strength=strength)
+        host = _plan_sigmas(table.alphas_cumprod, plan.timesteps)
+    return torch.from_numpy(host.copy()).to(device)
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _standard_sigmas(
+    table: Table, num_inference_steps: Any, original_inference_steps: Any, strength: Any
+) -> np.ndarray:
+    """The σ's of a standard plan (no warnings to log), cached: a UI asks for the same plan call
+    after call. ``typed``: 4 and 4.0 (or True) are different arguments, as for the core."""
+    config = _config(len(table.alphas_cumprod), original_inference_steps)
+    plan = tcd_timesteps(config, num_inference_steps, strength=strength)
+    host = _plan_sigmas(table.alphas_cumprod, plan.timesteps)
+    host.flags.writeable = False
+    return host
+
+
+def _plan_sigmas(ac: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
+    """float32 σ_t = √((1−ᾱ_t)/ᾱ_t) (float64 maths) for the plan's timesteps, then 0."""
+    picked = ac[timesteps]
     if np.any(picked <= 0):
-        bad = plan.timesteps[picked <= 0].tolist()
+        bad = timesteps[picked <= 0].tolist()
         raise ValueError(
             f"`alphas_cumprod` is 0 at timestep(s) {bad} of the plan: σ = √((1−ᾱ)/ᾱ) is infinite "
             f"there (a zero-terminal-SNR schedule); clamp those ᾱ to a tiny positive value "
             f"(ComfyUI uses 4.8973451890853435e-08) to sample in σ space"
         )
     sigmas = np.sqrt((1.0 - picked) / picked).astype(np.float32)
-    return torch.tensor(np.append(sigmas, np.float32(0.0)), dtype=torch.float32, device=device)
+    return np.append(sigmas, np.float32(0.0))
