@@ -566,8 +566,9 @@ class KDiffusionSampleTCD(Contender):
             "floor-torch",
             "tcd_kdiffusion.get_sigmas_tcd + sample_tcd(model, x, sigmas, eta=, noise_sampler="
             "torch.randn(generator=g)) with model(x, σ) = x: per call the σ → t quantization and "
-            "the core's coefficients, per step x_t = √ᾱ_t·x, tcd_core.tcd_update and x_p/√ᾱ_p; "
-            "noise where diffusers draws it (its own trajectory: checked in tests/kdiffusion)",
+            "the core's step folded into x' = a·x + b·x̂₀ + c·z (host weights, cached per table, "
+            "sigmas and η), per step 3 torch ops (5 with noise, no fused multiply-add); noise "
+            "where diffusers draws it (its own trajectory: checked in tests/kdiffusion)",
         )
         self.fns: tuple[Any, Any] | None = None
 
