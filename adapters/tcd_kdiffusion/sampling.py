@@ -193,7 +193,7 @@ def _device_weights(plan: _HostPlan, x: torch.Tensor) -> list[tuple[Any, Any, An
         return list(plan.scalars)
     shape = (x.shape[0],) + (1,) * (x.ndim - 1)
     on_device = torch.from_numpy(plan.weights.transpose(0, 2, 1).copy()).to(x.device)
-    return [tuple(w.view(shape) for w in step.unbind(0)) for step in on_device.unbind(0)]
+    return [(a.view(shape), b.view(shape), c.view(shape)) for a, b, c in on_device.unbind(0)]
 
 
 def _update(
