@@ -13,8 +13,8 @@ so x' = a·x + b·x̂₀ + c·z with three numbers per step that depend only on 
 computed once per plan on the host, by running the core's own step on the basis (x, x̂₀, z):
 :func:`tcd_core.step_coefficients` and :func:`tcd_core.tcd_update` in float64, rounded once to
 float32 (:func:`_folded_weights`). Each step on the device is then two multiplications and an
-addition (two more with noise), written into preallocated buffers: no per-step validation, no
-0-d tensor arithmetic, no host read. A per-batch η gives (B, 1, …, 1) weights and the very same
+addition (two more with noise), into the step's new output and one reused scratch buffer: no
+per-step validation, no 0-d tensor arithmetic, no host read. A per-batch η gives (B, 1, …, 1) weights and the very same
 operations, so a batch row equals the run with that row's η bit for bit.
 
 The result equals the unfolded step (and diffusers' ``TCDScheduler`` loop) within float32
