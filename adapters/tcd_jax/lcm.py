@@ -5,36 +5,22 @@ The same convention as :class:`tcd_jax.FlaxTCDScheduler` (config + immutable sta
 step index and the PRNG key *in the state as arrays*, so ``step`` runs inside ``jax.jit``,
 ``lax.fori_loop``, ``lax.scan`` and ``pmap`` with a traced timestep, and the Flax pipelines of
 diffusers ≤ 0.39 run it unmodified). LCM has no η. The plan is :func:`tcd_core.lcm_timesteps`,
-the step :func:`tcd_core.lcm_step`; the convention machinery is shared (``_convention``).
+the step :func:`tcd_core.lcm_step`; the convention machinery is shared (``_convention``,
+``_scheduler_base``).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 import tcd_core
-from tcd_core import TCDConfig, add_noise, get_velocity, lcm_previous_timesteps, lcm_timesteps
+from tcd_core import lcm_previous_timesteps, lcm_timesteps
 
-from ._convention import (
-    OutputMixin,
-    StateMixin,
-    check_dtype,
-    load_config,
-    pytree_dataclass,
-    state_key,
-    step_index,
-    write_config,
-)
-from ._step import is_host
+from ._convention import OutputMixin, StateMixin, pytree_dataclass, state_key
+from ._scheduler_base import FlaxConsistencyScheduler
 from .lcm_step import jax_lcm_step_keyed
-from .noise import as_typed_key
-from .scheduler import _index, jax_schedule
 
 __all__ = ["FlaxLCMScheduler", "FlaxLCMSchedulerOutput", "FlaxLCMSchedulerState"]
 
@@ -101,7 +87,7 @@ class FlaxLCMSchedulerOutput(OutputMixin):
     pred_original_sample: jax.Array
 
 
-class FlaxLCMScheduler:
+class FlaxLCMScheduler(FlaxConsistencyScheduler[FlaxLCMSchedulerState]):
     r"""Multistep latent consistency sampling (Song et al. 2023, Algorithm 1) for JAX.
 
     One step at timestep t with previous timestep p (:func:`tcd_core.lcm_step`):
@@ -139,81 +125,10 @@ class FlaxLCMScheduler:
         ((1, 4, 8, 8), 4)
     """
 
-    def __init__(
-        self,
-        config: TCDConfig | Mapping[str, Any] | None = None,
-        *,
-        dtype: Any = jnp.float32,
-        **kwargs: Any,
-    ) -> None:
-        if config is None:
-            config = TCDConfig(**kwargs)
-        elif isinstance(config, TCDConfig):
-            config = config.replace(**kwargs) if kwargs else config
-        else:
-            config = TCDConfig.from_dict(config, **kwargs)
-        self._config = config
-        self.dtype = check_dtype(dtype)
-
-    # ------------------------------------------------------------------ configuration
-    @property
-    def config(self) -> TCDConfig:
-        """The immutable, hashable configuration (field for field diffusers' ``LCMScheduler``)."""
-        return self._config
-
-    @property
-    def has_state(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return self._config.num_train_timesteps
-
-    def __repr__(self) -> str:
-        return f"FlaxLCMScheduler({self._config!r}, dtype={self.dtype.name})"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, FlaxLCMScheduler)
-            and other._config == self._config
-            and other.dtype == self.dtype
-        )
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self._config, self.dtype))
-
-    @classmethod
-    def from_config(
-        cls, config: TCDConfig | Mapping[str, Any], *, dtype: Any = jnp.float32, **kwargs: Any
-    ) -> FlaxLCMScheduler:
-        """A scheduler from a :class:`TCDConfig` or a ``scheduler_config.json``-style mapping
-        (e.g. another diffusers scheduler's ``.config``; unknown keys are ignored)."""
-        return cls(config, dtype=dtype, **kwargs)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
-        subfolder: str | None = None,
-        *,
-        dtype: Any = jnp.float32,
-        **kwargs: Any,
-    ) -> tuple[FlaxLCMScheduler, FlaxLCMSchedulerState]:
-        """``(scheduler, state)`` from a local folder holding ``scheduler_config.json`` (e.g. a
-        pipeline folder with ``subfolder="scheduler"``) or from a config dict.
-
-        Only local folders are read (no network access). ``kwargs`` override config fields. The
-        state is :meth:`create_state`'s (the fixed default key).
-        """
-        config = load_config(pretrained_model_name_or_path, subfolder)
-        scheduler = cls.from_config(config, dtype=dtype, **kwargs)
-        return scheduler, scheduler.create_state()
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
-        """Write ``scheduler_config.json`` (diffusers' format, ``_class_name: "LCMScheduler"``, so
-        diffusers' ``LCMScheduler.from_pretrained`` reads it) and return its path."""
-        data = {"_class_name": "LCMScheduler", "_tcd_core_version": tcd_core.__version__}
-        data.update(self._config.to_dict())
-        return write_config(save_directory, data)
+    _class_name = "LCMScheduler"
+    _plan_function = lcm_timesteps
+    _previous_function = lcm_previous_timesteps
+    _output_type = FlaxLCMSchedulerOutput
 
     # ------------------------------------------------------------------ state
     def create_state(self, key: Any = None) -> FlaxLCMSchedulerState:
@@ -226,17 +141,7 @@ class FlaxLCMScheduler:
                 or one per batch element. Default: ``jax.random.key(0)``, a fixed key, so runs
                 are reproducible; give another key for other noise.
         """
-        n = self._config.num_train_timesteps
-        timesteps = np.arange(n - 1, -1, -1, dtype=np.int64)
-        return FlaxLCMSchedulerState(
-            common=jax_schedule(self._config),
-            init_noise_sigma=jnp.asarray(1.0, dtype=self.dtype),
-            timesteps=jnp.asarray(timesteps, dtype=jnp.int32),
-            prev_timesteps=jnp.asarray(lcm_previous_timesteps(timesteps), dtype=jnp.int32),
-            num_inference_steps=None,
-            step_index=jnp.asarray(-1, dtype=jnp.int32),
-            key=state_key(key),
-        )
+        return FlaxLCMSchedulerState(**self._initial_fields(key))
 
     def set_timesteps(
         self,
@@ -265,35 +170,9 @@ class FlaxLCMScheduler:
             ([999, 759, 499, 259], [759, 499, 259, 259])
         """
         del shape
-        plan = lcm_timesteps(
-            self._config,
-            num_inference_steps,
-            original_inference_steps=original_inference_steps,
-            timesteps=timesteps,
-            strength=strength,
+        return self._planned(
+            state, num_inference_steps, original_inference_steps, timesteps, strength, {"key": key}
         )
-        changes: dict[str, Any] = {}
-        if key is not None:
-            changes["key"] = key
-        return state.replace(
-            timesteps=jnp.asarray(plan.timesteps, dtype=jnp.int32),
-            prev_timesteps=jnp.asarray(plan.prev_timesteps, dtype=jnp.int32),
-            num_inference_steps=jnp.asarray(plan.num_inference_steps, dtype=jnp.int32),
-            step_index=jnp.asarray(-1, dtype=jnp.int32),
-            **changes,
-        )
-
-    def set_begin_index(
-        self, state: FlaxLCMSchedulerState, begin_index: int = 0
-    ) -> FlaxLCMSchedulerState:
-        """Start at ``timesteps[begin_index]`` (what img2img pipelines do after slicing)."""
-        return state.replace(step_index=jnp.asarray(begin_index, dtype=jnp.int32))
-
-    def scale_model_input(
-        self, state: FlaxLCMSchedulerState, sample: jax.Array, timestep: Any = None
-    ) -> jax.Array:
-        """The sample unchanged (LCM needs no input scaling); kept for interchangeability."""
-        return sample
 
     # ------------------------------------------------------------------ the step
     def step(
@@ -324,18 +203,12 @@ class FlaxLCMScheduler:
         (``.to_tuple()`` gives ``(prev_sample, state)``) or, with ``return_dict=False``,
         ``(prev_sample, state)``.
         """
-        if state.num_inference_steps is None:
-            raise ValueError(
-                "Number of inference steps is 'None', you need to run 'set_timesteps' after "
-                "creating the scheduler"
-            )
-        key = state.key if key is None else as_typed_key(key)
-        index, t = step_index(state.timesteps, state.step_index, timestep)
-        prev = state.prev_timesteps[index]
-        final = index == state.num_inference_steps - 1
+        num_steps = self._ready_steps(state)
+        key, index, t, prev = self._position(state, timestep, key)
+        final = index == num_steps - 1
         out = jax_lcm_step_keyed(
             model_output,
-            timestep if is_host(timestep) else t,
+            t,
             sample,
             prev,
             state.common.alphas_cumprod,
@@ -344,26 +217,6 @@ class FlaxLCMScheduler:
             index,
             self._config,
         )
-        state = state.replace(step_index=index + 1)
-        if not return_dict:
-            return out.prev_sample, state
-        return FlaxLCMSchedulerOutput(
-            out.prev_sample, state, out.denoised, out.pred_original_sample
+        return self._output(
+            state, index, out.prev_sample, out.denoised, out.pred_original_sample, return_dict
         )
-
-    # ------------------------------------------------------------------ forward process
-    def add_noise(
-        self,
-        state: FlaxLCMSchedulerState,
-        original_samples: jax.Array,
-        noise: jax.Array,
-        timesteps: Any,
-    ) -> jax.Array:
-        """√ᾱₜ·x₀ + √(1−ᾱₜ)·ε per batch element (:func:`tcd_core.add_noise`)."""
-        return add_noise(state.common.alphas_cumprod, original_samples, noise, _index(timesteps))
-
-    def get_velocity(
-        self, state: FlaxLCMSchedulerState, sample: jax.Array, noise: jax.Array, timesteps: Any
-    ) -> jax.Array:
-        """v = √ᾱₜ·ε − √(1−ᾱₜ)·x₀ (:func:`tcd_core.get_velocity`)."""
-        return get_velocity(state.common.alphas_cumprod, sample, noise, _index(timesteps))

@@ -6,60 +6,34 @@ state``, ``step(state, …) -> Output(prev_sample, state)``. This one follows th
 the step index, the PRNG key and η carried *in the state as arrays*, so ``step`` runs inside
 ``jax.jit``, ``lax.fori_loop``, ``lax.scan`` and ``pmap`` with a traced timestep, and the Flax
 pipelines of diffusers ≤ 0.39 run it unmodified (they pass no key and no η to ``step``). The maths
-is :func:`tcd_core.tcd_step`; the convention machinery is shared (``_convention``).
+is :func:`tcd_core.tcd_step`; the convention machinery is shared (``_convention``,
+``_scheduler_base``).
 """
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import tcd_core
-from tcd_core import (
-    NoiseSchedule,
-    TCDConfig,
-    add_noise,
-    get_velocity,
-    noise_schedule,
-    tcd_timesteps,
-)
+from tcd_core import NoiseSchedule, tcd_timesteps
 
-from ._convention import (
-    OutputMixin,
-    StateMixin,
-    check_dtype,
-    load_config,
-    pytree_dataclass,
-    state_eta,
-    state_key,
-    step_index,
-    write_config,
-)
-from ._step import eta_arrays, is_host, jax_tcd_step_keyed
-from .noise import as_typed_key
+from ._convention import OutputMixin, StateMixin, pytree_dataclass, state_eta, state_key
+from ._scheduler_base import FlaxConsistencyScheduler, host_schedule, jax_schedule
+from ._step import eta_arrays, jax_tcd_step_keyed
 
-__all__ = ["FlaxTCDScheduler", "FlaxTCDSchedulerOutput", "FlaxTCDSchedulerState"]
+__all__ = [
+    "FlaxTCDScheduler",
+    "FlaxTCDSchedulerOutput",
+    "FlaxTCDSchedulerState",
+    "host_schedule",
+    "jax_schedule",
+]
 
 #: η of a state created without one: the value every official TCD example uses.
 DEFAULT_ETA = 0.3
-
-
-@functools.lru_cache(maxsize=32)
-def host_schedule(config: TCDConfig) -> NoiseSchedule:
-    """The float32 noise schedule of ``config`` as host NumPy arrays, built once per config
-    (NumPy has float64, so the cumulative product is the reference's, bit for bit)."""
-    return noise_schedule(config)
-
-
-def jax_schedule(config: TCDConfig) -> NoiseSchedule:
-    """The float32 noise schedule tables of ``config`` as JAX arrays (built once per config)."""
-    return NoiseSchedule(*(jnp.asarray(a, dtype=jnp.float32) for a in host_schedule(config)))
 
 
 @pytree_dataclass
@@ -136,7 +110,7 @@ class FlaxTCDSchedulerOutput(OutputMixin):
     pred_original_sample: jax.Array
 
 
-class FlaxTCDScheduler:
+class FlaxTCDScheduler(FlaxConsistencyScheduler[FlaxTCDSchedulerState]):
     r"""Trajectory Consistency Distillation sampling (Strategic Stochastic Sampling) for JAX.
 
     One step from t to the next timestep p, through s = ⌊(1−η)·p⌋:
@@ -176,82 +150,10 @@ class FlaxTCDScheduler:
         ((1, 4, 8, 8), 4)
     """
 
-    def __init__(
-        self,
-        config: TCDConfig | Mapping[str, Any] | None = None,
-        *,
-        dtype: Any = jnp.float32,
-        **kwargs: Any,
-    ) -> None:
-        if config is None:
-            config = TCDConfig(**kwargs)
-        elif isinstance(config, TCDConfig):
-            config = config.replace(**kwargs) if kwargs else config
-        else:
-            config = TCDConfig.from_dict(config, **kwargs)
-        self._config = config
-        self.dtype = check_dtype(dtype)
-
-    # ------------------------------------------------------------------ configuration
-    @property
-    def config(self) -> TCDConfig:
-        """The immutable, hashable configuration (field for field diffusers' ``TCDScheduler``)."""
-        return self._config
-
-    @property
-    def has_state(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return self._config.num_train_timesteps
-
-    def __repr__(self) -> str:
-        return f"FlaxTCDScheduler({self._config!r}, dtype={self.dtype.name})"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, FlaxTCDScheduler)
-            and other._config == self._config
-            and other.dtype == self.dtype
-        )
-
-    def __hash__(self) -> int:
-        return hash((self._config, self.dtype))
-
-    @classmethod
-    def from_config(
-        cls, config: TCDConfig | Mapping[str, Any], *, dtype: Any = jnp.float32, **kwargs: Any
-    ) -> FlaxTCDScheduler:
-        """A scheduler from a :class:`TCDConfig` or a ``scheduler_config.json``-style mapping
-        (e.g. another diffusers scheduler's ``.config``; unknown keys are ignored)."""
-        return cls(config, dtype=dtype, **kwargs)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
-        subfolder: str | None = None,
-        *,
-        dtype: Any = jnp.float32,
-        **kwargs: Any,
-    ) -> tuple[FlaxTCDScheduler, FlaxTCDSchedulerState]:
-        """``(scheduler, state)`` from a local folder holding ``scheduler_config.json`` (e.g. a
-        pipeline folder with ``subfolder="scheduler"``) or from a config dict.
-
-        Only local folders are read (no network access): download a Hub repository first, e.g.
-        with ``huggingface_hub.snapshot_download``. ``kwargs`` override config fields. The state
-        is :meth:`create_state`'s (the fixed default key, η = 0.3).
-        """
-        config = load_config(pretrained_model_name_or_path, subfolder)
-        scheduler = cls.from_config(config, dtype=dtype, **kwargs)
-        return scheduler, scheduler.create_state()
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
-        """Write ``scheduler_config.json`` (diffusers' format, ``_class_name: "TCDScheduler"``, so
-        diffusers' ``TCDScheduler.from_pretrained`` reads it) and return its path."""
-        data = {"_class_name": "TCDScheduler", "_tcd_core_version": tcd_core.__version__}
-        data.update(self._config.to_dict())
-        return write_config(save_directory, data)
+    _class_name = "TCDScheduler"
+    _plan_function = tcd_timesteps
+    _previous_function = tcd_core.previous_timesteps
+    _output_type = FlaxTCDSchedulerOutput
 
     # ------------------------------------------------------------------ state
     def create_state(self, key: Any = None, eta: Any = DEFAULT_ETA) -> FlaxTCDSchedulerState:
@@ -268,19 +170,9 @@ class FlaxTCDScheduler:
                 official TCD example). Host values are checked (``ValueError``) and ``1 − η`` is
                 rounded as the reference rounds it.
         """
-        n = self._config.num_train_timesteps
-        timesteps = np.arange(n - 1, -1, -1, dtype=np.int64)
         eta_f32, one_minus = state_eta(eta)
         return FlaxTCDSchedulerState(
-            common=jax_schedule(self._config),
-            init_noise_sigma=jnp.asarray(1.0, dtype=self.dtype),
-            timesteps=jnp.asarray(timesteps, dtype=jnp.int32),
-            prev_timesteps=jnp.asarray(tcd_core.previous_timesteps(timesteps), dtype=jnp.int32),
-            num_inference_steps=None,
-            step_index=jnp.asarray(-1, dtype=jnp.int32),
-            key=state_key(key),
-            eta=eta_f32,
-            one_minus_eta=one_minus,
+            **self._initial_fields(key), eta=eta_f32, one_minus_eta=one_minus
         )
 
     def set_timesteps(
@@ -304,37 +196,14 @@ class FlaxTCDScheduler:
         pipelines call it inside ``jit`` / ``pmap``): the plan depends only on the config.
         """
         del shape
-        plan = tcd_timesteps(
-            self._config,
+        return self._planned(
+            state,
             num_inference_steps,
-            original_inference_steps=original_inference_steps,
-            timesteps=timesteps,
-            strength=strength,
+            original_inference_steps,
+            timesteps,
+            strength,
+            {"key": key, "eta": eta},
         )
-        changes: dict[str, Any] = {}
-        if key is not None:
-            changes["key"] = key
-        if eta is not None:
-            changes["eta"] = eta
-        return state.replace(
-            timesteps=jnp.asarray(plan.timesteps, dtype=jnp.int32),
-            prev_timesteps=jnp.asarray(plan.prev_timesteps, dtype=jnp.int32),
-            num_inference_steps=jnp.asarray(plan.num_inference_steps, dtype=jnp.int32),
-            step_index=jnp.asarray(-1, dtype=jnp.int32),
-            **changes,
-        )
-
-    def set_begin_index(
-        self, state: FlaxTCDSchedulerState, begin_index: int = 0
-    ) -> FlaxTCDSchedulerState:
-        """Start at ``timesteps[begin_index]`` (what img2img pipelines do after slicing)."""
-        return state.replace(step_index=jnp.asarray(begin_index, dtype=jnp.int32))
-
-    def scale_model_input(
-        self, state: FlaxTCDSchedulerState, sample: jax.Array, timestep: Any = None
-    ) -> jax.Array:
-        """The sample unchanged (TCD needs no input scaling); kept for interchangeability."""
-        return sample
 
     # ------------------------------------------------------------------ the step
     def step(
@@ -366,22 +235,16 @@ class FlaxTCDScheduler:
         Returns ``FlaxTCDSchedulerOutput(prev_sample, state, …)`` (``.to_tuple()`` gives
         ``(prev_sample, state)``) or, with ``return_dict=False``, ``(prev_sample, state)``.
         """
-        if state.num_inference_steps is None:
-            raise ValueError(
-                "Number of inference steps is 'None', you need to run 'set_timesteps' after "
-                "creating the scheduler"
-            )
+        num_steps = self._ready_steps(state)
         if eta is None:
             eta_f32, one_minus = state.eta, state.one_minus_eta
         else:
             eta_f32, one_minus = eta_arrays(eta)
-        key = state.key if key is None else as_typed_key(key)
-        index, t = step_index(state.timesteps, state.step_index, timestep)
-        prev = state.prev_timesteps[index]
-        draw = (jnp.asarray(eta_f32) > 0) & (index != state.num_inference_steps - 1)
+        key, index, t, prev = self._position(state, timestep, key)
+        draw = (jnp.asarray(eta_f32) > 0) & (index != num_steps - 1)
         out = jax_tcd_step_keyed(
             model_output,
-            timestep if is_host(timestep) else t,
+            t,
             sample,
             prev,
             state.common.alphas_cumprod,
@@ -391,32 +254,11 @@ class FlaxTCDScheduler:
             index,
             self._config,
         )
-        state = state.replace(step_index=index + 1)
-        if not return_dict:
-            return out.prev_sample, state
-        return FlaxTCDSchedulerOutput(
-            out.prev_sample, state, out.pred_noised_sample, out.pred_original_sample
+        return self._output(
+            state,
+            index,
+            out.prev_sample,
+            out.pred_noised_sample,
+            out.pred_original_sample,
+            return_dict,
         )
-
-    # ------------------------------------------------------------------ forward process
-    def add_noise(
-        self,
-        state: FlaxTCDSchedulerState,
-        original_samples: jax.Array,
-        noise: jax.Array,
-        timesteps: Any,
-    ) -> jax.Array:
-        """√ᾱₜ·x₀ + √(1−ᾱₜ)·ε per batch element (:func:`tcd_core.add_noise`)."""
-        return add_noise(state.common.alphas_cumprod, original_samples, noise, _index(timesteps))
-
-    def get_velocity(
-        self, state: FlaxTCDSchedulerState, sample: jax.Array, noise: jax.Array, timesteps: Any
-    ) -> jax.Array:
-        """v = √ᾱₜ·ε − √(1−ᾱₜ)·x₀ (:func:`tcd_core.get_velocity`)."""
-        return get_velocity(state.common.alphas_cumprod, sample, noise, _index(timesteps))
-
-
-def _index(timesteps: Any) -> Any:
-    if is_host(timesteps) and not isinstance(timesteps, (int, np.integer)):
-        return jnp.asarray(np.asarray(timesteps), dtype=jnp.int32)
-    return timesteps

@@ -1,0 +1,274 @@
+"""What ``FlaxTCDScheduler`` and ``FlaxLCMScheduler`` share (private): the scheduler half of
+diffusers' former Flax convention, independent of the step's maths.
+
+:class:`FlaxConsistencyScheduler` holds the configuration handling (constructor, ``config``,
+equality, ``from_config`` / ``from_pretrained`` / ``save_pretrained``), the state fields every
+consistency scheduler has (:meth:`~FlaxConsistencyScheduler._initial_fields`), ``set_timesteps``'
+plan-to-state conversion, ``set_begin_index``, ``scale_model_input``, the step's index and key
+bookkeeping and output, ``add_noise`` and ``get_velocity``. A subclass names the diffusers class
+its config is saved as (``_class_name``), its plan (``_plan_function``), its rule for the step
+after the last timestep (``_previous_function``), its output type, and writes ``create_state``,
+``set_timesteps`` (its public signature) and ``step`` (its maths).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import tcd_core
+from tcd_core import NoiseSchedule, TCDConfig, add_noise, get_velocity, noise_schedule
+
+from ._convention import check_dtype, load_config, state_key, step_index, write_config
+from ._step import is_host
+from .noise import as_typed_key
+
+__all__ = ["FlaxConsistencyScheduler", "host_schedule", "jax_schedule"]
+
+
+class _State(Protocol):
+    """What the shared methods read of a state (both states have these fields)."""
+
+    @property
+    def common(self) -> NoiseSchedule: ...
+    @property
+    def timesteps(self) -> jax.Array: ...
+    @property
+    def prev_timesteps(self) -> jax.Array: ...
+    @property
+    def num_inference_steps(self) -> jax.Array | None: ...
+    @property
+    def step_index(self) -> jax.Array: ...
+    @property
+    def key(self) -> jax.Array: ...
+    def replace(self, **changes: Any) -> Self: ...
+
+
+_S = TypeVar("_S", bound=_State)
+
+
+@functools.lru_cache(maxsize=32)
+def host_schedule(config: TCDConfig) -> NoiseSchedule:
+    """The float32 noise schedule of ``config`` as host NumPy arrays, built once per config
+    (NumPy has float64, so the cumulative product is the reference's, bit for bit)."""
+    return noise_schedule(config)
+
+
+def jax_schedule(config: TCDConfig) -> NoiseSchedule:
+    """The float32 noise schedule tables of ``config`` as JAX arrays (built once per config)."""
+    return NoiseSchedule(*(jnp.asarray(a, dtype=jnp.float32) for a in host_schedule(config)))
+
+
+def _index(timesteps: Any) -> Any:
+    if is_host(timesteps) and not isinstance(timesteps, (int, np.integer)):
+        return jnp.asarray(np.asarray(timesteps), dtype=jnp.int32)
+    return timesteps
+
+
+class FlaxConsistencyScheduler(Generic[_S]):
+    """The shared machinery of the Flax-style schedulers (see the module docstring); ``_S`` is
+    the state type."""
+
+    #: The diffusers class written as ``_class_name`` by :meth:`save_pretrained`.
+    _class_name: ClassVar[str]
+    #: The host plan: :func:`tcd_core.tcd_timesteps` or :func:`tcd_core.lcm_timesteps`.
+    _plan_function: ClassVar[Callable[..., Any]]
+    #: Each step's next timestep for a descending ``timesteps`` array (the plan's own rule).
+    _previous_function: ClassVar[Callable[[np.ndarray], np.ndarray]]
+    #: The ``step`` output: ``(prev_sample, state, <the step's estimate>, pred_original_sample)``.
+    _output_type: ClassVar[Callable[..., Any]]
+
+    def __init__(
+        self,
+        config: TCDConfig | Mapping[str, Any] | None = None,
+        *,
+        dtype: Any = jnp.float32,
+        **kwargs: Any,
+    ) -> None:
+        if config is None:
+            config = TCDConfig(**kwargs)
+        elif isinstance(config, TCDConfig):
+            config = config.replace(**kwargs) if kwargs else config
+        else:
+            config = TCDConfig.from_dict(config, **kwargs)
+        self._config = config
+        self.dtype = check_dtype(dtype)
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def config(self) -> TCDConfig:
+        """The immutable, hashable configuration (field for field diffusers' scheduler of the
+        same name: ``TCDScheduler`` / ``LCMScheduler``)."""
+        return self._config
+
+    @property
+    def has_state(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return self._config.num_train_timesteps
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._config!r}, dtype={self.dtype.name})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, FlaxConsistencyScheduler)
+            and other._class_name == self._class_name
+            and other._config == self._config
+            and other.dtype == self.dtype
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._class_name, self._config, self.dtype))
+
+    @classmethod
+    def from_config(
+        cls, config: TCDConfig | Mapping[str, Any], *, dtype: Any = jnp.float32, **kwargs: Any
+    ) -> Self:
+        """A scheduler from a :class:`TCDConfig` or a ``scheduler_config.json``-style mapping
+        (e.g. another diffusers scheduler's ``.config``; unknown keys are ignored)."""
+        return cls(config, dtype=dtype, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
+        subfolder: str | None = None,
+        *,
+        dtype: Any = jnp.float32,
+        **kwargs: Any,
+    ) -> tuple[Self, _S]:
+        """``(scheduler, state)`` from a local folder holding ``scheduler_config.json`` (e.g. a
+        pipeline folder with ``subfolder="scheduler"``) or from a config dict.
+
+        Only local folders are read (no network access): download a Hub repository first, e.g.
+        with ``huggingface_hub.snapshot_download``. ``kwargs`` override config fields. The state
+        is :meth:`create_state`'s (its defaults: the fixed default key, TCD's η = 0.3).
+        """
+        config = load_config(pretrained_model_name_or_path, subfolder)
+        scheduler = cls.from_config(config, dtype=dtype, **kwargs)
+        return scheduler, scheduler.create_state()
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Write ``scheduler_config.json`` in diffusers' format, with ``_class_name`` the
+        diffusers class of the same name (``"TCDScheduler"`` / ``"LCMScheduler"``, so that
+        class's ``from_pretrained`` reads it), and return its path."""
+        data = {"_class_name": self._class_name, "_tcd_core_version": tcd_core.__version__}
+        data.update(self._config.to_dict())
+        return write_config(save_directory, data)
+
+    # ------------------------------------------------------------------ state
+    def create_state(self, key: Any = None) -> _S:
+        raise NotImplementedError
+
+    def _initial_fields(self, key: Any) -> dict[str, Any]:
+        """The fields of a fresh state: the noise schedule, every training timestep
+        (descending), no ``num_inference_steps``, step index -1 and the PRNG ``key``."""
+        n = self._config.num_train_timesteps
+        timesteps = np.arange(n - 1, -1, -1, dtype=np.int64)
+        return dict(
+            common=jax_schedule(self._config),
+            init_noise_sigma=jnp.asarray(1.0, dtype=self.dtype),
+            timesteps=jnp.asarray(timesteps, dtype=jnp.int32),
+            prev_timesteps=jnp.asarray(type(self)._previous_function(timesteps), dtype=jnp.int32),
+            num_inference_steps=None,
+            step_index=jnp.asarray(-1, dtype=jnp.int32),
+            key=state_key(key),
+        )
+
+    def _planned(
+        self,
+        state: _S,
+        num_inference_steps: int | None,
+        original_inference_steps: int | None,
+        timesteps: list[int] | None,
+        strength: float,
+        changes: dict[str, Any],
+    ) -> _S:
+        """``state`` with the plan of ``_plan_function``, the step index reset to -1, and the
+        non-None entries of ``changes`` (``key``, ``eta``) replaced."""
+        plan = type(self)._plan_function(
+            self._config,
+            num_inference_steps,
+            original_inference_steps=original_inference_steps,
+            timesteps=timesteps,
+            strength=strength,
+        )
+        given = {name: value for name, value in changes.items() if value is not None}
+        return state.replace(
+            timesteps=jnp.asarray(plan.timesteps, dtype=jnp.int32),
+            prev_timesteps=jnp.asarray(plan.prev_timesteps, dtype=jnp.int32),
+            num_inference_steps=jnp.asarray(plan.num_inference_steps, dtype=jnp.int32),
+            step_index=jnp.asarray(-1, dtype=jnp.int32),
+            **given,
+        )
+
+    def set_begin_index(self, state: _S, begin_index: int = 0) -> _S:
+        """Start at ``timesteps[begin_index]`` (what img2img pipelines do after slicing)."""
+        return state.replace(step_index=jnp.asarray(begin_index, dtype=jnp.int32))
+
+    def scale_model_input(self, state: _S, sample: jax.Array, timestep: Any = None) -> jax.Array:
+        """The sample unchanged (consistency sampling needs no input scaling); kept for
+        interchangeability."""
+        return sample
+
+    # ------------------------------------------------------------------ the step's bookkeeping
+    @staticmethod
+    def _ready_steps(state: _State) -> jax.Array:
+        """``state.num_inference_steps``; the reference's ValueError before ``set_timesteps``."""
+        if state.num_inference_steps is None:
+            raise ValueError(
+                "Number of inference steps is 'None', you need to run 'set_timesteps' after "
+                "creating the scheduler"
+            )
+        return state.num_inference_steps
+
+    @staticmethod
+    def _position(
+        state: _State, timestep: Any, key: jax.Array | None
+    ) -> tuple[jax.Array, jax.Array, Any, jax.Array]:
+        """(key, step index, timestep, previous timestep) of a step: the state's key unless one
+        is given; the index from the state (found in ``timesteps`` on a fresh state); a host
+        ``timestep`` as given (the reference's double-precision path), else as an array."""
+        key = state.key if key is None else as_typed_key(key)
+        index, t = step_index(state.timesteps, state.step_index, timestep)
+        return key, index, timestep if is_host(timestep) else t, state.prev_timesteps[index]
+
+    def _output(
+        self,
+        state: _S,
+        index: jax.Array,
+        prev_sample: jax.Array,
+        estimate: jax.Array,
+        pred_original_sample: jax.Array,
+        return_dict: bool,
+    ) -> Any:
+        """The step's result with the state's step index advanced past ``index``."""
+        state = state.replace(step_index=index + 1)
+        if not return_dict:
+            return prev_sample, state
+        return self._output_type(prev_sample, state, estimate, pred_original_sample)
+
+    # ------------------------------------------------------------------ forward process
+    def add_noise(
+        self,
+        state: _S,
+        original_samples: jax.Array,
+        noise: jax.Array,
+        timesteps: Any,
+    ) -> jax.Array:
+        """√ᾱₜ·x₀ + √(1−ᾱₜ)·ε per batch element (:func:`tcd_core.add_noise`)."""
+        return add_noise(state.common.alphas_cumprod, original_samples, noise, _index(timesteps))
+
+    def get_velocity(
+        self, state: _S, sample: jax.Array, noise: jax.Array, timesteps: Any
+    ) -> jax.Array:
+        """v = √ᾱₜ·ε − √(1−ᾱₜ)·x₀ (:func:`tcd_core.get_velocity`)."""
+        return get_velocity(state.common.alphas_cumprod, sample, noise, _index(timesteps))
