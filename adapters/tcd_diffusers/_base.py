@@ -7,7 +7,9 @@ per diffusers config object, the plan cache and ``set_timesteps``, the index boo
 (``step_index``, ``begin_index``, ``index_for_timestep``, views of ``timesteps`` recognised
 without a device read), ``previous_timestep``, ``add_noise``, ``get_velocity``. A subclass
 supplies its ``@register_to_config`` constructor (diffusers reads the config fields from it),
-:meth:`ConsistencyScheduler._build_plan` and ``step``.
+its plan and next-timestep rule (``_plan_function``, ``_previous_function``) and ``step``; the
+pieces of a step that do not depend on its maths are here too (``_ready_plan``,
+``_in_place_ok``, ``_cached_coefficients``, ``_general_inputs``).
 
 Host/device split: the plan (timesteps, next timesteps, the step counter) lives on the host as
 Python ints; steps index host lists with the host counter and never read a device value, so on a
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import array_api_compat
 import numpy as np
@@ -26,12 +28,14 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, FrozenDict
 from diffusers.schedulers.scheduling_utils import SCHEDULER_CONFIG_NAME, SchedulerMixin
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 import tcd_core
 
 XP = array_api_compat.array_namespace(torch.empty(0))
 FLOATS = frozenset((torch.float32, torch.float16, torch.bfloat16, torch.float64))
 _PLAN_CACHE_SIZE = 16
+_COEFFICIENT_CACHE_SIZE = 256
 
 _O = TypeVar("_O", bound=BaseOutput)
 _ODICT_SET = OrderedDict.__setitem__
@@ -81,6 +85,11 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
     # Set by diffusers' ``register_to_config`` (declared here for the type checker).
     _internal_dict: FrozenDict
 
+    #: The host plan (:func:`tcd_core.tcd_timesteps` / :func:`tcd_core.lcm_timesteps`).
+    _plan_function: ClassVar[Callable[..., Any]]
+    #: Each step's next timestep for a descending ``timesteps`` array (the plan's own rule).
+    _previous_function: ClassVar[Callable[[np.ndarray], np.ndarray]]
+
     num_inference_steps: int | None
     timesteps: torch.Tensor
     custom_timesteps: bool
@@ -106,8 +115,10 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
         self._plans_owner: tcd_core.TCDConfig | None = None
         self._tables_by_device: dict[torch.device, torch.Tensor] = {}
+        self._coefficients: dict[Any, Any] = {}
+        self._coefficients_table: torch.Tensor | None = None
 
-    # ------------------------------------------------------------------ to be provided
+    # ------------------------------------------------------------------ plan functions
     def _build_plan(
         self,
         core: tcd_core.TCDConfig,
@@ -116,15 +127,28 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         timesteps: list[int] | None,
         strength: float,
     ) -> Plan:
-        """The scheduler's plan (:func:`tcd_core.tcd_timesteps` or :func:`tcd_core.lcm_timesteps`)."""
-        raise NotImplementedError
+        """The scheduler's plan (``_plan_function``: :func:`tcd_core.tcd_timesteps` or
+        :func:`tcd_core.lcm_timesteps`)."""
+        plan = type(self)._plan_function(
+            core,
+            num_inference_steps,
+            original_inference_steps=original_inference_steps,
+            timesteps=timesteps,
+            strength=strength,
+        )
+        return Plan(
+            plan.timesteps, plan.prev_timesteps, plan.num_inference_steps, plan.custom_timesteps
+        )
 
     def _previous_of(self, timesteps: np.ndarray) -> np.ndarray:
-        """Each step's next timestep for a hand-assigned ``timesteps`` array."""
-        raise NotImplementedError
+        """Each step's next timestep for a hand-assigned ``timesteps`` array
+        (``_previous_function``)."""
+        return type(self)._previous_function(timesteps)
 
     def _on_new_config(self) -> None:
-        """Drop caches that depend on the config (called when diffusers replaced it)."""
+        """Drop the step coefficients (called when diffusers replaced the config: a new config
+        may come with a new table or scaling)."""
+        self.__dict__["_coefficients"] = {}
 
     # ------------------------------------------------------------------ config and caches
     def _core_config(self) -> tcd_core.TCDConfig:
@@ -325,6 +349,68 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             "Number of inference steps is 'None', you need to run 'set_timesteps' after "
             "creating the scheduler"
         )
+
+    # ------------------------------------------------------------------ what the steps share
+    def _ready_plan(self) -> tuple[int, Plan]:
+        """(``num_inference_steps``, the plan of ``self.timesteps``) at the start of a step; the
+        reference's error before ``set_timesteps``."""
+        num_steps = self.num_inference_steps
+        if num_steps is None:
+            self._not_ready()
+        plan = self._plan
+        if plan is None or self.timesteps is not self._plan_tensor:
+            plan = self._adopt_timesteps()
+        return num_steps, plan
+
+    @staticmethod
+    def _in_place_ok(model_output: torch.Tensor, sample: torch.Tensor) -> bool:
+        """Whether the precomputed-coefficient step may run on these tensors: one floating
+        dtype, one shape, no autograd (its ``out=`` writes break autograd)."""
+        return (
+            model_output.dtype is sample.dtype
+            and sample.dtype in FLOATS
+            and model_output.shape == sample.shape
+            and not (model_output.requires_grad or sample.requires_grad)
+        )
+
+    def _cached_coefficients(self, key: Any, compute: Callable[[torch.Tensor], Any]) -> Any:
+        """The step coefficients for ``key``, ``compute(alphas_cumprod)`` once per key while
+        the table is the same object (``add_noise`` moves it; a user may replace it)."""
+        table = self.alphas_cumprod
+        if self._coefficients_table is not table:
+            self._coefficients = {}
+            self._coefficients_table = table
+        found = self._coefficients.get(key)
+        if found is None:
+            if len(self._coefficients) >= _COEFFICIENT_CACHE_SIZE:
+                self._coefficients.clear()
+            found = self._coefficients[key] = compute(table)
+        return found
+
+    def _general_inputs(
+        self,
+        model_output: torch.Tensor,
+        sample: torch.Tensor,
+        t: Any,
+        draw: bool,
+        generator: Any,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(noise, ᾱ table) for the core's general step: the shapes checked before any noise is
+        drawn; the noise (when ``draw``) in the promoted dtype of the two tensors, as the
+        reference draws it; the table on the device of a tensor ``t``."""
+        if model_output.shape != sample.shape:
+            raise ValueError(
+                f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
+                f"got {tuple(model_output.shape)}"
+            )
+        noise = None
+        if draw:
+            dtype = torch.promote_types(model_output.dtype, sample.dtype)
+            noise = randn_tensor(
+                model_output.shape, generator=generator, device=model_output.device, dtype=dtype
+            )
+        table = self._table_on(t.device) if isinstance(t, torch.Tensor) else self.alphas_cumprod
+        return noise, table
 
     # ------------------------------------------------------------------ forward process
     def add_noise(

@@ -21,17 +21,13 @@ from diffusers.utils.torch_utils import randn_tensor
 
 import tcd_core
 
-from ._base import FLOATS, ConsistencyScheduler, Plan, fast_output
+from ._base import ConsistencyScheduler, fast_output
 from ._coefficients import lcm_denoised, lcm_renoise
 
 __all__ = ["LCMScheduler", "LCMSchedulerOutput"]
 
-_COEFFICIENT_CACHE_SIZE = 256
-
 #: ``LCMSchedulerOutput(prev_sample=..., denoised=...)`` without the dataclass machinery
 _output = fast_output(LCMSchedulerOutput, "prev_sample", "denoised")
-
-_CoefficientKey = tuple[int, int, bool, Any]
 
 
 class LCMScheduler(ConsistencyScheduler):
@@ -72,6 +68,8 @@ class LCMScheduler(ConsistencyScheduler):
     """
 
     order = 1
+    _plan_function = tcd_core.lcm_timesteps
+    _previous_function = tcd_core.lcm_previous_timesteps
 
     @register_to_config
     def __init__(
@@ -95,34 +93,6 @@ class LCMScheduler(ConsistencyScheduler):
         rescale_betas_zero_snr: bool = False,
     ) -> None:
         self._setup(num_train_timesteps)
-        self._coefficients: dict[_CoefficientKey, tcd_core.LCMCoefficients] = {}
-        self._coefficients_table: torch.Tensor | None = None
-
-    def _build_plan(
-        self,
-        core: tcd_core.TCDConfig,
-        num_inference_steps: int | None,
-        original_inference_steps: int | None,
-        timesteps: list[int] | None,
-        strength: float,
-    ) -> Plan:
-        """:func:`tcd_core.lcm_timesteps`."""
-        plan = tcd_core.lcm_timesteps(
-            core,
-            num_inference_steps,
-            original_inference_steps=original_inference_steps,
-            timesteps=timesteps,
-            strength=strength,
-        )
-        return Plan(
-            plan.timesteps, plan.prev_timesteps, plan.num_inference_steps, plan.custom_timesteps
-        )
-
-    def _previous_of(self, timesteps: np.ndarray) -> np.ndarray:
-        return tcd_core.lcm_previous_timesteps(timesteps)
-
-    def _on_new_config(self) -> None:
-        self.__dict__["_coefficients"] = {}  # a new config may come with a new table or scaling
 
     def get_scalings_for_boundary_condition_discrete(self, timestep: Any) -> tuple[Any, Any]:
         """The consistency boundary conditions (c_skip, c_out) at ``timestep``
@@ -157,12 +127,7 @@ class LCMScheduler(ConsistencyScheduler):
         Raises:
             ValueError: before ``set_timesteps``; a first timestep that is not in the schedule.
         """
-        num_steps = self.num_inference_steps
-        if num_steps is None:
-            self._not_ready()
-        plan = self._plan
-        if plan is None or self.timesteps is not self._plan_tensor:
-            plan = self._adopt_timesteps()
+        num_steps, plan = self._ready_plan()
         index = self._step_index
         if index is None:
             index = self._first_step_index(timestep)  # stored once the step succeeded
@@ -189,18 +154,8 @@ class LCMScheduler(ConsistencyScheduler):
         # the reference's "previous" timestep after the last entry is the timestep argument
         prev_timestep: Any = plan.prev[index] if index + 1 < len(plan.timesteps) else t
 
-        state = self.__dict__["_core_cache"]
-        if state[0] is not self._internal_dict:
-            state = self._core_state()
-        core, fast = state[1], state[2]
-        if (
-            fast
-            and t.__class__ is int
-            and model_output.dtype is sample.dtype
-            and sample.dtype in FLOATS
-            and model_output.shape == sample.shape
-            and not (model_output.requires_grad or sample.requires_grad)  # out= breaks autograd
-        ):
+        _, core, fast = self._core_state()
+        if fast and t.__class__ is int and self._in_place_ok(model_output, sample):
             coefficients = self._step_coefficients(t, prev_timestep, final, source, core)
             denoised, scratch = lcm_denoised(
                 coefficients, model_output, sample, core.prediction_type
@@ -238,21 +193,7 @@ class LCMScheduler(ConsistencyScheduler):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The general path: :func:`tcd_core.lcm_step` itself (clipping/thresholding, device
         timesteps, mixed dtypes, autograd)."""
-        if model_output.shape != sample.shape:  # checked before any noise is drawn
-            raise ValueError(
-                f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
-                f"got {tuple(model_output.shape)}"
-            )
-        noise = None
-        if not final:
-            # The reference draws with its denoised sample's dtype: the promoted one.
-            dtype = torch.promote_types(model_output.dtype, sample.dtype)
-            noise = randn_tensor(
-                model_output.shape, generator=generator, device=model_output.device, dtype=dtype
-            )
-        table = self.alphas_cumprod
-        if isinstance(t, torch.Tensor):
-            table = self._table_on(t.device)
+        noise, table = self._general_inputs(model_output, sample, t, not final, generator)
         out = tcd_core.lcm_step(
             model_output, t, sample, prev_timestep, table, noise, final=final, config=core
         )
@@ -264,23 +205,20 @@ class LCMScheduler(ConsistencyScheduler):
         """The step's coefficients, computed once per (t, p, final, timestep device): ᾱ roots on
         the table's device, c_skip/c_out from the timestep tensor on its device (where the
         reference computes each)."""
-        table = self.alphas_cumprod
-        if self._coefficients_table is not table:  # add_noise moved it, or a user replaced it
-            self._coefficients = {}
-            self._coefficients_table = table
         device = None if source is None else source.device
-        key = (t, p, final, device)
-        found = self._coefficients.get(key)
-        if found is None:
-            if len(self._coefficients) >= _COEFFICIENT_CACHE_SIZE:
-                self._coefficients.clear()
+
+        def compute(table: torch.Tensor) -> tcd_core.LCMCoefficients:
             found = tcd_core.lcm_step_coefficients(
                 table, t, p, final=final, timestep_scaling=core.timestep_scaling
             )
-            if source is not None:
-                c_skip, c_out = tcd_core.boundary_condition_scalings(
-                    source.detach(), core.timestep_scaling
-                )
-                found = found._replace(c_skip=c_skip, c_out=c_out)
-            self._coefficients[key] = found
-        return found
+            if source is None:
+                return found
+            c_skip, c_out = tcd_core.boundary_condition_scalings(
+                source.detach(), core.timestep_scaling
+            )
+            return found._replace(c_skip=c_skip, c_out=c_out)
+
+        coefficients: tcd_core.LCMCoefficients = self._cached_coefficients(
+            (t, p, final, device), compute
+        )
+        return coefficients

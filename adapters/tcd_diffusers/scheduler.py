@@ -27,12 +27,10 @@ from diffusers.utils.torch_utils import randn_tensor
 
 import tcd_core
 
-from ._base import FLOATS, ConsistencyScheduler, Plan, fast_output
+from ._base import ConsistencyScheduler, fast_output
 from ._coefficients import noised_sample, renoise
 
 __all__ = ["TCDScheduler", "TCDSchedulerOutput"]
-
-_COEFFICIENT_CACHE_SIZE = 256
 
 #: ``TCDSchedulerOutput(prev_sample=..., pred_noised_sample=...)`` without the dataclass machinery
 _output = fast_output(TCDSchedulerOutput, "prev_sample", "pred_noised_sample")
@@ -44,12 +42,6 @@ def _checked_eta(eta: Any) -> Any:
         eta = eta.item()  # the reference compares it in Python too (a read)
     tcd_core.check_eta(eta)
     return eta
-
-
-def _plan_of(plan: tcd_core.TCDPlan) -> Plan:
-    return Plan(
-        plan.timesteps, plan.prev_timesteps, plan.num_inference_steps, plan.custom_timesteps
-    )
 
 
 class TCDScheduler(ConsistencyScheduler):
@@ -87,6 +79,8 @@ class TCDScheduler(ConsistencyScheduler):
     """
 
     order = 1
+    _plan_function = tcd_core.tcd_timesteps
+    _previous_function = tcd_core.previous_timesteps
 
     @register_to_config
     def __init__(
@@ -110,33 +104,6 @@ class TCDScheduler(ConsistencyScheduler):
         rescale_betas_zero_snr: bool = False,
     ) -> None:
         self._setup(num_train_timesteps)
-        self._coefficients: dict[tuple[int, int, float], tcd_core.StepCoefficients] = {}
-        self._coefficients_table: torch.Tensor | None = None
-
-    def _build_plan(
-        self,
-        core: tcd_core.TCDConfig,
-        num_inference_steps: int | None,
-        original_inference_steps: int | None,
-        timesteps: list[int] | None,
-        strength: float,
-    ) -> Plan:
-        """:func:`tcd_core.tcd_timesteps`."""
-        return _plan_of(
-            tcd_core.tcd_timesteps(
-                core,
-                num_inference_steps,
-                original_inference_steps=original_inference_steps,
-                timesteps=timesteps,
-                strength=strength,
-            )
-        )
-
-    def _previous_of(self, timesteps: np.ndarray) -> np.ndarray:
-        return tcd_core.previous_timesteps(timesteps)
-
-    def _on_new_config(self) -> None:
-        self.__dict__["_coefficients"] = {}  # a new config may come with a new table
 
     # ------------------------------------------------------------------ the step
     def step(
@@ -164,12 +131,7 @@ class TCDScheduler(ConsistencyScheduler):
             ValueError: before ``set_timesteps``; η outside [0, 1]; a first timestep that is not
                 in the schedule.
         """
-        num_steps = self.num_inference_steps
-        if num_steps is None:
-            self._not_ready()
-        plan = self._plan
-        if plan is None or self.timesteps is not self._plan_tensor:
-            plan = self._adopt_timesteps()
+        num_steps, plan = self._ready_plan()
         if eta.__class__ is not float or not 0.0 <= eta <= 1.0:
             eta = _checked_eta(eta)
         index = self._step_index
@@ -191,19 +153,12 @@ class TCDScheduler(ConsistencyScheduler):
         else:
             t = timestep
 
-        state = self.__dict__["_core_cache"]
-        if state[0] is not self._internal_dict:
-            state = self._core_state()
-        core, fast = state[1], state[2]
-        if (
-            fast
-            and t.__class__ is int
-            and model_output.dtype is sample.dtype
-            and sample.dtype in FLOATS
-            and model_output.shape == sample.shape
-            and not (model_output.requires_grad or sample.requires_grad)  # out= breaks autograd
-        ):
-            coefficients = self._step_coefficients(t, prev_timestep, eta)
+        _, core, fast = self._core_state()
+        if fast and t.__class__ is int and self._in_place_ok(model_output, sample):
+            coefficients = self._cached_coefficients(
+                (t, prev_timestep, eta),
+                lambda table: tcd_core.step_coefficients(table, t, prev_timestep, eta),
+            )
             pred_noised_sample, scratch = noised_sample(
                 coefficients, model_output, sample, core.prediction_type
             )
@@ -240,38 +195,8 @@ class TCDScheduler(ConsistencyScheduler):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The general path: :func:`tcd_core.tcd_step` itself (clipping/thresholding, device
         timesteps that are not views of ``timesteps``, mixed dtypes)."""
-        if model_output.shape != sample.shape:  # checked before any noise is drawn
-            raise ValueError(
-                f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
-                f"got {tuple(model_output.shape)}"
-            )
-        noise = None
-        if draw:
-            # The reference draws with its pred_noised_sample's dtype: the promoted one.
-            dtype = torch.promote_types(model_output.dtype, sample.dtype)
-            noise = randn_tensor(
-                model_output.shape, generator=generator, device=model_output.device, dtype=dtype
-            )
-        table = self.alphas_cumprod
-        if isinstance(t, torch.Tensor):
-            table = self._table_on(t.device)
+        noise, table = self._general_inputs(model_output, sample, t, draw, generator)
         out = tcd_core.tcd_step(
             model_output, t, sample, prev_timestep, table, eta=eta, noise=noise, config=core
         )
         return out.prev_sample, out.pred_noised_sample
-
-    def _step_coefficients(self, t: int, p: int, eta: float) -> tcd_core.StepCoefficients:
-        """0-d coefficients of the step t → p at η, computed once, on the table's device (where
-        the reference computes them too)."""
-        table = self.alphas_cumprod
-        if self._coefficients_table is not table:  # add_noise moved it, or a user replaced it
-            self._coefficients = {}
-            self._coefficients_table = table
-        key = (t, p, eta)
-        found = self._coefficients.get(key)
-        if found is None:
-            if len(self._coefficients) >= _COEFFICIENT_CACHE_SIZE:
-                self._coefficients.clear()
-            found = tcd_core.step_coefficients(table, t, p, eta)
-            self._coefficients[key] = found
-        return found
