@@ -362,6 +362,26 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             plan = self._adopt_timesteps()
         return num_steps, plan
 
+    def _resolve_timestep(self, timestep: Any, plan: Plan) -> tuple[Any, torch.Tensor | None]:
+        """(t, source): which t the caller means, and the 0-d tensor it was read from.
+
+        Views of ``self.timesteps`` (what pipelines pass) are looked up in the host plan, CPU 0-d
+        tensors read (no device read either way); ``source`` is then that tensor (LCM computes
+        float32 c_skip/c_out from it, on its device). NumPy integers become ints, other host
+        numbers stay as given (``source`` None). Any other tensor is t itself, for the core's
+        gather on its device, so nothing is read back (``source`` None).
+        """
+        view: Any = timestep
+        if getattr(view, "_base", None) is self.timesteps and view.ndim == 0:
+            return plan.timesteps[view.storage_offset() - self.timesteps.storage_offset()], view
+        if isinstance(timestep, torch.Tensor):
+            if timestep.device.type == "cpu" and not timestep.ndim:
+                return timestep.item(), timestep
+            return timestep, None
+        if isinstance(timestep, np.integer):
+            return int(timestep), None
+        return timestep, None
+
     @staticmethod
     def _in_place_ok(model_output: torch.Tensor, sample: torch.Tensor) -> bool:
         """Whether the precomputed-coefficient step may run on these tensors: one floating

@@ -133,24 +133,9 @@ class LCMScheduler(ConsistencyScheduler):
             index = self._first_step_index(timestep)  # stored once the step succeeded
         final = index == num_steps - 1
 
-        # Which t does the caller mean, and in which form? Views of self.timesteps (what
-        # pipelines pass) and CPU tensors are known on the host, but their c_skip/c_out are
-        # float32 computed from the tensor, on its device (`source`); host numbers give doubles
-        # (`source` None). Any other device tensor goes to the core whole, so nothing is read.
-        view: Any = timestep
-        source: Any = None
-        if getattr(view, "_base", None) is self.timesteps and view.ndim == 0:
-            t: Any = plan.timesteps[view.storage_offset() - self.timesteps.storage_offset()]
-            source = view
-        elif isinstance(timestep, torch.Tensor):
-            if timestep.device.type == "cpu" and not timestep.ndim:
-                t, source = timestep.item(), timestep
-            else:
-                t = timestep
-        elif isinstance(timestep, np.integer):
-            t = int(timestep)
-        else:
-            t = timestep
+        # Host numbers give double-precision c_skip/c_out (`source` None); a view of
+        # self.timesteps or a CPU tensor gives float32 ones computed from it (`source`).
+        t, source = self._resolve_timestep(timestep, plan)
         # the reference's "previous" timestep after the last entry is the timestep argument
         prev_timestep: Any = plan.prev[index] if index + 1 < len(plan.timesteps) else t
 

@@ -140,19 +140,8 @@ class TCDScheduler(ConsistencyScheduler):
         prev_timestep = plan.prev[index] if index < len(plan.prev) else 0
         draw = tcd_core.draws_noise(index, eta, num_steps)
 
-        # Which t does the caller mean? Views of self.timesteps (what pipelines pass) and host
-        # numbers are known on the host; any other device tensor goes to the core's gather, on
-        # the device, so nothing is read back.
-        view: Any = timestep
-        if getattr(view, "_base", None) is self.timesteps and view.ndim == 0:
-            t: Any = plan.timesteps[view.storage_offset() - self.timesteps.storage_offset()]
-        elif isinstance(timestep, torch.Tensor):
-            t = timestep if timestep.device.type != "cpu" or timestep.ndim else timestep.item()
-        elif isinstance(timestep, np.integer):
-            t = int(timestep)
-        else:
-            t = timestep
-
+        # Views of self.timesteps and CPU tensors become host ints; device tensors stay on device.
+        t, _ = self._resolve_timestep(timestep, plan)
         _, core, fast = self._core_state()
         if fast and t.__class__ is int and self._in_place_ok(model_output, sample):
             coefficients = self._cached_coefficients(
