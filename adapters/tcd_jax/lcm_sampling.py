@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from tcd_core import LCMPlan, TCDConfig, lcm_timesteps
 
+from ._loop import (
+    FULL_UNROLL_MAX_STEPS,
+    checked_begin,
+    checked_config,
+    host_plans,
+    host_rows,
+    loop_inputs,
+    step_config,
+)
+from ._scheduler_base import host_schedule
 from .lcm_step import jax_lcm_step_keyed
-from .sampling import _FULL_UNROLL_MAX_STEPS, SamplingPlan, _step_config, stack_plans
-from .scheduler import host_schedule
+from .sampling import SamplingPlan, stack_plans
 
 __all__ = ["LCMSamplingPlan", "lcm_sampling_plan", "sample_lcm"]
-
-_DEFAULT_CONFIG = TCDConfig()
 
 
 class LCMSamplingPlan(NamedTuple):
@@ -72,15 +78,8 @@ class LCMSamplingPlan(NamedTuple):
                 f"`plan` must be a tcd_core.LCMPlan (tcd_core.lcm_timesteps), "
                 f"got {type(plan).__name__}"
             )
-        n = len(plan.timesteps)
-        if not 0 <= begin_index < n:
-            raise ValueError(f"`begin_index` must be in [0, {n}), got {begin_index}")
-        return cls(
-            np.asarray(plan.timesteps[begin_index:], dtype=np.int32),
-            np.asarray(plan.prev_timesteps[begin_index:], dtype=np.int32),
-            plan.final_steps(begin_index),
-            begin_index,
-        )
+        checked_begin(plan, begin_index)
+        return cls(*host_rows(plan, begin_index, plan.final_steps(begin_index)))
 
     @classmethod
     def stack(cls, plans: Sequence[LCMSamplingPlan | LCMPlan]) -> LCMSamplingPlan:
@@ -112,20 +111,12 @@ def lcm_sampling_plan(
         >>> tcd_jax.lcm_sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
         [[999, 499], [499, 259]]
     """
-    config = _DEFAULT_CONFIG if config is None else config
-
-    def plan_for(strength: float) -> LCMPlan:
-        return lcm_timesteps(
-            config,
-            num_inference_steps,
-            original_inference_steps=original_inference_steps,
-            timesteps=timesteps,
-            strength=strength,
-        )
-
-    if isinstance(strength, (list, tuple, np.ndarray)):
-        return LCMSamplingPlan.stack([plan_for(float(s)) for s in strength])
-    return LCMSamplingPlan.from_plan(plan_for(cast(float, strength)))
+    plans = host_plans(
+        lcm_timesteps, config, num_inference_steps, original_inference_steps, timesteps, strength
+    )
+    if isinstance(plans, list):
+        return LCMSamplingPlan.stack(plans)
+    return LCMSamplingPlan.from_plan(plans)
 
 
 def _as_plan(plan: Any) -> LCMSamplingPlan:
@@ -179,30 +170,9 @@ def sample_lcm(
         >>> tcd_jax.sample_lcm(model, x, jax.random.key(1), plan).shape
         (2, 4, 8, 8)
     """
-    config = _DEFAULT_CONFIG if config is None else config
-    if not isinstance(config, TCDConfig):
-        raise ValueError(f"`config` must be a tcd_core.TCDConfig, got {type(config).__name__}")
+    config = checked_config(config)
     plan = _as_plan(plan)
-    latents = jnp.asarray(latents) if not isinstance(latents, jax.Array) else latents
-    if not jnp.issubdtype(latents.dtype, jnp.floating):
-        raise ValueError(f"`latents` must be a floating-point array, got {latents.dtype}")
-    if np.ndim(plan.timesteps) not in (1, 2):
-        raise ValueError(
-            f"plan arrays must be (steps,) or (steps, B), got {np.shape(plan.timesteps)}"
-        )
-    batch = latents.shape[0] if latents.ndim else 1
-    if np.ndim(plan.timesteps) == 2 and plan.timesteps.shape[1] != batch:
-        raise ValueError(
-            f"per-sample plan has {plan.timesteps.shape[1]} columns for a batch of {batch}"
-        )
-    # Host plans and tables go to the jitted loop as NumPy: its dispatch transfers them.
-    xp = np if all(isinstance(a, np.ndarray) for a in plan[:3]) else jnp
-    plan = LCMSamplingPlan(
-        xp.asarray(plan.timesteps, dtype=np.int32),
-        xp.asarray(plan.prev_timesteps, dtype=np.int32),
-        xp.asarray(plan.final, dtype=bool),
-        xp.asarray(plan.begin_index, dtype=np.int32),
-    )
+    latents, plan, _ = loop_inputs(latents, plan)
     alphas_cumprod = host_schedule(config).alphas_cumprod
     return _lcm_loop(model_fn, _lcm_step_config(config), latents, key, plan, alphas_cumprod)
 
@@ -210,7 +180,7 @@ def sample_lcm(
 def _lcm_step_config(config: TCDConfig) -> TCDConfig:
     """The fields the traced LCM step reads (TCD's plus ``timestep_scaling``); the schedule
     enters as an array, so configs that differ only in their noise schedule share a loop."""
-    return _step_config(config).replace(timestep_scaling=config.timestep_scaling)
+    return step_config(config).replace(timestep_scaling=config.timestep_scaling)
 
 
 @functools.partial(jax.jit, static_argnames=("model_fn", "config"))
@@ -234,6 +204,6 @@ def _lcm_loop(
     # the step's lax.cond on the traced `final` mask. Few-step loops are unrolled, as TCD's are.
     index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
     rows = (index, plan.timesteps, plan.prev_timesteps, plan.final)
-    unroll = steps <= _FULL_UNROLL_MAX_STEPS
+    unroll = steps <= FULL_UNROLL_MAX_STEPS
     x, _ = jax.lax.scan(body, latents, rows, unroll=unroll)
     return x

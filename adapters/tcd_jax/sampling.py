@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,15 +19,19 @@ import numpy as np
 
 from tcd_core import TCDConfig, TCDPlan, tcd_timesteps
 
+from ._loop import (
+    FULL_UNROLL_MAX_STEPS,
+    checked_begin,
+    checked_config,
+    host_plans,
+    host_rows,
+    loop_inputs,
+    step_config,
+)
+from ._scheduler_base import host_schedule
 from ._step import eta_arrays, jax_tcd_step, jax_tcd_step_keyed
-from .scheduler import host_schedule
 
 __all__ = ["SamplingPlan", "sample", "sampling_plan", "stack_plans"]
-
-_DEFAULT_CONFIG = TCDConfig()
-#: Loops with at most this many scanned steps are fully unrolled (longer ones stay a rolled scan,
-#: to bound compile time).
-_FULL_UNROLL_MAX_STEPS = 16
 
 
 class SamplingPlan(NamedTuple):
@@ -55,16 +59,8 @@ class SamplingPlan(NamedTuple):
     @classmethod
     def from_plan(cls, plan: TCDPlan, begin_index: int = 0) -> SamplingPlan:
         """From a host :class:`tcd_core.TCDPlan`, optionally starting at ``begin_index``."""
-        n = len(plan.timesteps)
-        if not 0 <= begin_index < n:
-            raise ValueError(f"`begin_index` must be in [0, {n}), got {begin_index}")
-        index = np.arange(begin_index, n)
-        return cls(
-            np.asarray(plan.timesteps[begin_index:], dtype=np.int32),
-            np.asarray(plan.prev_timesteps[begin_index:], dtype=np.int32),
-            index == plan.num_inference_steps - 1,
-            begin_index,
-        )
+        index = np.arange(checked_begin(plan, begin_index), len(plan.timesteps))
+        return cls(*host_rows(plan, begin_index, index == plan.num_inference_steps - 1))
 
 
 def stack_plans(plans: Sequence[SamplingPlan | TCDPlan]) -> SamplingPlan:
@@ -107,20 +103,12 @@ def sampling_plan(
         >>> tcd_jax.sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
         [[999, 499], [499, 259]]
     """
-    config = _DEFAULT_CONFIG if config is None else config
-
-    def plan_for(strength: float) -> TCDPlan:
-        return tcd_timesteps(
-            config,
-            num_inference_steps,
-            original_inference_steps=original_inference_steps,
-            timesteps=timesteps,
-            strength=strength,
-        )
-
-    if isinstance(strength, (list, tuple, np.ndarray)):
-        return stack_plans([plan_for(float(s)) for s in strength])
-    return SamplingPlan.from_plan(plan_for(cast(float, strength)))
+    plans = host_plans(
+        tcd_timesteps, config, num_inference_steps, original_inference_steps, timesteps, strength
+    )
+    if isinstance(plans, list):
+        return stack_plans(plans)
+    return SamplingPlan.from_plan(plans)
 
 
 def _as_plan(plan: Any) -> SamplingPlan:
@@ -173,50 +161,15 @@ def sample(
         >>> y.shape
         (2, 4, 8, 8)
     """
-    config = _DEFAULT_CONFIG if config is None else config
-    if not isinstance(config, TCDConfig):
-        raise ValueError(f"`config` must be a tcd_core.TCDConfig, got {type(config).__name__}")
+    config = checked_config(config)
     plan = _as_plan(plan)
     eta_f32, one_minus = eta_arrays(eta)
-    latents = jnp.asarray(latents) if not isinstance(latents, jax.Array) else latents
-    if not jnp.issubdtype(latents.dtype, jnp.floating):
-        raise ValueError(f"`latents` must be a floating-point array, got {latents.dtype}")
-    batch = latents.shape[0] if latents.ndim else 1
-    if np.ndim(plan.timesteps) == 2 and plan.timesteps.shape[1] != batch:
-        raise ValueError(
-            f"per-sample plan has {plan.timesteps.shape[1]} columns for a batch of {batch}"
-        )
-    if np.ndim(plan.timesteps) not in (1, 2):
-        raise ValueError(
-            f"plan arrays must be (steps,) or (steps, B), got {np.shape(plan.timesteps)}"
-        )
+    latents, plan, batch = loop_inputs(latents, plan)
     if eta_f32.ndim == 1 and eta_f32.shape[0] != batch:
         raise ValueError(f"per-batch `eta` has {eta_f32.shape[0]} entries for a batch of {batch}")
-    # Host (NumPy) plans and tables go to the jitted loop as they are: its dispatch transfers
-    # them, which costs less than converting each with jnp.asarray first.
-    xp = np if all(isinstance(a, np.ndarray) for a in plan[:3]) else jnp
-    plan = SamplingPlan(
-        xp.asarray(plan.timesteps, dtype=np.int32),
-        xp.asarray(plan.prev_timesteps, dtype=np.int32),
-        xp.asarray(plan.final, dtype=bool),
-        xp.asarray(plan.begin_index, dtype=np.int32),
-    )
     alphas_cumprod = host_schedule(config).alphas_cumprod
     return _sample_loop(
-        model_fn, _step_config(config), latents, key, plan, eta_f32, one_minus, alphas_cumprod
-    )
-
-
-def _step_config(config: TCDConfig) -> TCDConfig:
-    """The fields the traced step reads; the schedule enters as an array, so configs that differ
-    only in their noise schedule share one compiled loop."""
-    return TCDConfig(
-        prediction_type=config.prediction_type,
-        clip_sample=config.clip_sample,
-        clip_sample_range=config.clip_sample_range,
-        thresholding=config.thresholding,
-        dynamic_thresholding_ratio=config.dynamic_thresholding_ratio,
-        sample_max_value=config.sample_max_value,
+        model_fn, step_config(config), latents, key, plan, eta_f32, one_minus, alphas_cumprod
     )
 
 
@@ -250,7 +203,7 @@ def _sample_loop(
     rows = (index, plan.timesteps, plan.prev_timesteps, plan.final)
     # Few-step loops (TCD's 2-8 steps) are unrolled: XLA then schedules the steps' draws and
     # updates together, which measured 1.2x (threefry) to 2.5x (rbg) faster per step on CPU.
-    unroll = steps - 1 <= _FULL_UNROLL_MAX_STEPS
+    unroll = steps - 1 <= FULL_UNROLL_MAX_STEPS
     x, _ = jax.lax.scan(body, latents, tuple(r[:-1] for r in rows), unroll=unroll)
     t, p = plan.timesteps[-1], plan.prev_timesteps[-1]
     last = jax_tcd_step(model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, config)

@@ -1,0 +1,127 @@
+"""What the compiled loops of :func:`tcd_jax.sample` and :func:`tcd_jax.sample_lcm` share
+(private): host plans per strength, a plan's rows from its begin index, the checks and dtype
+conversions of a loop's inputs, and the config fields a traced step reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tcd_core import LCMPlan, TCDConfig, TCDPlan
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "FULL_UNROLL_MAX_STEPS",
+    "checked_begin",
+    "checked_config",
+    "host_plans",
+    "host_rows",
+    "loop_inputs",
+    "step_config",
+]
+
+DEFAULT_CONFIG = TCDConfig()
+_P = TypeVar("_P", TCDPlan, LCMPlan)
+#: Loops with at most this many scanned steps are fully unrolled (longer ones stay a rolled scan,
+#: to bound compile time).
+FULL_UNROLL_MAX_STEPS = 16
+
+
+def checked_begin(plan: TCDPlan | LCMPlan, begin_index: int) -> int:
+    """``begin_index``; ValueError unless it is a row of ``plan``."""
+    n = len(plan.timesteps)
+    if not 0 <= begin_index < n:
+        raise ValueError(f"`begin_index` must be in [0, {n}), got {begin_index}")
+    return begin_index
+
+
+def host_rows(
+    plan: TCDPlan | LCMPlan, begin_index: int, final: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The rows of a host plan from ``begin_index`` on, as a sampling plan's fields."""
+    return (
+        np.asarray(plan.timesteps[begin_index:], dtype=np.int32),
+        np.asarray(plan.prev_timesteps[begin_index:], dtype=np.int32),
+        final,
+        begin_index,
+    )
+
+
+def host_plans(
+    plan_function: Callable[..., _P],
+    config: TCDConfig | None,
+    num_inference_steps: int | None,
+    original_inference_steps: int | None,
+    timesteps: Sequence[int] | None,
+    strength: float | Sequence[float],
+) -> _P | list[_P]:
+    """``plan_function``'s host plan, or one per strength when ``strength`` is a sequence."""
+    config = DEFAULT_CONFIG if config is None else config
+
+    def plan_for(strength: float) -> _P:
+        return plan_function(
+            config,
+            num_inference_steps,
+            original_inference_steps=original_inference_steps,
+            timesteps=timesteps,
+            strength=strength,
+        )
+
+    if isinstance(strength, (list, tuple, np.ndarray)):
+        return [plan_for(float(s)) for s in strength]
+    return plan_for(cast(float, strength))
+
+
+def checked_config(config: Any) -> TCDConfig:
+    """``config``, default ``TCDConfig()``; ValueError for anything but a TCDConfig."""
+    config = DEFAULT_CONFIG if config is None else config
+    if not isinstance(config, TCDConfig):
+        raise ValueError(f"`config` must be a tcd_core.TCDConfig, got {type(config).__name__}")
+    return config
+
+
+_Rows = TypeVar("_Rows", bound=tuple[Any, ...])
+
+
+def loop_inputs(latents: Any, plan: _Rows) -> tuple[jax.Array, _Rows, int]:
+    """(latents, plan, batch size) for a compiled loop: the latents checked (floating point),
+    the plan's shape checked against them, and its rows in the loop's dtypes (``plan``'s type:
+    :class:`SamplingPlan` or ``LCMSamplingPlan``)."""
+    latents = jnp.asarray(latents) if not isinstance(latents, jax.Array) else latents
+    if not jnp.issubdtype(latents.dtype, jnp.floating):
+        raise ValueError(f"`latents` must be a floating-point array, got {latents.dtype}")
+    timesteps = plan[0]
+    batch = latents.shape[0] if latents.ndim else 1
+    if np.ndim(timesteps) == 2 and timesteps.shape[1] != batch:
+        raise ValueError(f"per-sample plan has {timesteps.shape[1]} columns for a batch of {batch}")
+    if np.ndim(timesteps) not in (1, 2):
+        raise ValueError(f"plan arrays must be (steps,) or (steps, B), got {np.shape(timesteps)}")
+    # Host (NumPy) plans and tables go to the jitted loop as they are: its dispatch transfers
+    # them, which costs less than converting each with jnp.asarray first.
+    xp = np if all(isinstance(a, np.ndarray) for a in plan[:3]) else jnp
+    make = cast(Callable[..., _Rows], type(plan))  # a NamedTuple class: positional fields
+    rows = make(
+        xp.asarray(plan[0], dtype=np.int32),
+        xp.asarray(plan[1], dtype=np.int32),
+        xp.asarray(plan[2], dtype=bool),
+        xp.asarray(plan[3], dtype=np.int32),
+    )
+    return latents, rows, batch
+
+
+def step_config(config: TCDConfig) -> TCDConfig:
+    """The fields the traced step reads; the schedule enters as an array, so configs that differ
+    only in their noise schedule share one compiled loop."""
+    return TCDConfig(
+        prediction_type=config.prediction_type,
+        clip_sample=config.clip_sample,
+        clip_sample_range=config.clip_sample_range,
+        thresholding=config.thresholding,
+        dynamic_thresholding_ratio=config.dynamic_thresholding_ratio,
+        sample_max_value=config.sample_max_value,
+    )
