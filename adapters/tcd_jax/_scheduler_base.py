@@ -109,6 +109,7 @@ class FlaxConsistencyScheduler(Generic[_S]):
 
     @property
     def has_state(self) -> bool:
+        """Always true: diffusers' Flax loaders check it before calling ``create_state``."""
         return True
 
     def __len__(self) -> int:

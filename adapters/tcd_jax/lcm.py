@@ -57,6 +57,7 @@ class FlaxLCMSchedulerState(StateMixin):
 
     @property
     def alphas_cumprod(self) -> jax.Array:
+        """The float32 ᾱ table (``common.alphas_cumprod``)."""
         return self.common.alphas_cumprod
 
     def replace(self, **changes: Any) -> FlaxLCMSchedulerState:

@@ -54,6 +54,7 @@ class SamplingPlan(NamedTuple):
 
     @property
     def num_steps(self) -> int:
+        """The number of rows (steps) the loop runs."""
         return int(self.timesteps.shape[0])
 
     @classmethod

@@ -75,6 +75,7 @@ class FlaxTCDSchedulerState(StateMixin):
 
     @property
     def alphas_cumprod(self) -> jax.Array:
+        """The float32 ᾱ table (``common.alphas_cumprod``)."""
         return self.common.alphas_cumprod
 
     def replace(self, **changes: Any) -> FlaxTCDSchedulerState:

@@ -23,6 +23,20 @@ def _mkdocs(*args, cwd=ROOT):
     )
 
 
+def _own_public_methods(cls: type) -> list[str]:
+    """Public methods and properties that one of our classes (not diffusers') defines for ``cls``."""
+    out = []
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("tcd_"):
+            continue
+        for member, value in vars(klass).items():
+            if member.startswith("_") or member in out:
+                continue
+            if callable(value) or isinstance(value, (property, classmethod, staticmethod)):
+                out.append(member)
+    return out
+
+
 def test_mkdocs_build_strict(tmp_path):
     site = tmp_path / "site"
     proc = _mkdocs(
@@ -40,6 +54,10 @@ def test_mkdocs_build_strict(tmp_path):
             if name.startswith("__") or foreign:  # diffusers' output classes, re-exported
                 continue
             assert f'id="{package}.{name}"' in api, f"{package}.{name} is not in the API page"
+            if isinstance(obj, type):  # and its public methods, inherited from our bases too
+                for member in _own_public_methods(obj):
+                    entry = f"{package}.{name}.{member}"
+                    assert f'id="{entry}"' in api, f"{entry} is not in the API page"
     concepts = (site / "concepts" / "index.html").read_text(encoding="utf-8")
     assert 'class="arithmatex"' in concepts  # the maths is typeset, not left as dollars
 
