@@ -77,10 +77,21 @@ def pytree_dataclass(cls: type[_T]) -> type[_T]:
 
 
 class StateMixin:
-    """``replace(**changes)`` for a :func:`pytree_dataclass` state."""
+    """What every scheduler state (a :func:`pytree_dataclass` with ``common`` and ``key``
+    fields) shares: ``replace(**changes)`` and the ``alphas_cumprod`` shortcut."""
+
+    common: Any
+
+    @property
+    def alphas_cumprod(self) -> jax.Array:
+        """The float32 ᾱ table (``common.alphas_cumprod``)."""
+        return cast(jax.Array, self.common.alphas_cumprod)
 
     def replace(self: _T, **changes: Any) -> _T:
-        """A copy with some fields changed (``flax.struct`` style)."""
+        """A copy with some fields changed (``flax.struct`` style); ``key=`` accepts raw
+        ``uint32`` threefry keys (:func:`state_key`)."""
+        if "key" in changes:
+            changes["key"] = state_key(changes["key"])
         return cast(_T, dataclasses.replace(cast(Any, self), **changes))
 
 

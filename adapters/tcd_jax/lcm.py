@@ -18,7 +18,7 @@ import jax
 import tcd_core
 from tcd_core import lcm_previous_timesteps, lcm_timesteps
 
-from ._convention import OutputMixin, StateMixin, pytree_dataclass, state_key
+from ._convention import OutputMixin, StateMixin, pytree_dataclass
 from ._scheduler_base import FlaxConsistencyScheduler
 from .lcm_step import jax_lcm_step_keyed
 
@@ -54,18 +54,6 @@ class FlaxLCMSchedulerState(StateMixin):
     num_inference_steps: jax.Array | None
     step_index: jax.Array
     key: jax.Array
-
-    @property
-    def alphas_cumprod(self) -> jax.Array:
-        """The float32 ᾱ table (``common.alphas_cumprod``)."""
-        return self.common.alphas_cumprod
-
-    def replace(self, **changes: Any) -> FlaxLCMSchedulerState:
-        """A copy with some fields changed (``flax.struct`` style); ``key=`` accepts raw
-        ``uint32`` threefry keys."""
-        if "key" in changes:
-            changes["key"] = state_key(changes["key"])
-        return super().replace(**changes)
 
 
 @pytree_dataclass

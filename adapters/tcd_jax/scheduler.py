@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import tcd_core
 from tcd_core import NoiseSchedule, tcd_timesteps
 
-from ._convention import OutputMixin, StateMixin, pytree_dataclass, state_eta, state_key
+from ._convention import OutputMixin, StateMixin, pytree_dataclass, state_eta
 from ._scheduler_base import FlaxConsistencyScheduler, host_schedule, jax_schedule
 from ._step import eta_arrays, jax_tcd_step_keyed
 
@@ -73,11 +73,6 @@ class FlaxTCDSchedulerState(StateMixin):
     eta: jax.Array
     one_minus_eta: jax.Array
 
-    @property
-    def alphas_cumprod(self) -> jax.Array:
-        """The float32 ᾱ table (``common.alphas_cumprod``)."""
-        return self.common.alphas_cumprod
-
     def replace(self, **changes: Any) -> FlaxTCDSchedulerState:
         """A copy with some fields changed (``flax.struct`` style).
 
@@ -86,8 +81,6 @@ class FlaxTCDSchedulerState(StateMixin):
         """
         if "eta" in changes and "one_minus_eta" not in changes:
             changes["eta"], changes["one_minus_eta"] = state_eta(changes["eta"])
-        if "key" in changes:
-            changes["key"] = state_key(changes["key"])
         return super().replace(**changes)
 
 
