@@ -7,6 +7,8 @@ on 2 cores), or ``python -m benchmarks --device cuda`` on a GPU machine. See ``-
 Modules: ``workloads`` (the grid, shared inputs, the floor's coefficients), ``contenders`` (one
 whole-loop callable per contender), ``timing`` (interleaved timing, memory), ``runner`` (the CPU
 run), ``report`` (JSON schema, tables, plot, docs page), ``gpu`` (the CUDA mode), ``machine``.
+Standalone studies: ``jax_gpu`` (the compiled JAX loop on any JAX device) and ``eta_zero`` (ways to
+skip the η = 0 draw when η is traced: ``python -m benchmarks.eta_zero``).
 Importing this package imports neither torch nor jax: the CLI sets thread options first.
 """
 
