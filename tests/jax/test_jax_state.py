@@ -205,7 +205,66 @@ def test_sample_loop_draws_only_inside_the_cond():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_the_model_runs_outside_the_cond():
+    """Only the update sits in the per-step ``lax.cond``: a model inside a conditional branch
+    would be compiled twice, and XLA:CPU runs convolutions there on a slow path
+    (``python -m benchmarks.eta_zero``: 9-10x slower with a small conv net)."""
+    kernel = jnp.full((3, 3, 3, 3), 0.01)
+
+    def conv_model(x, t):
+        return jax.lax.conv(x, kernel, (1, 1), "SAME")
+
+    plan = tcd_jax.sampling_plan(CONFIG, 4)
+    jaxpr = jax.make_jaxpr(lambda x, key, eta: tcd_jax.sample(conv_model, x, key, plan, eta))(
+        _x(), jax.random.key(0), jnp.float32(0.3)
+    ).jaxpr
+    convs = ("conv_general_dilated",)
+    assert _count(jaxpr, convs) == 2  # the scan body's model call and the last step's
+    assert _count_in_cond(jaxpr, convs) == 0
+    assert _count_in_cond(jaxpr, DRAWS) > 0
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.3])
+def test_host_eta_inside_the_callers_jit_compiles_no_conditional(eta):
+    """With η a Python float closed over by the caller's ``jax.jit`` the predicate is a constant:
+    the compiled loop has no conditional left, and at η = 0 no random bits at all (the JAX
+    guide's advice for GPUs, where XLA may read a conditional's predicate on the host)."""
+    plan = tcd_jax.sampling_plan(CONFIG, 4)
+    key = jax.random.key(0)
+
+    def compiled(eta_arg):
+        return jax.jit(lambda x, k: tcd_jax.sample(toy_model_jax, x, k, plan, eta_arg))
+
+    hlo = compiled(eta).lower(_x(), key).compile().as_text()
+    assert " conditional(" not in hlo
+    assert ("threefry" in hlo) == (eta > 0)
+    # Traced η keeps one conditional per scanned step (3 of the 4; the last never draws).
+    traced = jax.jit(lambda x, k, e: tcd_jax.sample(toy_model_jax, x, k, plan, e))
+    assert traced.lower(_x(), key, jnp.float32(eta)).compile().as_text().count(" conditional(") == 3
+    # Same values (XLA folds constants in another order, so to rounding, not bit for bit).
+    assert_close(compiled(eta)(_x(), key), traced(_x(), key, jnp.float32(eta)), what="host η")
+
+
 DRAWS = ("random_bits", "threefry2x32")
+
+
+def _count(jaxpr, names) -> int:
+    """Equations named ``names`` anywhere in ``jaxpr``, nested jaxprs included."""
+    return sum(
+        (eqn.primitive.name in names) + sum(_count(sub, names) for sub in _subs(eqn))
+        for eqn in jaxpr.eqns
+    )
+
+
+def _count_in_cond(jaxpr, names) -> int:
+    """Equations named ``names`` inside some cond branch of ``jaxpr``."""
+    return sum(
+        sum(
+            _count(sub, names) if eqn.primitive.name == "cond" else _count_in_cond(sub, names)
+            for sub in _subs(eqn)
+        )
+        for eqn in jaxpr.eqns
+    )
 
 
 def _subs(eqn):
