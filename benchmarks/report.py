@@ -608,9 +608,18 @@ def render_docs(
         "torch runs with one intra-op thread (`torch.set_num_threads(1)`), as the adapter issue "
         "specifies for the CPU comparison; the JAX contenders run under the `XLA_FLAGS` above.",
         "",
-        "## Headline ratios (4-step loop, η = 0.3)",
+        "## Headline ratios (4-step loop, η = 0.3 unless the row says otherwise)",
         "",
         headline_table(results),
+        "",
+        "The issue 10 rows at η = 0 compare against a floor that the benchmark's stand-in model "
+        "flatters: the model returns a fixed ε̂, so with no draw XLA fuses the floor's four "
+        "steps into one pass over the latents, which no loop with a real model can do. A loop "
+        "whose η is traced decides on the device whether to draw, and every such decision is a "
+        "fusion boundary. `python -m benchmarks.eta_zero` measures the ways of making that "
+        "decision with this stand-in and with a small convolutional one; the results and the "
+        "reasons for the shipped choice are in the JAX guide ([η = 0 with a traced η]"
+        "(guides/jax.md#eta-zero-with-a-traced-eta)).",
         "",
         "## Scaling with latent size and batch (4-step loop, η = 0.3)",
         "",
