@@ -11,8 +11,9 @@ torch.compile, the torch floor), on 1×4×64×64, 1×4×128×128 and 4×4×128×
 - the whole 4-step loop captured as one CUDA graph and replayed, with our adapter (the result
   compared with an eager run of the same seed) and with the reference, whose capture is expected
   to fail (host synchronisation inside ``step``): the exception is the recorded result;
-- JAX on the GPU: ``benchmarks/jax_gpu.py`` (written with the tcd_jax adapter), run in a
-  subprocess when present, its output recorded.
+- JAX on the GPU: ``benchmarks/jax_gpu.py`` (written with the tcd_jax adapter) and the η = 0
+  strategy study ``benchmarks/eta_zero.py``, each run in a subprocess when present, their output
+  recorded.
 
 Without CUDA this fails at once with :class:`CudaUnavailable` (exit status 2 from the CLI).
 """
@@ -249,17 +250,18 @@ def _capture_loop(
     return result
 
 
-def _run_jax_gpu(timeout_s: float) -> dict[str, Any]:
-    script = Path(__file__).with_name("jax_gpu.py")
+def _run_jax_gpu(timeout_s: float, module: str = "jax_gpu") -> dict[str, Any]:
+    """Run ``benchmarks.<module> --json`` (a JAX study) in a subprocess that sees the GPU."""
+    script = Path(__file__).with_name(f"{module}.py")
     if not script.exists():
-        return {"status": "unavailable", "reason": "benchmarks/jax_gpu.py is not present"}
+        return {"status": "unavailable", "reason": f"benchmarks/{module}.py is not present"}
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
     env.pop("JAX_PLATFORMS", None)
     with tempfile.TemporaryDirectory() as tmp:
-        out_json = Path(tmp) / "jax_gpu.json"
+        out_json = Path(tmp) / f"{module}.json"
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "benchmarks.jax_gpu", "--json", str(out_json)],
+                [sys.executable, "-m", f"benchmarks.{module}", "--json", str(out_json)],
                 cwd=script.parent.parent,
                 env=env,
                 capture_output=True,
@@ -384,6 +386,10 @@ def run_gpu(
         graphs.append({"workload": wl.to_dict(), "contender": "reference", **g})
     log("  JAX on the GPU (subprocess)...")
     jax_result = _run_jax_gpu(jax_timeout_s)
+    # Whether XLA:GPU's conditional (a predicate read on the host) makes the per-step cond of a
+    # traced-η loop cost more than the draw it skips: the η = 0 study, on the GPU.
+    log("  JAX η = 0 strategies on the GPU (subprocess)...")
+    eta_zero_result = _run_jax_gpu(jax_timeout_s, "eta_zero")
     return {
         "schema": GPU_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -396,6 +402,7 @@ def run_gpu(
         "results": rows,
         "cuda_graphs": graphs,
         "jax": jax_result,
+        "jax_eta_zero": eta_zero_result,
         "elapsed_s": time.perf_counter() - started,
     }
 
@@ -452,4 +459,18 @@ def gpu_markdown(gpu: dict[str, Any]) -> str:
     ]
     if jax_result.get("stdout"):
         lines += ["", "```", jax_result["stdout"].strip(), "```"]
+    eta_zero_result = gpu.get("jax_eta_zero")
+    if eta_zero_result is not None:  # runs recorded before the study have no such entry
+        lines += [
+            "",
+            "JAX, η = 0 with a traced η (`python -m benchmarks.eta_zero`; µs per step, × floor, "
+            f"compile s): {eta_zero_result.get('status')}"
+            f"{': ' + eta_zero_result['reason'] if eta_zero_result.get('reason') else ''}",
+        ]
+        if isinstance(eta_zero_result.get("results"), dict):
+            from .eta_zero import markdown as eta_zero_markdown
+
+            lines += ["", eta_zero_markdown(eta_zero_result["results"]).strip()]
+        elif eta_zero_result.get("stdout"):
+            lines += ["", "```", eta_zero_result["stdout"].strip(), "```"]
     return "\n".join(lines)

@@ -277,6 +277,25 @@ def test_gpu_markdown_renders_a_recorded_run():
     text = gpu_markdown(gpu)
     assert "| 1x4x64x64 | 0.3 | adapter | 10.0 | 30.0 | 0.50× | 1 | 0.00 | bit-identical |" in text
     assert "stream is capturing" in text and "jax_gpu.py is not present" in text
+    assert "η = 0 with a traced η" not in text  # recorded before the study existed
+    # The η = 0 strategy study, recorded by a GPU run: its table is rendered.
+    cells = [
+        {"model": "conv", "shape": [1, 4, 64, 64], "eta": 0.0, "strategy": name}
+        | {"us_per_step": us, "over_floor": us / 10.0, "compile_s": 1.0}
+        for name, us in (
+            ("floor", 10.0),
+            ("always-draw", 12.0),
+            ("step-cond", 25.0),
+            ("loop-cond", 11.0),
+        )
+    ]
+    gpu["jax_eta_zero"] = {"status": "ok", "results": {"rows": cells}}
+    text = gpu_markdown(gpu)
+    assert "η = 0 with a traced η" in text
+    assert (
+        "| conv | 1×4×64×64 | 0 | 10.0 (1.00×; 1.00 s) | 12.0 (1.20×; 1.00 s) | "
+        "25.0 (2.50×; 1.00 s) | 11.0 (1.10×; 1.00 s) |"
+    ) in text
 
 
 def test_adapter_target_requires_identical_output(results):
