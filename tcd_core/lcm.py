@@ -16,10 +16,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._array import cast_like, device_of, gather, is_host, is_host_scalar, namespace
+from ._step_common import as_index, check_per_batch, check_step_arrays, clean_original
 from .config import PREDICTION_TYPES, TCDConfig
 from .parameterization import boundary_condition_scalings
-from .step import _as_index, _check_timestep_array
-from .thresholding import clip_sample, dynamic_threshold
 
 __all__ = ["LCMCoefficients", "LCMStepOutput", "lcm_step", "lcm_step_coefficients", "lcm_update"]
 
@@ -94,8 +93,8 @@ def lcm_step_coefficients(
     """
     xp = namespace(alphas_cumprod)
     device = device_of(alphas_cumprod)
-    alpha_prod_t = gather(alphas_cumprod, _as_index(timestep, xp, device), ndim, xp)
-    alpha_prod_prev = gather(alphas_cumprod, _as_index(prev_timestep, xp, device), ndim, xp)
+    alpha_prod_t = gather(alphas_cumprod, as_index(timestep, xp, device), ndim, xp)
+    alpha_prod_prev = gather(alphas_cumprod, as_index(prev_timestep, xp, device), ndim, xp)
     sqrt_alpha_prev = xp.sqrt(alpha_prod_prev)
     sqrt_beta_prev = xp.sqrt(1 - alpha_prod_prev)
     if is_host(final):
@@ -183,10 +182,7 @@ def lcm_update(
     x0 = _predicted_original(
         model_output, sample, c.sqrt_alpha_t, c.sqrt_beta_t, config.prediction_type
     )
-    if config.thresholding:
-        x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
-    elif config.clip_sample:
-        x0 = clip_sample(x0, config.clip_sample_range)
+    x0 = clean_original(x0, config)
     denoised = c.c_out * x0 + c.c_skip * sample
     if noise is None:
         prev = c.sqrt_alpha_prev * denoised
@@ -254,25 +250,9 @@ def lcm_step(
         >>> x.dtype, x.shape
         (dtype('float32'), (1, 4, 8, 8))
     """
-    namespace(model_output, sample)  # one namespace for both (TypeError otherwise)
-    if tuple(model_output.shape) != tuple(sample.shape):
-        raise ValueError(
-            f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
-            f"got {tuple(model_output.shape)}"
-        )
-    if noise is not None and tuple(noise.shape) != tuple(sample.shape):
-        raise ValueError(
-            f"`noise` must have the sample's shape {tuple(sample.shape)}, got {tuple(noise.shape)}"
-        )
-    batch = sample.shape[0] if sample.ndim else 1
-    _check_timestep_array("timestep", timestep, batch)
-    _check_timestep_array("prev_timestep", prev_timestep, batch)
+    batch = check_step_arrays(model_output, sample, noise, timestep, prev_timestep)
     final_shape = tuple(getattr(final, "shape", np.shape(final)))
-    if len(final_shape) > 1 or (len(final_shape) == 1 and final_shape[0] != batch):
-        raise ValueError(
-            f"`final` must be a bool or a 1-D boolean array with one entry per batch element "
-            f"({batch}), got shape {final_shape}"
-        )
+    check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
     config = _DEFAULT_CONFIG if config is None else config
     coefficients = lcm_step_coefficients(
         alphas_cumprod,

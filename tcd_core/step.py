@@ -13,11 +13,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import cast_like, device_of, gather, is_host, is_host_scalar, namespace
+from ._array import cast_like, device_of, gather, is_host_scalar, namespace
+from ._step_common import as_index, check_per_batch, check_step_arrays, clean_original
 from .config import TCDConfig
 from .parameterization import original_and_noise_from_roots
 from .plan import check_eta, intermediate_timestep
-from .thresholding import clip_sample, dynamic_threshold
 
 __all__ = ["StepCoefficients", "TCDStepOutput", "step_coefficients", "tcd_step", "tcd_update"]
 
@@ -88,9 +88,9 @@ def step_coefficients(
     if intermediate is None:
         check_eta(eta)
         intermediate = intermediate_timestep(prev_timestep, eta)
-    alpha_prod_t = gather(alphas_cumprod, _as_index(timestep, xp, device), ndim, xp)
-    alpha_prod_p = gather(alphas_cumprod, _as_index(prev_timestep, xp, device), ndim, xp)
-    alpha_prod_s = gather(alphas_cumprod, _as_index(intermediate, xp, device), ndim, xp)
+    alpha_prod_t = gather(alphas_cumprod, as_index(timestep, xp, device), ndim, xp)
+    alpha_prod_p = gather(alphas_cumprod, as_index(prev_timestep, xp, device), ndim, xp)
+    alpha_prod_s = gather(alphas_cumprod, as_index(intermediate, xp, device), ndim, xp)
     ratio = alpha_prod_p / alpha_prod_s
     return StepCoefficients(
         xp.sqrt(alpha_prod_t),
@@ -129,41 +129,12 @@ def tcd_update(
     x0, eps = original_and_noise_from_roots(
         model_output, sample, c.sqrt_alpha_t, c.sqrt_beta_t, config.prediction_type
     )
-    if config.thresholding:
-        x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
-    elif config.clip_sample:
-        x0 = clip_sample(x0, config.clip_sample_range)
+    x0 = clean_original(x0, config)
     x_s = c.sqrt_alpha_s * x0 + c.sqrt_beta_s * eps
     x_p = x_s if noise is None else c.sqrt_ratio * x_s + c.sqrt_one_minus_ratio * noise
     return TCDStepOutput(
         cast_like(x_p, sample, xp), cast_like(x_s, sample, xp), cast_like(x0, sample, xp)
     )
-
-
-def _as_index(value: Any, xp: Any, device: Any) -> Any:
-    """Host integers stay Python ints (plain indexing, as in the reference); host arrays move to
-    the sample's namespace and device; device arrays pass through untouched."""
-    if is_host_scalar(value):
-        return int(value)
-    if is_host(value):
-        host = np.asarray(value)
-        return int(host) if host.ndim == 0 else xp.asarray(host, device=device)
-    return value
-
-
-def _check_timestep_array(name: str, value: Any, batch: int) -> None:
-    if is_host_scalar(value):
-        if isinstance(value, bool) or float(value) != int(value) or int(value) < 0:
-            raise ValueError(f"`{name}` must be a non-negative integer timestep, got {value!r}")
-        return
-    ndim = getattr(value, "ndim", None)
-    if ndim is None:
-        raise ValueError(f"`{name}` must be an integer or an array, got {type(value).__name__}")
-    if ndim > 1 or (ndim == 1 and value.shape[0] != batch):
-        raise ValueError(
-            f"`{name}` must be a scalar or a 1-D array with one entry per batch element "
-            f"({batch}), got shape {tuple(value.shape)}"
-        )
 
 
 def tcd_step(
@@ -219,25 +190,9 @@ def tcd_step(
         >>> x.dtype, x.shape
         (dtype('float32'), (1, 4, 8, 8))
     """
-    namespace(model_output, sample)  # one namespace for both (TypeError otherwise)
-    if tuple(model_output.shape) != tuple(sample.shape):
-        raise ValueError(
-            f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
-            f"got {tuple(model_output.shape)}"
-        )
-    if noise is not None and tuple(noise.shape) != tuple(sample.shape):
-        raise ValueError(
-            f"`noise` must have the sample's shape {tuple(sample.shape)}, got {tuple(noise.shape)}"
-        )
-    batch = sample.shape[0] if sample.ndim else 1
-    _check_timestep_array("timestep", timestep, batch)
-    _check_timestep_array("prev_timestep", prev_timestep, batch)
+    batch = check_step_arrays(model_output, sample, noise, timestep, prev_timestep)
     eta_shape = () if is_host_scalar(eta) else tuple(getattr(eta, "shape", np.shape(eta)))
-    if len(eta_shape) > 1 or (len(eta_shape) == 1 and eta_shape[0] != batch):
-        raise ValueError(
-            f"`eta` must be a scalar or a 1-D array with one entry per batch element ({batch}), "
-            f"got shape {eta_shape}"
-        )
+    check_per_batch("eta", eta_shape, batch)
 
     coefficients = step_coefficients(alphas_cumprod, timestep, prev_timestep, eta, ndim=sample.ndim)
     return tcd_update(coefficients, model_output, sample, noise, config)
