@@ -27,8 +27,9 @@ import numpy as np
 
 from .config import TCDConfig
 from .plan import (
-    _check_strength,
     _custom_timesteps,
+    _distillation_grid,
+    _opening_checks,
     _positive_int,
     _standard_timesteps,
 )
@@ -140,24 +141,11 @@ def lcm_timesteps(
         >>> lcm_timesteps(TCDConfig(), 4).prev_timesteps.tolist()
         [759, 499, 259, 259]
     """
-    if num_inference_steps is None and timesteps is None:
-        raise ValueError("Must pass exactly one of `num_inference_steps` or `custom_timesteps`.")
-    if num_inference_steps is not None and timesteps is not None:
-        raise ValueError("Can only pass one of `num_inference_steps` or `custom_timesteps`.")
-    strength = _check_strength(strength)
+    strength, original_steps = _opening_checks(
+        config, num_inference_steps, timesteps, original_inference_steps, strength
+    )
     n_train = config.num_train_timesteps
-    if original_inference_steps is not None:
-        original_steps = _positive_int("original_inference_steps", original_inference_steps)
-    else:
-        original_steps = config.original_inference_steps
-    if original_steps > n_train:
-        raise ValueError(
-            f"`original_steps`: {original_steps} cannot be larger than `self.config.train_timesteps`:"
-            f" {n_train} as the unet model trained with this scheduler can only handle"
-            f" maximal {n_train} timesteps."
-        )
-    k = n_train // original_steps
-    origin = np.arange(1, int(original_steps * strength) + 1, dtype=np.int64) * k - 1
+    origin = _distillation_grid(n_train, original_steps, strength)
 
     if timesteps is not None:
         chosen, n = _custom_timesteps(n_train, timesteps, origin, original_steps, strength)

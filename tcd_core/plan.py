@@ -223,27 +223,14 @@ def tcd_timesteps(
         >>> tcd_timesteps(TCDConfig(), 4, original_inference_steps=50).timesteps.tolist()
         [999, 749, 499, 249]
     """
-    if num_inference_steps is None and timesteps is None:
-        raise ValueError("Must pass exactly one of `num_inference_steps` or `custom_timesteps`.")
-    if num_inference_steps is not None and timesteps is not None:
-        raise ValueError("Can only pass one of `num_inference_steps` or `custom_timesteps`.")
-    strength = _check_strength(strength)
+    strength, original_steps = _opening_checks(
+        config, num_inference_steps, timesteps, original_inference_steps, strength
+    )
     n_train = config.num_train_timesteps
-    if original_inference_steps is not None:
-        original_steps = _positive_int("original_inference_steps", original_inference_steps)
-    else:
-        original_steps = config.original_inference_steps
 
     # 1. The distillation grid the model was trained on.
     if original_inference_steps is None:
-        if original_steps > n_train:
-            raise ValueError(
-                f"`original_steps`: {original_steps} cannot be larger than `self.config.train_timesteps`:"
-                f" {n_train} as the unet model trained with this scheduler can only handle"
-                f" maximal {n_train} timesteps."
-            )
-        k = n_train // original_steps
-        origin = np.arange(1, int(original_steps * strength) + 1, dtype=np.int64) * k - 1
+        origin = _distillation_grid(n_train, original_steps, strength)
     else:
         origin = np.arange(0, int(n_train * strength), dtype=np.int64)
 
@@ -253,6 +240,43 @@ def tcd_timesteps(
     n = _positive_int("num_inference_steps", num_inference_steps)
     chosen = _standard_timesteps(origin, n, n_train, original_steps, strength)
     return TCDPlan(chosen, previous_timesteps(chosen), n, False)
+
+
+def _opening_checks(
+    config: TCDConfig,
+    num_inference_steps: int | None,
+    timesteps: Sequence[Any] | None,
+    original_inference_steps: int | None,
+    strength: Any,
+) -> tuple[float, int]:
+    """The checks that open both plans (TCD's and LCM's), in the reference's order: exactly one
+    of ``num_inference_steps`` / ``timesteps`` (the reference's two messages), ``strength`` in
+    (0, 1], an explicit ``original_inference_steps`` ≥ 1. Returns (strength as a float,
+    original_steps: the argument, else the config's)."""
+    if num_inference_steps is None and timesteps is None:
+        raise ValueError("Must pass exactly one of `num_inference_steps` or `custom_timesteps`.")
+    if num_inference_steps is not None and timesteps is not None:
+        raise ValueError("Can only pass one of `num_inference_steps` or `custom_timesteps`.")
+    checked_strength = _check_strength(strength)
+    if original_inference_steps is not None:
+        original_steps = _positive_int("original_inference_steps", original_inference_steps)
+    else:
+        original_steps = config.original_inference_steps
+    return checked_strength, original_steps
+
+
+def _distillation_grid(n_train: int, original_steps: int, strength: float) -> np.ndarray:
+    """The distillation grid ``[k−1, 2k−1, …]``, k = N // original_steps, of length
+    ``int(original_steps·strength)``, after the reference's error for original_steps > N (TCD
+    builds it when original_steps comes from the config; LCM always)."""
+    if original_steps > n_train:
+        raise ValueError(
+            f"`original_steps`: {original_steps} cannot be larger than `self.config.train_timesteps`:"
+            f" {n_train} as the unet model trained with this scheduler can only handle"
+            f" maximal {n_train} timesteps."
+        )
+    k = n_train // original_steps
+    return np.arange(1, int(original_steps * strength) + 1, dtype=np.int64) * k - 1
 
 
 def _standard_timesteps(
