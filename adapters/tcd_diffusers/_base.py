@@ -59,6 +59,14 @@ def fast_output(cls: type[_O], first: str, second: str) -> Callable[[Any, Any], 
     return make
 
 
+def step_noise(model_output: torch.Tensor, generator: Any, dtype: torch.dtype) -> torch.Tensor:
+    """z ~ N(0, I) for one step, drawn as the reference draws it: diffusers' ``randn_tensor`` with
+    the model output's shape and device (so a seeded generator advances exactly as there)."""
+    return randn_tensor(
+        model_output.shape, generator=generator, device=model_output.device, dtype=dtype
+    )
+
+
 class Plan:
     """A timestep plan as a step needs it: the host int64 array, and host lists of the timesteps
     and of each step's next timestep (the scheduler's own rule after the last entry)."""
@@ -407,6 +415,22 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             found = self._coefficients[key] = compute(table)
         return found
 
+    def _finished(
+        self,
+        index: int,
+        prev_sample: torch.Tensor,
+        estimate: torch.Tensor,
+        return_dict: bool,
+        output: Callable[[Any, Any], Any],
+    ) -> Any:
+        """A step's result, once it succeeded: the step counter advanced past ``index``, then
+        ``output(prev_sample, estimate)`` (the scheduler's output dataclass) or, without
+        ``return_dict``, the tuple ``(prev_sample, estimate)``."""
+        self._step_index = index + 1
+        if not return_dict:
+            return (prev_sample, estimate)
+        return output(prev_sample, estimate)
+
     def _general_inputs(
         self,
         model_output: torch.Tensor,
@@ -425,9 +449,8 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             )
         noise = None
         if draw:
-            dtype = torch.promote_types(model_output.dtype, sample.dtype)
-            noise = randn_tensor(
-                model_output.shape, generator=generator, device=model_output.device, dtype=dtype
+            noise = step_noise(
+                model_output, generator, torch.promote_types(model_output.dtype, sample.dtype)
             )
         table = self._table_on(t.device) if isinstance(t, torch.Tensor) else self.alphas_cumprod
         return noise, table

@@ -17,11 +17,10 @@ import numpy as np
 import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_lcm import LCMSchedulerOutput
-from diffusers.utils.torch_utils import randn_tensor
 
 import tcd_core
 
-from ._base import ConsistencyScheduler, fast_output
+from ._base import ConsistencyScheduler, fast_output, step_noise
 from ._coefficients import lcm_denoised, lcm_renoise
 
 __all__ = ["LCMScheduler", "LCMSchedulerOutput"]
@@ -148,12 +147,7 @@ class LCMScheduler(ConsistencyScheduler):
             if final:
                 prev_sample = denoised
             else:
-                noise = randn_tensor(
-                    model_output.shape,
-                    generator=generator,
-                    device=model_output.device,
-                    dtype=denoised.dtype,
-                )
+                noise = step_noise(model_output, generator, denoised.dtype)
                 prev_sample = lcm_renoise(coefficients, denoised, noise, out=scratch)
         else:
             timestep_for_core = source if source is not None else t
@@ -161,10 +155,7 @@ class LCMScheduler(ConsistencyScheduler):
                 model_output, timestep_for_core, sample, prev_timestep, final, generator, core
             )
 
-        self._step_index = index + 1
-        if not return_dict:
-            return (prev_sample, denoised)
-        return _output(prev_sample, denoised)
+        return self._finished(index, prev_sample, denoised, return_dict, _output)
 
     def _core_step(
         self,

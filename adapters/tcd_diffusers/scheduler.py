@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
-from diffusers.utils.torch_utils import randn_tensor
 
 import tcd_core
 
-from ._base import ConsistencyScheduler, fast_output
+from ._base import ConsistencyScheduler, fast_output, step_noise
 from ._coefficients import noised_sample, renoise
 
 __all__ = ["TCDScheduler", "TCDSchedulerOutput"]
@@ -152,12 +151,7 @@ class TCDScheduler(ConsistencyScheduler):
                 coefficients, model_output, sample, core.prediction_type
             )
             if draw:
-                noise = randn_tensor(
-                    model_output.shape,
-                    generator=generator,
-                    device=model_output.device,
-                    dtype=pred_noised_sample.dtype,
-                )
+                noise = step_noise(model_output, generator, pred_noised_sample.dtype)
                 prev_sample = renoise(coefficients, pred_noised_sample, noise, out=scratch)
             else:
                 prev_sample = pred_noised_sample
@@ -166,10 +160,7 @@ class TCDScheduler(ConsistencyScheduler):
                 model_output, t, sample, prev_timestep, eta, draw, generator, core
             )
 
-        self._step_index = index + 1
-        if not return_dict:
-            return (prev_sample, pred_noised_sample)
-        return _output(prev_sample, pred_noised_sample)
+        return self._finished(index, prev_sample, pred_noised_sample, return_dict, _output)
 
     def _core_step(
         self,
