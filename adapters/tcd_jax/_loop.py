@@ -1,6 +1,8 @@
 """What the compiled loops of :func:`tcd_jax.sample` and :func:`tcd_jax.sample_lcm` share
-(private): host plans per strength, a plan's rows from its begin index, the checks and dtype
-conversions of a loop's inputs, and the config fields a traced step reads.
+(private): host plans per strength and their sampling plans, the plan argument's conversion, a
+plan's rows from its begin index, the checks and dtype
+conversions of a loop's inputs, the config fields a traced step reads, and the scan over a
+plan's rows.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ from tcd_core import LCMPlan, TCDConfig, TCDPlan
 __all__ = [
     "DEFAULT_CONFIG",
     "FULL_UNROLL_MAX_STEPS",
+    "as_loop_plan",
     "checked_begin",
     "checked_config",
-    "host_plans",
     "host_rows",
     "loop_inputs",
+    "loop_plan",
+    "scan_rows",
     "step_config",
 ]
 
 DEFAULT_CONFIG = TCDConfig()
 _P = TypeVar("_P", TCDPlan, LCMPlan)
+_L = TypeVar("_L")
 #: Loops with at most this many scanned steps are fully unrolled (longer ones stay a rolled scan,
 #: to bound compile time).
 FULL_UNROLL_MAX_STEPS = 16
@@ -77,6 +82,38 @@ def host_plans(
     return plan_for(cast(float, strength))
 
 
+def loop_plan(
+    plan_function: Callable[..., _P],
+    from_plan: Callable[[_P], _L],
+    stack: Callable[[list[_P]], _L],
+    config: TCDConfig | None,
+    num_inference_steps: int | None,
+    original_inference_steps: int | None,
+    timesteps: Sequence[int] | None,
+    strength: float | Sequence[float],
+) -> _L:
+    """A loop's sampling plan: ``plan_function``'s host plan converted by ``from_plan`` or, when
+    ``strength`` is a sequence, one host plan per strength, stacked by ``stack``."""
+    plans = host_plans(
+        plan_function, config, num_inference_steps, original_inference_steps, timesteps, strength
+    )
+    if isinstance(plans, list):
+        return stack(plans)
+    return from_plan(plans)
+
+
+def as_loop_plan(plan: Any, host_type: type, loop_type: Any, accepted: str, note: str = "") -> Any:
+    """``plan`` as the loop's plan type ``loop_type``: a ``host_type`` plan (a
+    :class:`tcd_core.TCDPlan` or :class:`tcd_core.LCMPlan`) converted with
+    ``loop_type.from_plan``, a ``loop_type`` plan as it is; otherwise ValueError saying what is
+    ``accepted`` (and ``note``)."""
+    if isinstance(plan, host_type):
+        return loop_type.from_plan(plan)
+    if isinstance(plan, loop_type):
+        return plan
+    raise ValueError(f"`plan` must be {accepted}, got {type(plan).__name__}{note}")
+
+
 def checked_config(config: Any) -> TCDConfig:
     """``config``, default ``TCDConfig()``; ValueError for anything but a TCDConfig."""
     config = DEFAULT_CONFIG if config is None else config
@@ -125,3 +162,32 @@ def step_config(config: TCDConfig) -> TCDConfig:
         dynamic_thresholding_ratio=config.dynamic_thresholding_ratio,
         sample_max_value=config.sample_max_value,
     )
+
+
+#: One step of a compiled loop: ``step(x, i, t, p, final) -> x`` for the step index i (the
+#: reference's, counting from the plan's begin index) and the plan's row (t, p, final).
+RowStep = Callable[[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def scan_rows(step: RowStep, latents: jax.Array, plan: Any, *, scan_last: bool) -> jax.Array:
+    """x after ``step`` over the rows of a sampling plan (``SamplingPlan`` or
+    ``LCMSamplingPlan``) in one ``lax.scan``, with i = ``plan.begin_index`` + the row number:
+    every row when ``scan_last``, else every row but the last (the caller runs that one).
+
+    Few-step loops (TCD's and LCM's 2-8 steps) are fully unrolled (at most
+    ``FULL_UNROLL_MAX_STEPS`` scanned rows): XLA then schedules the steps' draws and updates
+    together, which measured 1.2x (threefry) to 2.5x (rbg) faster per step on CPU.
+    """
+    steps = plan.timesteps.shape[0]
+    index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
+    rows = (index, plan.timesteps, plan.prev_timesteps, plan.final)
+    if not scan_last:
+        rows = tuple(r[:-1] for r in rows)
+
+    def body(x: jax.Array, row: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
+        i, t, p, final = row
+        return step(x, i, t, p, final), None
+
+    scanned = steps if scan_last else steps - 1
+    x, _ = jax.lax.scan(body, latents, rows, unroll=scanned <= FULL_UNROLL_MAX_STEPS)
+    return x

@@ -18,17 +18,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from tcd_core import LCMPlan, TCDConfig, lcm_timesteps
 
 from ._loop import (
-    FULL_UNROLL_MAX_STEPS,
+    as_loop_plan,
     checked_begin,
     checked_config,
-    host_plans,
     host_rows,
     loop_inputs,
+    loop_plan,
+    scan_rows,
     step_config,
 )
 from ._scheduler_base import host_schedule
@@ -112,22 +112,15 @@ def lcm_sampling_plan(
         >>> tcd_jax.lcm_sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
         [[999, 499], [499, 259]]
     """
-    plans = host_plans(
-        lcm_timesteps, config, num_inference_steps, original_inference_steps, timesteps, strength
-    )
-    if isinstance(plans, list):
-        return LCMSamplingPlan.stack(plans)
-    return LCMSamplingPlan.from_plan(plans)
-
-
-def _as_plan(plan: Any) -> LCMSamplingPlan:
-    if isinstance(plan, LCMPlan):
-        return LCMSamplingPlan.from_plan(plan)
-    if isinstance(plan, LCMSamplingPlan):
-        return plan
-    raise ValueError(
-        f"`plan` must be an LCMSamplingPlan (tcd_jax.lcm_sampling_plan) or a tcd_core.LCMPlan, "
-        f"got {type(plan).__name__} (TCD plans differ from LCM's for the same arguments)"
+    return loop_plan(
+        lcm_timesteps,
+        LCMSamplingPlan.from_plan,
+        LCMSamplingPlan.stack,
+        config,
+        num_inference_steps,
+        original_inference_steps,
+        timesteps,
+        strength,
     )
 
 
@@ -172,7 +165,13 @@ def sample_lcm(
         (2, 4, 8, 8)
     """
     config = checked_config(config)
-    plan = _as_plan(plan)
+    plan = as_loop_plan(
+        plan,
+        LCMPlan,
+        LCMSamplingPlan,
+        "an LCMSamplingPlan (tcd_jax.lcm_sampling_plan) or a tcd_core.LCMPlan",
+        " (TCD plans differ from LCM's for the same arguments)",
+    )
     latents, plan, _ = loop_inputs(latents, plan)
     alphas_cumprod = host_schedule(config).alphas_cumprod
     return _lcm_loop(model_fn, _lcm_step_config(config), latents, key, plan, alphas_cumprod)
@@ -193,18 +192,11 @@ def _lcm_loop(
     plan: LCMSamplingPlan,
     alphas_cumprod: jax.Array,
 ) -> jax.Array:
-    steps = plan.timesteps.shape[0]
-
-    def body(x: jax.Array, inputs: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
-        i, t, p, final = inputs
+    def step(x: jax.Array, i: jax.Array, t: jax.Array, p: jax.Array, final: jax.Array) -> jax.Array:
         out = jax_lcm_step_keyed(model_fn(x, t), t, x, p, alphas_cumprod, final, key, i, config)
-        return out.prev_sample, None
+        return out.prev_sample
 
     # Unlike TCD's, the last row of an LCM plan is not always noise-free (a custom plan trimmed by
     # strength renoises there), so every row runs in the scan; the final row's draw is skipped by
     # the step's lax.cond on the traced `final` mask. Few-step loops are unrolled, as TCD's are.
-    index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
-    rows = (index, plan.timesteps, plan.prev_timesteps, plan.final)
-    unroll = steps <= FULL_UNROLL_MAX_STEPS
-    x, _ = jax.lax.scan(body, latents, rows, unroll=unroll)
-    return x
+    return scan_rows(step, latents, plan, scan_last=True)

@@ -20,12 +20,13 @@ import numpy as np
 from tcd_core import TCDConfig, TCDPlan, tcd_timesteps
 
 from ._loop import (
-    FULL_UNROLL_MAX_STEPS,
+    as_loop_plan,
     checked_begin,
     checked_config,
-    host_plans,
     host_rows,
     loop_inputs,
+    loop_plan,
+    scan_rows,
     step_config,
 )
 from ._scheduler_base import host_schedule
@@ -104,22 +105,15 @@ def sampling_plan(
         >>> tcd_jax.sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
         [[999, 499], [499, 259]]
     """
-    plans = host_plans(
-        tcd_timesteps, config, num_inference_steps, original_inference_steps, timesteps, strength
-    )
-    if isinstance(plans, list):
-        return stack_plans(plans)
-    return SamplingPlan.from_plan(plans)
-
-
-def _as_plan(plan: Any) -> SamplingPlan:
-    if isinstance(plan, TCDPlan):
-        return SamplingPlan.from_plan(plan)
-    if isinstance(plan, SamplingPlan):
-        return plan
-    raise ValueError(
-        f"`plan` must be a SamplingPlan (tcd_jax.sampling_plan) or a tcd_core.TCDPlan, "
-        f"got {type(plan).__name__}"
+    return loop_plan(
+        tcd_timesteps,
+        SamplingPlan.from_plan,
+        stack_plans,
+        config,
+        num_inference_steps,
+        original_inference_steps,
+        timesteps,
+        strength,
     )
 
 
@@ -163,7 +157,9 @@ def sample(
         (2, 4, 8, 8)
     """
     config = checked_config(config)
-    plan = _as_plan(plan)
+    plan = as_loop_plan(
+        plan, TCDPlan, SamplingPlan, "a SamplingPlan (tcd_jax.sampling_plan) or a tcd_core.TCDPlan"
+    )
     eta_f32, one_minus = eta_arrays(eta)
     latents, plan, batch = loop_inputs(latents, plan)
     if eta_f32.ndim == 1 and eta_f32.shape[0] != batch:
@@ -185,27 +181,19 @@ def _sample_loop(
     one_minus_eta: jax.Array,
     alphas_cumprod: jax.Array,
 ) -> jax.Array:
-    steps = plan.timesteps.shape[0]
-
-    def body(x: jax.Array, inputs: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
-        i, t, p, final = inputs
+    def step(x: jax.Array, i: jax.Array, t: jax.Array, p: jax.Array, final: jax.Array) -> jax.Array:
         model_output = model_fn(x, t)
         # No batch element draws (η = 0, or a final row): the step runs without the normal draw.
         draw = (eta > 0) & jnp.logical_not(final)
         out = jax_tcd_step_keyed(
             model_output, t, x, p, alphas_cumprod, one_minus_eta, draw, key, i, config
         )
-        return out.prev_sample, None
+        return out.prev_sample
 
     # Every row but the last runs in the scan. The last row always has p = 0, hence s = 0 and a
     # re-noising ratio of exactly 1: its noise term is exactly zero whatever is drawn, so it runs
     # after the scan without drawing (the draw would cost as much as the rest of the step).
-    index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
-    rows = (index, plan.timesteps, plan.prev_timesteps, plan.final)
-    # Few-step loops (TCD's 2-8 steps) are unrolled: XLA then schedules the steps' draws and
-    # updates together, which measured 1.2x (threefry) to 2.5x (rbg) faster per step on CPU.
-    unroll = steps - 1 <= FULL_UNROLL_MAX_STEPS
-    x, _ = jax.lax.scan(body, latents, tuple(r[:-1] for r in rows), unroll=unroll)
+    x = scan_rows(step, latents, plan, scan_last=False)
     t, p = plan.timesteps[-1], plan.prev_timesteps[-1]
     last = jax_tcd_step(model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, config)
     return last.prev_sample
