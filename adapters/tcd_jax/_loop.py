@@ -1,8 +1,7 @@
 """What the compiled loops of :func:`tcd_jax.sample` and :func:`tcd_jax.sample_lcm` share
 (private): host plans per strength and their sampling plans, the plan argument's conversion, a
-plan's rows from its begin index, the checks and dtype
-conversions of a loop's inputs, the config fields a traced step reads, and the scan over a
-plan's rows.
+plan's rows from its begin index, the checks and dtype conversions of a loop's inputs, the config
+fields a traced step reads, and the scan over a plan's rows.
 """
 
 from __future__ import annotations
