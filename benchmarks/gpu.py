@@ -1,7 +1,8 @@
 """``python -m benchmarks --device cuda``: the GPU benchmark (designed to finish in < 5 minutes).
 
 For each contender (diffusers' TCDScheduler, our adapter, the core in torch eager and under
-torch.compile, the torch floor), on 1×4×64×64, 1×4×128×128 and 4×4×128×128 latents, 4 steps,
+torch.compile, the torch floor; and diffusers' LCMScheduler with our LCM adapter, at η = 0.3
+only since LCM has no η), on 1×4×64×64, 1×4×128×128 and 4×4×128×128 latents, 4 steps,
 η = 0.3 and 0:
 
 - device time per step: CUDA events around every ``step`` call, median over repeats;
@@ -10,7 +11,8 @@ torch.compile, the torch floor), on 1×4×64×64, 1×4×128×128 and 4×4×128×
   separately for ``set_timesteps`` and for the steps (reported per step);
 - the whole 4-step loop captured as one CUDA graph and replayed, with our adapter (the result
   compared with an eager run of the same seed) and with the reference, whose capture is expected
-  to fail (host synchronisation inside ``step``): the exception is the recorded result;
+  to fail (host synchronisation inside ``step``): the exception is the recorded result; our LCM
+  adapter's loop is captured the same way;
 - JAX on the GPU: ``benchmarks/jax_gpu.py`` (written with the tcd_jax adapter) and the η = 0
   strategy study ``benchmarks/eta_zero.py``, each run in a subprocess when present, their output
   recorded.
@@ -70,9 +72,30 @@ Begin = Callable[[], dict]
 Step = Callable[[dict, int], None]
 
 
+# The schedulers timed, as (key, module, class name); each LCM row is checked against the LCM
+# reference, every other row against the TCD reference.
+SCHEDULERS = (
+    ("reference", "diffusers", "TCDScheduler"),
+    ("adapter", "tcd_diffusers", "TCDScheduler"),
+    ("lcm-reference", "diffusers", "LCMScheduler"),
+    ("lcm-adapter", "tcd_diffusers", "LCMScheduler"),
+)
+
+
+def baseline_of(contender: str) -> str:
+    """The reference a contender's time and final latents are compared with."""
+    return "lcm-reference" if contender.startswith("lcm-") else "reference"
+
+
+def _step_kwargs(cls: Any, wl: Workload) -> dict[str, Any]:
+    """TCD's step takes η; LCM's has none (it draws at every step but the last)."""
+    return {} if cls.__name__ == "LCMScheduler" else {"eta": wl.eta}
+
+
 def _scheduler_loop(torch: Any, cls: Any, cfg: TCDConfig, wl: Workload, x0, eps, dev) -> tuple:
     sched = cls.from_config(cfg.to_dict())
     g = torch.Generator(device=dev)
+    kwargs = _step_kwargs(cls, wl)
 
     def begin() -> dict:
         g.manual_seed(SEED)
@@ -81,7 +104,7 @@ def _scheduler_loop(torch: Any, cls: Any, cfg: TCDConfig, wl: Workload, x0, eps,
 
     def step(state: dict, i: int) -> None:
         t = state["ts"][i]
-        state["x"] = sched.step(eps, t, state["x"], eta=wl.eta, generator=g).prev_sample
+        state["x"] = sched.step(eps, t, state["x"], generator=g, **kwargs).prev_sample
 
     return begin, step, sched, g
 
@@ -200,11 +223,12 @@ def _capture_loop(
     sched = cls.from_config(cfg.to_dict())
     gen = torch.Generator(device=dev)
     static_x = x0.clone()
+    kwargs = _step_kwargs(cls, wl)
 
     def body() -> Any:
         x = static_x
         for t in sched.timesteps:
-            x = sched.step(eps, t, x, eta=wl.eta, generator=gen).prev_sample
+            x = sched.step(eps, t, x, generator=gen, **kwargs).prev_sample
         return x
 
     try:
@@ -304,9 +328,9 @@ def run_gpu(
     workloads = GPU_GRID if workloads is None else workloads
     classes: dict[str, Any] = {}
     unavailable: dict[str, str] = {}
-    for key, module in (("reference", "diffusers"), ("adapter", "tcd_diffusers")):
+    for key, module, name in SCHEDULERS:
         try:
-            classes[key] = importlib.import_module(module).TCDScheduler
+            classes[key] = getattr(importlib.import_module(module), name)
         except Exception as exc:
             unavailable[key] = f"{type(exc).__name__}: {exc}"
     compiled: dict[tuple, Any] = {}
@@ -319,6 +343,8 @@ def run_gpu(
         eps = torch.from_numpy(inputs.model_output).to(dev)
         loops: dict[str, tuple] = {}
         for key, cls in classes.items():
+            if key.startswith("lcm-") and wl.eta == 0:
+                continue  # LCM has no η: its rows would repeat the η = 0.3 ones
             begin, step, _, _ = _scheduler_loop(torch, cls, cfg, wl, x0, eps, dev)
             loops[key] = (begin, step)
         begin, step, step_fn = _core_loop(torch, cfg, wl, x0, eps, dev)
@@ -355,26 +381,24 @@ def run_gpu(
             except Exception as exc:
                 row.update(status="error", reason=f"{type(exc).__name__}: {exc}")
             rows.append(row)
-        ref_final = finals.get("reference")
+        ref_us = {
+            r["contender"]: r["device_us_per_step"]["median"]
+            for r in rows[-len(loops) :]
+            if r["contender"] in ("reference", "lcm-reference") and r["status"] == "ok"
+        }
         for row in rows[-len(loops) :]:
-            fin = finals.get(row["contender"])
-            if ref_final is not None and fin is not None and row["contender"] != "reference":
+            base = baseline_of(row["contender"])
+            row["baseline"] = base
+            fin, ref_final = finals.get(row["contender"]), finals.get(base)
+            if ref_final is not None and fin is not None and row["contender"] != base:
                 row["identical_to_reference"] = bool(torch.equal(fin, ref_final))
                 row["max_abs_diff"] = float((fin - ref_final).abs().max())
-        ref_us = next(
-            (
-                r["device_us_per_step"]["median"]
-                for r in rows[-len(loops) :]
-                if r["contender"] == "reference" and r["status"] == "ok"
-            ),
-            None,
-        )
-        for row in rows[-len(loops) :]:
-            if ref_us and row["status"] == "ok":
-                row["device_vs_reference"] = row["device_us_per_step"]["median"] / ref_us
-        if wl.steps == 4 and "adapter" in classes:
-            g = _capture_loop(torch, classes["adapter"], cfg, wl, x0, eps, dev, repeats)
-            graphs.append({"workload": wl.to_dict(), "contender": "adapter", **g})
+            if ref_us.get(base) and row["status"] == "ok":
+                row["device_vs_reference"] = row["device_us_per_step"]["median"] / ref_us[base]
+        for key in ("adapter", "lcm-adapter"):
+            if wl.steps == 4 and key in loops:
+                g = _capture_loop(torch, classes[key], cfg, wl, x0, eps, dev, repeats)
+                graphs.append({"workload": wl.to_dict(), "contender": key, **g})
         log(f"  {wl.label}: done")
     if "reference" in classes:
         # Last of all, once: a capture that fails half-way may leave the CUDA context unusable.
@@ -411,6 +435,9 @@ def gpu_markdown(gpu: dict[str, Any]) -> str:
     """The GPU section of the docs page (and the CLI's stdout in GPU mode)."""
     lines = [
         f"GPU: {gpu.get('gpu')}, {gpu.get('created')}.",
+        "",
+        "*× reference* and *final vs reference* compare each row with the diffusers scheduler of "
+        "its algorithm: `diffusers.TCDScheduler`, or `diffusers.LCMScheduler` for the `lcm-` rows.",
         "",
         "| latent | η | contender | device µs/step (median) | host µs/step | × reference "
         "(device) | syncs in set_timesteps | syncs per step | final vs reference |",

@@ -23,7 +23,14 @@ torch = pytest.importorskip("torch")
 from benchmarks import report  # noqa: E402
 from benchmarks.__main__ import main, render_docs_files  # noqa: E402
 from benchmarks.contenders import cpu_contenders  # noqa: E402
-from benchmarks.gpu import CudaUnavailable, gpu_markdown, require_cuda  # noqa: E402
+from benchmarks.gpu import (  # noqa: E402
+    SCHEDULERS,
+    CudaUnavailable,
+    _scheduler_loop,
+    baseline_of,
+    gpu_markdown,
+    require_cuda,
+)
 from benchmarks.runner import SCHEMA, run_cpu  # noqa: E402
 from benchmarks.timing import measure, numpy_peak_bytes, torch_peak_bytes  # noqa: E402
 from benchmarks.workloads import Workload, floor_coefficients  # noqa: E402
@@ -232,6 +239,37 @@ def test_gpu_mode_fails_clearly_without_cuda(capsys):
         require_cuda()
     assert main(["--device", "cuda"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("eta", [0.3, 0.0])
+def test_gpu_scheduler_loops_run_on_cpu_and_match_their_reference(eta):
+    """The GPU mode's per-scheduler loops (TCD and LCM, ours and diffusers'), run on the CPU: each
+    adapter's final latents equal its own algorithm's reference bit for bit, and the two
+    algorithms differ (so an LCM row checked against the TCD reference would fail)."""
+    import importlib
+
+    from benchmarks.workloads import make_inputs
+
+    wl = Workload((1, 4, 8, 8), 4, eta)
+    inputs = make_inputs(wl)
+    x0, eps = torch.from_numpy(inputs.latents), torch.from_numpy(inputs.model_output)
+    finals = {}
+    for key, module, name in SCHEDULERS:
+        cls = getattr(importlib.import_module(module), name)
+        begin, step, _, _ = _scheduler_loop(torch, cls, TCDConfig(), wl, x0, eps, "cpu")
+        state = begin()
+        for i in range(wl.steps):
+            step(state, i)
+        finals[key] = state["x"]
+    for key in finals:
+        assert torch.equal(finals[key], finals[baseline_of(key)]), key
+    assert not torch.equal(finals["adapter"], finals["lcm-adapter"])
+    assert [baseline_of(k) for k, _, _ in SCHEDULERS] == [
+        "reference",
+        "reference",
+        "lcm-reference",
+        "lcm-reference",
+    ]
 
 
 def test_gpu_markdown_renders_a_recorded_run():
