@@ -47,8 +47,6 @@ def test_every_strategy_computes_the_shipped_loops_latents(result):
     1e-5·(1+max|x|) of ``tcd_jax.sample`` (the floor folds its coefficients in float64)."""
     for row in result["rows"]:
         assert row["agrees"], row
-        if row["strategy"] == "step-cond":
-            assert row["max_abs_diff"] == 0.0
 
 
 def test_the_strategies_differ_where_they_claim_to():
