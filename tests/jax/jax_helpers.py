@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,10 +54,15 @@ def toy_model_jax(x: jax.Array, t) -> jax.Array:
 
 @contextlib.contextmanager
 def injected_noise(
-    scheduler: TCDScheduler, noise_for_step: Callable[[int], np.ndarray], drawn: list[int]
+    scheduler: Any,
+    noise_for_step: Callable[[int], np.ndarray],
+    drawn: list[int],
+    module: Any = scheduling_tcd,
 ) -> Iterator[None]:
-    """Replace the reference's ``randn_tensor`` by the noise JAX draws for the current step."""
-    original = scheduling_tcd.randn_tensor
+    """Replace the reference's ``randn_tensor`` (in ``module``: diffusers' ``scheduling_tcd``, or
+    ``scheduling_lcm`` for the LCM reference) by the noise JAX draws for the current step, and
+    record at which step indices the reference asked for noise."""
+    original = module.randn_tensor
 
     def fake(shape, generator=None, device=None, dtype=None, **_):
         index = scheduler.step_index
@@ -65,11 +71,11 @@ def injected_noise(
         assert tuple(z.shape) == tuple(shape)
         return z.to(dtype)
 
-    scheduling_tcd.randn_tensor = fake
+    module.randn_tensor = fake
     try:
         yield
     finally:
-        scheduling_tcd.randn_tensor = original
+        module.randn_tensor = original
 
 
 def jax_noise(key, shape, dtype: str) -> Callable[[int], np.ndarray]:

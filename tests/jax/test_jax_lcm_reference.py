@@ -3,9 +3,6 @@ JAX draws (step i: ``normal(fold_in(key, i))``) injected into the reference's ``
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +16,7 @@ from jax_helpers import (
     TORCH_DTYPES,
     assert_close,
     configs,
+    injected_noise,
     jax_noise,
     toy_model_jax,
     toy_model_torch,
@@ -32,28 +30,6 @@ SHAPE = (2, 3, 4, 4)
 
 def _latents(seed: int, shape=SHAPE) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-@contextlib.contextmanager
-def injected_lcm_noise(
-    scheduler: LCMScheduler, noise_for_step: Callable[[int], np.ndarray], drawn: list[int]
-) -> Iterator[None]:
-    """Replace the LCM reference's ``randn_tensor`` by the noise JAX draws for the current step
-    (and record at which step indices the reference asked for noise)."""
-    original = scheduling_lcm.randn_tensor
-
-    def fake(shape, generator=None, device=None, dtype=None, **_):
-        index = scheduler.step_index
-        drawn.append(index)
-        z = torch.from_numpy(np.array(noise_for_step(index), dtype=np.float32))
-        assert tuple(z.shape) == tuple(shape)
-        return z.to(dtype)
-
-    scheduling_lcm.randn_tensor = fake
-    try:
-        yield
-    finally:
-        scheduling_lcm.randn_tensor = original
 
 
 def lcm_reference_run(
@@ -75,7 +51,7 @@ def lcm_reference_run(
     x = torch.from_numpy(np.asarray(latents, dtype=np.float32)).to(TORCH_DTYPES[dtype])
     drawn: list[int] = []
     outputs, denoised = [], []
-    with injected_lcm_noise(scheduler, jax_noise(key, latents.shape, dtype), drawn):
+    with injected_noise(scheduler, jax_noise(key, latents.shape, dtype), drawn, scheduling_lcm):
         for t in timesteps:
             out = scheduler.step(toy_model_torch(x, t), t, x)
             x = out.prev_sample
@@ -258,7 +234,7 @@ def test_first_step_finds_its_index_like_the_reference():
     reference.set_timesteps(4)
     drawn: list[int] = []
     x_ref = torch.from_numpy(latents)
-    with injected_lcm_noise(reference, jax_noise(key, SHAPE, "float32"), drawn):
+    with injected_noise(reference, jax_noise(key, SHAPE, "float32"), drawn, scheduling_lcm):
         ref = reference.step(toy_model_torch(x_ref, 499), 499, x_ref)
     assert drawn == [2]
     assert_close(out.prev_sample, ref.prev_sample)

@@ -184,8 +184,8 @@ def test_eta_zero_in_the_state_ignores_the_key_and_skips_the_draw():
     jaxpr = jax.make_jaxpr(lambda s, x: scheduler.step(s, x, s.timesteps[0], x).prev_sample)(
         state, x
     )
-    assert _draws_outside_cond(jaxpr.jaxpr) == 0
-    assert _draws_in_cond(jaxpr.jaxpr) > 0
+    assert _count_outside_cond(jaxpr.jaxpr, DRAWS) == 0
+    assert _count_in_cond(jaxpr.jaxpr, DRAWS) > 0
 
 
 def test_sample_loop_draws_only_inside_the_cond():
@@ -197,8 +197,8 @@ def test_sample_loop_draws_only_inside_the_cond():
     jaxpr = jax.make_jaxpr(lambda x, key, eta: tcd_jax.sample(toy_model_jax, x, key, plan, eta))(
         _x(), jax.random.key(0), jnp.float32(0.3)
     )
-    assert _draws_outside_cond(jaxpr.jaxpr) == 0
-    assert _draws_in_cond(jaxpr.jaxpr) > 0
+    assert _count_outside_cond(jaxpr.jaxpr, DRAWS) == 0
+    assert _count_in_cond(jaxpr.jaxpr, DRAWS) > 0
     # η = 0 everywhere: the same result whatever the key, equal to a loop given no noise at all.
     a = tcd_jax.sample(toy_model_jax, _x(3), jax.random.key(1), plan, 0.0)
     b = tcd_jax.sample(toy_model_jax, _x(3), jax.random.key(2), plan, 0.0)
@@ -267,6 +267,15 @@ def _count_in_cond(jaxpr, names) -> int:
     )
 
 
+def _count_outside_cond(jaxpr, names) -> int:
+    """Equations named ``names`` in ``jaxpr`` but in no cond branch."""
+    return sum(
+        (eqn.primitive.name in names) + sum(_count_outside_cond(sub, names) for sub in _subs(eqn))
+        for eqn in jaxpr.eqns
+        if eqn.primitive.name != "cond"
+    )
+
+
 def _subs(eqn):
     """The jaxprs nested in an equation (cond branches, scan/while bodies, pjit calls)."""
     for value in eqn.params.values():
@@ -275,30 +284,6 @@ def _subs(eqn):
                 yield v.jaxpr
             elif hasattr(v, "eqns"):
                 yield v
-
-
-def _draws(jaxpr) -> int:
-    return sum(
-        (eqn.primitive.name in DRAWS) + sum(_draws(sub) for sub in _subs(eqn)) for eqn in jaxpr.eqns
-    )
-
-
-def _draws_outside_cond(jaxpr) -> int:
-    return sum(
-        (eqn.primitive.name in DRAWS) + sum(_draws_outside_cond(sub) for sub in _subs(eqn))
-        for eqn in jaxpr.eqns
-        if eqn.primitive.name != "cond"
-    )
-
-
-def _draws_in_cond(jaxpr) -> int:
-    return sum(
-        sum(
-            _draws(sub) if eqn.primitive.name == "cond" else _draws_in_cond(sub)
-            for sub in _subs(eqn)
-        )
-        for eqn in jaxpr.eqns
-    )
 
 
 def test_dtype_sets_init_noise_sigma_and_keeps_float32_tables(tmp_path):

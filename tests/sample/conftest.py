@@ -1,8 +1,10 @@
 """Fixtures for the tcd-sample / toy-problem tests."""
 
+import numpy as np
 import pytest
 
 from tcd_core import TCDConfig, alphas_cumprod
+from tcd_core.toy import preset
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +21,12 @@ def table(config):
 @pytest.fixture(scope="session")
 def alpha0(table):
     return float(table[0])
+
+
+@pytest.fixture(scope="session")
+def ring_reference(alpha0):
+    """The ``ring`` preset and 4000 exact samples of it at ᾱ₀ (fixed seed): what the quality
+    tests measure sampled points against."""
+    m = preset("ring")
+    ref, _ = m.noised(alpha0).sample(4000, np.random.default_rng(12345))
+    return m, ref

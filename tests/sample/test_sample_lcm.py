@@ -150,18 +150,11 @@ def test_lcm_same_seed_same_samples_other_seed_other_samples(config, table):
     assert np.max(np.abs(a - c)) > 0.1
 
 
-@pytest.fixture(scope="module")
-def ring(alpha0):
-    m = preset("ring")
-    ref, _ = m.noised(alpha0).sample(N, np.random.default_rng(12345))
-    return m, ref
-
-
 @pytest.mark.parametrize("steps", [1, 2, 4, 8])
 def test_lcm_with_the_distilled_model_stays_near_the_noise_floor(
-    steps, ring, config, table, alpha0
+    steps, ring_reference, config, table, alpha0
 ):
-    m, ref = ring
+    m, ref = ring_reference
     x = lcm_sample(DistilledModel(m, table), config, steps, N, seed=steps).samples
     assert sliced_wasserstein(x.astype(np.float64), ref) < 0.08
     shares, off = component_shares(x, m.noised(alpha0))
@@ -169,8 +162,10 @@ def test_lcm_with_the_distilled_model_stays_near_the_noise_floor(
     np.testing.assert_allclose(shares, m.weights, atol=0.03)
 
 
-def test_lcm_with_the_teacher_collapses_in_one_step_and_improves_with_steps(ring, config, table):
-    m, ref = ring
+def test_lcm_with_the_teacher_collapses_in_one_step_and_improves_with_steps(
+    ring_reference, config, table
+):
+    m, ref = ring_reference
     model = TeacherModel(m, table)
     d = [sliced_wasserstein(lcm_sample(model, config, s, N, 0).samples, ref) for s in (1, 2, 4, 8)]
     assert d[0] > 0.8
@@ -186,14 +181,14 @@ def _spread(x, mixture):
 
 
 def test_lcm_reads_the_distilled_model_as_an_estimate_of_x0_and_narrows_the_modes(
-    ring, config, table, alpha0
+    ring_reference, config, table, alpha0
 ):
     # The distilled ε̂ makes the DDIM jump to timestep 0 exact (TCD's parameterisation). LCM's
     # final step returns x̂₀ instead, the same chord extended from σ₀ ≈ 0.029 to σ = 0, which
     # pulls each sample towards its mode: the modes come out narrower than the target's (0.104),
     # narrower even than the clean data's (0.1). TCD at η = 1, the same jumps landing on
     # timestep 0, keeps the target's width. docs/sample.md reports this.
-    m, _ = ring
+    m, _ = ring_reference
     target = m.noised(alpha0)
     model = DistilledModel(m, table)
     exact, _ = target.sample(N, np.random.default_rng(1))

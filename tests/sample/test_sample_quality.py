@@ -30,13 +30,6 @@ DISTILLED_MAX = 0.08
 TEACHER_1_STEP_MIN = 0.8
 
 
-@pytest.fixture(scope="module")
-def ring_reference(alpha0):
-    m = preset("ring")
-    ref, _ = m.noised(alpha0).sample(N, np.random.default_rng(12345))
-    return m, ref
-
-
 @pytest.mark.parametrize("steps", [1, 2, 3, 4])
 def test_distilled_reaches_a_small_distance_in_few_steps(
     steps, ring_reference, config, table, alpha0
