@@ -71,8 +71,6 @@ def _models(jax: Any, shape: tuple[int, ...]) -> dict[str, Callable[[Any, Any], 
 def _strategies(jax: Any, tcd_jax: Any, model: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
     """(``floor(η)`` → a jitted ``fn(x, key, eps)``, {name: jitted ``fn(x, key, eps, η)``} for
     the strategies whose η is traced)."""
-    import numpy as np
-
     import tcd_core
 
     from .workloads import floor_coefficients
@@ -81,20 +79,19 @@ def _strategies(jax: Any, tcd_jax: Any, model: Callable[[Any, Any], Any]) -> tup
     config = tcd_core.TCDConfig()
     plan = tcd_core.tcd_timesteps(config, STEPS)
     rows = list(zip(plan.timesteps.tolist(), plan.prev_timesteps.tolist()))
-    table = np.asarray(tcd_core.alphas_cumprod(config), dtype=np.float32)
+    table = tcd_core.alphas_cumprod(config)  # float32, host
 
-    def step(x: Any, eps: Any, t: int, p: int, one_minus_eta: Any, noise: Any) -> Any:
-        ac = jnp.asarray(table)
+    def step(x: Any, eps: Any, t: int, p: int, ac: Any, one_minus_eta: Any, noise: Any) -> Any:
         s = tcd_core.intermediate_timestep(jnp.int32(p), one_minus_eta=one_minus_eta)
         coefficients = tcd_core.step_coefficients(ac, jnp.int32(t), jnp.int32(p), intermediate=s)
         return tcd_core.tcd_update(coefficients, model(x, eps), x, noise, config).prev_sample
 
     def loop(x: Any, key: Any, eps: Any, eta: Any, draw: bool) -> Any:
-        one_minus_eta = 1.0 - eta
+        ac, one_minus_eta = jnp.asarray(table), 1.0 - eta
         for i, (t, p) in enumerate(rows):
             last = i == len(rows) - 1  # p = 0: the ratio is exactly 1, no draw anywhere
             noise = None if last or not draw else tcd_jax.step_noise(key, i, x.shape, x.dtype)
-            x = step(x, eps, t, p, one_minus_eta, noise)
+            x = step(x, eps, t, p, ac, one_minus_eta, noise)
         return x
 
     @jax.jit
