@@ -232,10 +232,40 @@ def sdxl_pipeline(folder: Path, scheduler: Any, scheduler_state: Any) -> tuple[A
     return pipe, params
 
 
-def cfg_unet(pipe: Any, params: dict[str, Any], context: jax.Array, guidance: float) -> Callable:
+def sdxl_latents(
+    pipe: Any, params: dict[str, Any], ids: Any, steps: int, guidance: float
+) -> Callable:
+    """The SDXL pipeline's ``_generate`` under ``jax.jit`` as ``latents(state, seed)``: the
+    scheduler state is an argument and ``return_latents=True`` gives the loop's final latents."""
+
+    @jax.jit
+    def latents(state: Any, seed: jax.Array) -> jax.Array:
+        return pipe._generate(
+            ids,
+            dict(params, scheduler=state),
+            seed,
+            steps,
+            SIZE,
+            SIZE,
+            guidance,
+            return_latents=True,
+        )
+
+    return latents
+
+
+def cfg_unet(
+    pipe: Any,
+    params: dict[str, Any],
+    context: jax.Array,
+    guidance: float,
+    added_cond_kwargs: dict[str, jax.Array] | None = None,
+) -> Callable:
     """The pipelines' denoiser as a ``model_fn(x, t)`` for ``tcd_jax.sample``: the UNet on the
-    doubled batch (unconditional, text), then classifier-free guidance, as their loop body."""
+    doubled batch (unconditional, text), then classifier-free guidance, as their loop body.
+    ``added_cond_kwargs``: SDXL's pooled text embeddings and time ids."""
     scale = jnp.array([guidance], dtype=jnp.float32)
+    extra = {} if added_cond_kwargs is None else {"added_cond_kwargs": added_cond_kwargs}
 
     def model_fn(x: jax.Array, t: jax.Array) -> jax.Array:
         x_in = jnp.concatenate([x] * 2)
@@ -245,6 +275,7 @@ def cfg_unet(pipe: Any, params: dict[str, Any], context: jax.Array, guidance: fl
             x_in,
             jnp.array(timestep, dtype=jnp.int32),
             encoder_hidden_states=context,
+            **extra,
         ).sample
         uncond, text = jnp.split(out, 2, axis=0)
         return uncond + scale * (text - uncond)
@@ -286,19 +317,4 @@ def sdxl_cfg_unet(
         "text_embeds": jnp.concatenate([jnp.zeros_like(pooled), pooled]),
         "time_ids": jnp.concatenate([time_ids, time_ids]),
     }
-    scale = jnp.array([guidance], dtype=jnp.float32)
-
-    def model_fn(x: jax.Array, t: jax.Array) -> jax.Array:
-        x_in = jnp.concatenate([x] * 2)
-        timestep = jnp.broadcast_to(t, x_in.shape[0])
-        out = pipe.unet.apply(
-            {"params": params["unet"]},
-            x_in,
-            jnp.array(timestep, dtype=jnp.int32),
-            encoder_hidden_states=context,
-            added_cond_kwargs=added,
-        ).sample
-        uncond, text = jnp.split(out, 2, axis=0)
-        return uncond + scale * (text - uncond)
-
-    return model_fn
+    return cfg_unet(pipe, params, context, guidance, added)

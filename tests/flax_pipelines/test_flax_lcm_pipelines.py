@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from diffusers import FlaxDDIMScheduler, FlaxStableDiffusionPipeline
+from diffusers import FlaxDDIMScheduler
 from flax.jax_utils import replicate
 from flax.training.common_utils import shard
 from test_flax_pipelines_sd import (
@@ -23,7 +23,10 @@ from test_flax_pipelines_sd import (
     SCHEDULE,
     STEPS,
     Harness,
+    Img2Img,
     assert_close,
+    generate_loaded,
+    save_as_on_the_hub,
 )
 
 import tcd_jax
@@ -146,78 +149,36 @@ def test_img2img_with_strength_below_one(tmp_path):
     scheduler = tcd_jax.FlaxLCMScheduler(**SCHEDULE)
     key = jax.random.key(21)
     state = scheduler.create_state(key=key)
-    pipe, params, recording = fc.sd_pipeline(tmp_path, scheduler, state, img2img=True)
-    prompt_ids = fc.prompt_ids(pipe.tokenizer, PROMPTS)
-    image = jax.random.uniform(jax.random.key(2), (len(PROMPTS), 3, fc.SIZE, fc.SIZE), minval=-1)
-    seed = jax.random.key(3)
-    noise = jax.random.normal(jax.random.key(4), LATENTS_SHAPE)
-    start = pipe.get_timestep_start(STEPS, 0.5)
-    assert start == 2
+    case = Img2Img(tmp_path, scheduler, state)
+    assert case.start == 2
 
-    @jax.jit
-    def run(state):
-        images = pipe._generate(
-            prompt_ids,
-            image,
-            dict(params, scheduler=state),
-            seed,
-            start,
-            STEPS,
-            fc.SIZE,
-            fc.SIZE,
-            GUIDANCE,
-            noise,
-        )
-        return images, recording.decoded[-1] * pipe.vae.config.scaling_factor
-
-    images, latents = (np.asarray(a) for a in run(state))
+    images, latents = (np.asarray(a) for a in case.run(state))
     assert np.isfinite(images).all()
-    _, other = run(state.replace(key=jax.random.key(22)))
+    _, other = case.run(state.replace(key=jax.random.key(22)))
     assert not np.allclose(np.asarray(other), latents, atol=1e-3)
 
-    dist = recording.apply({"params": params["vae"]}, image, method=recording.encode).latent_dist
-    init = recording.config.scaling_factor * dist.sample(key=seed).transpose((0, 3, 1, 2))
     plan = tcd_jax.LCMSamplingPlan.from_plan(
-        lcm_timesteps(scheduler.config, STEPS), begin_index=start
+        lcm_timesteps(scheduler.config, STEPS), begin_index=case.start
     )
-    t0 = np.full((len(PROMPTS),), plan.timesteps[0])
-    start_latents = scheduler.add_noise(state, init, noise, t0)
-    model_fn = fc.cfg_unet(pipe, params, fc.sd_context(pipe, params, prompt_ids), GUIDANCE)
-    expected = tcd_jax.sample_lcm(model_fn, start_latents, key, plan, config=scheduler.config)
+    start_latents = case.start_latents(state, plan.timesteps[0])
+    expected = tcd_jax.sample_lcm(
+        case.model_fn(), start_latents, key, plan, config=scheduler.config
+    )
     assert_close(latents, expected, "img2img vs sample_lcm")
 
 
 def test_saved_pipeline_folder_loads_back_with_the_lcm_scheduler(lcm, tmp_path):
     """A pipeline folder saved by diffusers, ``FlaxLCMScheduler.from_pretrained(folder,
     subfolder="scheduler")`` put in: ``(scheduler, state)``, the same images as in memory."""
-    pipe = lcm.pipe
-    ddim = FlaxDDIMScheduler.from_config(dict(SCHEDULE, clip_sample=False))
-    saving = FlaxStableDiffusionPipeline(
-        vae=lcm.recording._model,
-        text_encoder=pipe.text_encoder,
-        tokenizer=pipe.tokenizer,
-        unet=pipe.unet,
-        scheduler=ddim,
-        safety_checker=None,
-        feature_extractor=None,
-    )
-    saving.save_pretrained(tmp_path, params=dict(lcm.params, scheduler=ddim.create_state()))
+    save_as_on_the_hub(lcm, tmp_path)
     scheduler, state = tcd_jax.FlaxLCMScheduler.from_pretrained(
         tmp_path, subfolder="scheduler", dtype=jnp.float32
     )
     assert isinstance(state, tcd_jax.FlaxLCMSchedulerState)
     assert scheduler.config == lcm.scheduler.config
-    no_checker = dict(safety_checker=None, feature_extractor=None)
-    loaded, loaded_params = FlaxStableDiffusionPipeline.from_pretrained(tmp_path, **no_checker)
-    loaded.scheduler = scheduler
-    loaded_params["scheduler"] = state.replace(key=jax.random.key(9))
-    images = jax.jit(
-        lambda params: loaded._generate(
-            lcm.prompt_ids, params, jax.random.key(0), STEPS, fc.SIZE, fc.SIZE, GUIDANCE
-        )
-    )(loaded_params)
+    images = generate_loaded(lcm, tmp_path, scheduler, state.replace(key=jax.random.key(9)))
     in_memory, _ = lcm(lcm.scheduler.create_state(key=jax.random.key(9)))
-    assert np.isfinite(np.asarray(images)).all()
+    assert np.isfinite(images).all()
     assert_close(images, in_memory, "loaded pipeline")
     # Our config written into the folder (diffusers' format, LCMScheduler) reloads.
     scheduler.save_pretrained(tmp_path / "scheduler")

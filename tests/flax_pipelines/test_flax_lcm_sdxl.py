@@ -17,20 +17,7 @@ def test_sdxl_latents_follow_the_state_key_and_equal_sample_lcm(tmp_path):
     scheduler = tcd_jax.FlaxLCMScheduler(**SCHEDULE)
     pipe, params = fc.sdxl_pipeline(tmp_path, scheduler, scheduler.create_state())
     ids = pipe.prepare_inputs(PROMPTS)
-
-    @jax.jit
-    def latents(state, seed):
-        return pipe._generate(
-            ids,
-            dict(params, scheduler=state),
-            seed,
-            STEPS,
-            fc.SIZE,
-            fc.SIZE,
-            GUIDANCE,
-            return_latents=True,
-        )
-
+    latents = fc.sdxl_latents(pipe, params, ids, STEPS, GUIDANCE)
     seed, key = jax.random.key(0), jax.random.key(41)
     state = scheduler.create_state(key=key)
     out = np.asarray(latents(state, seed))

@@ -79,6 +79,87 @@ class Harness:
         return fc.cfg_unet(self.pipe, self.params, context, GUIDANCE)
 
 
+class Img2Img:
+    """``FlaxStableDiffusionImg2ImgPipeline`` at strength 0.5 (the last 2 of 4 steps), its
+    ``_generate`` under ``jax.jit`` as ``run(state) -> (images, final latents)``, and the same
+    start computed outside (:meth:`start_latents`) for the comparison with our own loops."""
+
+    def __init__(self, folder, scheduler, state) -> None:
+        self.scheduler = scheduler
+        self.pipe, self.params, self.recording = fc.sd_pipeline(
+            folder, scheduler, state, img2img=True
+        )
+        self.prompt_ids = fc.prompt_ids(self.pipe.tokenizer, PROMPTS)
+        self.image = jax.random.uniform(
+            jax.random.key(2), (len(PROMPTS), 3, fc.SIZE, fc.SIZE), minval=-1
+        )
+        self.seed = jax.random.key(3)
+        self.noise = jax.random.normal(jax.random.key(4), LATENTS_SHAPE)
+        self.start = self.pipe.get_timestep_start(STEPS, 0.5)
+
+        def run(state):
+            images = self.pipe._generate(
+                self.prompt_ids,
+                self.image,
+                dict(self.params, scheduler=state),
+                self.seed,
+                self.start,
+                STEPS,
+                fc.SIZE,
+                fc.SIZE,
+                GUIDANCE,
+                self.noise,
+            )
+            return images, self.recording.decoded[-1] * self.pipe.vae.config.scaling_factor
+
+        self.run = jax.jit(run)
+
+    def start_latents(self, state, first_timestep):
+        """What the pipeline starts its loop from: the image encoded with its seed, noised to
+        ``first_timestep`` by the scheduler's ``add_noise``."""
+        vae = self.recording
+        dist = vae.apply({"params": self.params["vae"]}, self.image, method=vae.encode).latent_dist
+        init = vae.config.scaling_factor * dist.sample(key=self.seed).transpose((0, 3, 1, 2))
+        t0 = np.full((len(PROMPTS),), first_timestep)
+        return self.scheduler.add_noise(state, init, self.noise, t0)
+
+    def model_fn(self):
+        context = fc.sd_context(self.pipe, self.params, self.prompt_ids)
+        return fc.cfg_unet(self.pipe, self.params, context, GUIDANCE)
+
+
+NO_CHECKER = {"safety_checker": None, "feature_extractor": None}
+
+
+def save_as_on_the_hub(harness, folder) -> None:
+    """The harness's pipeline saved by diffusers with its own ``FlaxDDIMScheduler``: a pipeline
+    folder as users download it."""
+    ddim = FlaxDDIMScheduler.from_config(dict(SCHEDULE, clip_sample=False))
+    saving = FlaxStableDiffusionPipeline(
+        vae=harness.recording._model,
+        text_encoder=harness.pipe.text_encoder,
+        tokenizer=harness.pipe.tokenizer,
+        unet=harness.pipe.unet,
+        scheduler=ddim,
+        **NO_CHECKER,
+    )
+    saving.save_pretrained(folder, params=dict(harness.params, scheduler=ddim.create_state()))
+
+
+def generate_loaded(harness, folder, scheduler, state) -> np.ndarray:
+    """Images from the pipeline loaded back from ``folder`` with ``scheduler`` and ``state`` put
+    in after loading (diffusers 0.39 accepts only its own classes in ``from_pretrained``)."""
+    loaded, loaded_params = FlaxStableDiffusionPipeline.from_pretrained(folder, **NO_CHECKER)
+    loaded.scheduler = scheduler
+    loaded_params["scheduler"] = state
+    images = jax.jit(
+        lambda params: loaded._generate(
+            harness.prompt_ids, params, jax.random.key(0), STEPS, fc.SIZE, fc.SIZE, GUIDANCE
+        )
+    )(loaded_params)
+    return np.asarray(images)
+
+
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
     harness = Harness(tmp_path_factory.mktemp("sd"), tcd_jax.FlaxTCDScheduler(**SCHEDULE))
@@ -208,46 +289,24 @@ def test_img2img_with_strength_below_one(tmp_path):
     scheduler = tcd_jax.FlaxTCDScheduler(**SCHEDULE)
     key = jax.random.key(21)
     state = scheduler.create_state(key=key, eta=0.3)
-    pipe, params, recording = fc.sd_pipeline(tmp_path, scheduler, state, img2img=True)
-    prompt_ids = fc.prompt_ids(pipe.tokenizer, PROMPTS)
-    image = jax.random.uniform(jax.random.key(2), (len(PROMPTS), 3, fc.SIZE, fc.SIZE), minval=-1)
-    seed = jax.random.key(3)
-    noise = jax.random.normal(jax.random.key(4), LATENTS_SHAPE)
-    start = pipe.get_timestep_start(STEPS, 0.5)
-    assert start == 2
+    case = Img2Img(tmp_path, scheduler, state)
+    assert case.start == 2
 
-    @jax.jit
-    def run(state):
-        images = pipe._generate(
-            prompt_ids,
-            image,
-            dict(params, scheduler=state),
-            seed,
-            start,
-            STEPS,
-            fc.SIZE,
-            fc.SIZE,
-            GUIDANCE,
-            noise,
-        )
-        return images, recording.decoded[-1] * pipe.vae.config.scaling_factor
-
-    images, latents = (np.asarray(a) for a in run(state))
+    images, latents = (np.asarray(a) for a in case.run(state))
     assert np.isfinite(images).all()
-    again, _ = run(state)
+    again, _ = case.run(state)
     np.testing.assert_array_equal(np.asarray(again), images)
-    _, other = run(state.replace(key=jax.random.key(22)))
+    _, other = case.run(state.replace(key=jax.random.key(22)))
     assert not np.allclose(np.asarray(other), latents, atol=1e-3)
 
     # The same start, computed outside: encode, add noise at timesteps[start], sample the rest.
-    dist = recording.apply({"params": params["vae"]}, image, method=recording.encode).latent_dist
-    init = recording.config.scaling_factor * dist.sample(key=seed).transpose((0, 3, 1, 2))
-    plan = tcd_jax.SamplingPlan.from_plan(tcd_timesteps(scheduler.config, STEPS), begin_index=start)
-    t0 = np.full((len(PROMPTS),), plan.timesteps[0])
-    start_latents = scheduler.add_noise(state, init, noise, t0)
-    context = fc.sd_context(pipe, params, prompt_ids)
-    model_fn = fc.cfg_unet(pipe, params, context, GUIDANCE)
-    expected = tcd_jax.sample(model_fn, start_latents, key, plan, 0.3, config=scheduler.config)
+    plan = tcd_jax.SamplingPlan.from_plan(
+        tcd_timesteps(scheduler.config, STEPS), begin_index=case.start
+    )
+    start_latents = case.start_latents(state, plan.timesteps[0])
+    expected = tcd_jax.sample(
+        case.model_fn(), start_latents, key, plan, 0.3, config=scheduler.config
+    )
     assert_close(latents, expected, "img2img vs tcd_jax.sample")
 
 
@@ -255,43 +314,23 @@ def test_saved_pipeline_folder_loads_back_with_the_tcd_scheduler(sd, tmp_path):
     """A pipeline folder as on the Hub (here saved from the tiny pipeline with a diffusers
     scheduler), loaded back, with ``FlaxTCDScheduler.from_pretrained(folder,
     subfolder="scheduler")`` put in: the same images as the pipeline built in memory."""
-    pipe = sd.pipe
-    ddim = FlaxDDIMScheduler.from_config(dict(SCHEDULE, clip_sample=False))
-    saving = FlaxStableDiffusionPipeline(
-        vae=sd.recording._model,
-        text_encoder=pipe.text_encoder,
-        tokenizer=pipe.tokenizer,
-        unet=pipe.unet,
-        scheduler=ddim,
-        safety_checker=None,
-        feature_extractor=None,
-    )
-    saving.save_pretrained(tmp_path, params=dict(sd.params, scheduler=ddim.create_state()))
-
+    save_as_on_the_hub(sd, tmp_path)
     scheduler, state = tcd_jax.FlaxTCDScheduler.from_pretrained(
         tmp_path, subfolder="scheduler", dtype=jnp.float32
     )
     assert isinstance(state, tcd_jax.FlaxTCDSchedulerState)
     assert scheduler.config == sd.scheduler.config
-    no_checker = dict(safety_checker=None, feature_extractor=None)
     # diffusers 0.39 accepts only its own scheduler classes in from_pretrained(scheduler=...)
     with pytest.raises(ValueError, match="FlaxSchedulerMixin"):
-        FlaxStableDiffusionPipeline.from_pretrained(tmp_path, scheduler=scheduler, **no_checker)
-    loaded, loaded_params = FlaxStableDiffusionPipeline.from_pretrained(tmp_path, **no_checker)
-    loaded.scheduler = scheduler
-    loaded_params["scheduler"] = state.replace(key=jax.random.key(9))
-    images = jax.jit(
-        lambda params: loaded._generate(
-            sd.prompt_ids, params, jax.random.key(0), STEPS, fc.SIZE, fc.SIZE, GUIDANCE
-        )
-    )(loaded_params)
+        FlaxStableDiffusionPipeline.from_pretrained(tmp_path, scheduler=scheduler, **NO_CHECKER)
+    images = generate_loaded(sd, tmp_path, scheduler, state.replace(key=jax.random.key(9)))
     in_memory, _ = sd(sd.scheduler.create_state(key=jax.random.key(9)))
-    assert np.isfinite(np.asarray(images)).all()
+    assert np.isfinite(images).all()
     assert_close(images, in_memory, "loaded pipeline")
 
     # Our config in the folder's scheduler/ (diffusers' format) reloads into both.
     scheduler.save_pretrained(tmp_path / "scheduler")
     again, _ = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path, subfolder="scheduler")
     assert again == scheduler
-    reloaded, _ = FlaxStableDiffusionPipeline.from_pretrained(tmp_path, **no_checker)
+    reloaded, _ = FlaxStableDiffusionPipeline.from_pretrained(tmp_path, **NO_CHECKER)
     assert isinstance(reloaded.scheduler, FlaxDDIMScheduler)

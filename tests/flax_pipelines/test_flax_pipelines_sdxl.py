@@ -27,19 +27,7 @@ def sdxl(tmp_path_factory):
     )
     ids = pipe.prepare_inputs(PROMPTS)  # (batch, 2 encoders, tokens)
 
-    @jax.jit
-    def latents(state, seed):
-        return pipe._generate(
-            ids,
-            dict(params, scheduler=state),
-            seed,
-            STEPS,
-            fc.SIZE,
-            fc.SIZE,
-            GUIDANCE,
-            return_latents=True,
-        )
-
+    latents = fc.sdxl_latents(pipe, params, ids, STEPS, GUIDANCE)
     model_fn = fc.sdxl_cfg_unet(pipe, params, ids, GUIDANCE)
     return scheduler, pipe, params, ids, latents, model_fn
 
