@@ -38,8 +38,21 @@ def test_every_cell_is_measured(result):
     assert cells == expected and len(result["rows"]) == len(expected)
     for row in result["rows"]:
         assert row["us_per_step"] > 0 and row["compile_s"] >= 0
-    floors = [r for r in result["rows"] if r["strategy"] == "floor"]
-    assert all(r["over_floor"] == 1.0 for r in floors)
+
+
+def test_over_floor_is_the_ratio_to_the_floor_of_the_same_cell(result):
+    """Each row's ``over_floor`` is its time over that of the floor row of its own (stand-in,
+    latents, η) cell, recomputed here from ``us_per_step``; there is exactly one floor per cell."""
+    floors: dict[tuple, dict] = {}
+    for row in result["rows"]:
+        if row["strategy"] == "floor":
+            cell = (row["model"], tuple(row["shape"]), row["eta"])
+            assert cell not in floors, cell
+            floors[cell] = row
+    for row in result["rows"]:
+        floor = floors[(row["model"], tuple(row["shape"]), row["eta"])]
+        expected = row["us_per_step"] / floor["us_per_step"]
+        assert row["over_floor"] == pytest.approx(expected, rel=1e-9), row
 
 
 def test_every_strategy_computes_the_shipped_loops_latents(result):
