@@ -172,6 +172,15 @@ def _validate(args: argparse.Namespace) -> TCDConfig:
     config = _load_config(args.config)
     if args.prediction_type is not None:
         config = config.replace(prediction_type=args.prediction_type)
+    most = max_steps(config)
+    for s in args.steps:
+        if s > most:
+            field = (
+                "original_inference_steps"
+                if most == config.original_inference_steps
+                else "num_train_timesteps"
+            )
+            raise UsageError(f"--steps must be <= {most} with this config (its {field}), got {s}")
     for sampler in dict.fromkeys(args.sampler):
         plan = SAMPLERS[sampler][1]
         for s in args.steps:
@@ -182,6 +191,12 @@ def _validate(args: argparse.Namespace) -> TCDConfig:
     for e in args.eta:
         check_eta(e)
     return config
+
+
+def max_steps(config: TCDConfig) -> int:
+    """The largest ``--steps`` the config allows: the plans take n steps out of the distillation
+    grid of ``original_inference_steps`` timesteps (n ≤ that, and ≤ ``num_train_timesteps``)."""
+    return min(config.original_inference_steps, config.num_train_timesteps)
 
 
 def _check_dir(option: str, path: str) -> None:
@@ -241,10 +256,17 @@ def _eta_text(eta: float | None) -> str:
 
 
 def _table(
-    rows: list[dict], floor: dict, mixture: Any, stream: TextIO, sampler_column: bool = False
+    rows: list[dict],
+    floor: dict,
+    mixture: Any,
+    stream: TextIO,
+    sampler_column: bool = False,
+    samples: int = 0,
 ) -> None:
     """The results table; ``sampler_column`` adds a sampler column (TCD/LCM) after the model's
-    (only when LCM is in the sweep, so that TCD-only output keeps its documented layout)."""
+    (only when LCM is in the sweep, so that TCD-only output keeps its documented layout). A
+    footnote says what the ``exact`` row is: the SW₁ of ``samples`` exact samples, the noise
+    floor."""
     target = _shares_text(np.asarray(mixture.weights))
     share_head = "share per component %"
     width = max(len(share_head), len(target))
@@ -275,6 +297,18 @@ def _table(
         file=stream,
     )
     print(f"{lead('target', '', '', '')} {'0':>8} {'0.03':>10}  {target:<{width}}", file=stream)
+    for line in textwrap.wrap(_exact_note(samples), len(head)):
+        print(line, file=stream)
+
+
+def _exact_note(samples: int) -> str:
+    """What the ``exact`` row means, printed under the table: a row at or below it is as good as
+    exact sampling, not better than exact."""
+    return (
+        f"exact: {samples} other exact samples, drawn from the mixture and measured like the rows: "
+        f"the noise floor of SW1 with {samples} samples. A row near it is as good as exact "
+        "sampling; one below it is sampling noise, not better than exact."
+    )
 
 
 def _figure(
@@ -284,8 +318,9 @@ def _figure(
     alpha0: float,
     trajectories: bool,
     samplers: Sequence[str] = ("tcd",),
+    exact: dict | None = None,
 ) -> None:
-    fig = _build_figure(runs, mixture, alpha0, trajectories, samplers)
+    fig = _build_figure(runs, mixture, alpha0, trajectories, samplers, exact)
     try:
         fig.savefig(path)
     except OSError as exc:
@@ -304,53 +339,128 @@ def _panel_title(row: dict, with_sampler: bool) -> str:
     return f"{head}\nSW₁ {row['swd']:.3f}"
 
 
+# the figure's colours, named by its key
+SAMPLED_COLOUR = "#d62728"  # red: what the sampler drew
+EXACT_COLOUR = "#2ca02c"  # green: drawn from the mixture itself
+PATH_COLOUR = "black"
+DENSITY_CMAP = "Blues"
+
+
 def _build_figure(
     runs: list[dict],
     mixture: Any,
     alpha0: float,
     trajectories: bool,
     samplers: Sequence[str] = ("tcd",),
+    exact: dict | None = None,
 ) -> Any:
     """One panel per run, samples over the target density; returns the matplotlib Figure.
 
-    Panels name their sampler (TCD/LCM) when LCM is in the sweep; so does the figure's title."""
+    ``exact`` ({"samples", "swd"}: exact samples and their SW₁ to the reference, the noise floor)
+    adds a panel of them in a column of its own on the left, to compare the others with. A key
+    under the panels names the colours. Panels name their sampler (TCD/LCM) when LCM is in the
+    sweep; so does the figure's title."""
     Figure, FigureCanvasAgg = _load_matplotlib()
     n = len(runs)
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    lines = [f"tcd-sample: {mixture.name} mixture, samples (red) over the target density"]
+    first = 1 if exact is not None else 0  # the column of the exact panel
+    width = 3.2 * (cols + first)
+    lines = [f"tcd-sample: {mixture.name} mixture, samples over the target density"]
     if "lcm" in samplers:
         names = {"tcd": "TCD (Algorithm 4)", "lcm": "LCM (Algorithm 1)"}
         lines.append(" and ".join(names[s] for s in dict.fromkeys(samplers)))
     # Wrapped to the figure's width: 12 pt characters are about 8.6 px wide at 100 dpi, so one
     # or two panels (320 or 640 px) cannot hold the title's 60-odd characters on one line.
-    per_line = max(30, int(0.9 * 3.2 * 100 * cols / 8.6))
+    per_line = max(30, int(0.9 * width * 100 / 8.6))
     title = [part for line in lines for part in textwrap.wrap(line, per_line)]
-    # Constrained layout reserves room for the suptitle above the panels' own titles (tight_layout
-    # ignores it, and the two overlapped); each extra line of title gets its own 0.25 in.
-    height = 3.3 * rows + 0.4 + 0.25 * (len(title) - 1)
-    fig = Figure(figsize=(3.2 * cols, height), dpi=100, layout="constrained")
+    # Constrained layout reserves room for the suptitle above the panels' own titles and for the
+    # key; each extra line of title gets its own 0.25 in, a key under the panels 0.5 in.
+    key_below = exact is None or rows < 2
+    height = 3.4 * rows + 0.4 + 0.25 * (len(title) - 1) + (0.5 if key_below else 0.0)
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
+    # a little more room between rows than the default: a row's titles sit under the x tick
+    # labels of the row above
+    fig.get_layout_engine().set(h_pad=0.06, hspace=0.04)
+    grid_spec = fig.add_gridspec(rows, cols + first)
     means = np.asarray(mixture.means)
     lim = float(np.max(np.abs(means)) + 4 * max(mixture.stds) + 0.3)
     grid = np.linspace(-lim, lim, 200)
     gx, gy = np.meshgrid(grid, grid)
     density = np.exp(mixture.noised(alpha0).log_density(np.stack([gx, gy], axis=-1)))
-    for i, run in enumerate(runs):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.contourf(gx, gy, density, levels=12, cmap="Blues")
-        pts = run["samples"]
-        ax.scatter(pts[:, 0], pts[:, 1], s=1.5, c="#d62728", alpha=0.5, linewidths=0)
-        if trajectories and run["trajectory"] is not None:
-            for line in np.transpose(run["trajectory"], (1, 0, 2)):
-                ax.plot(line[:, 0], line[:, 1], "-o", color="black", lw=0.6, ms=1.8, alpha=0.8)
-        ax.set_title(_panel_title(run["row"], "lcm" in samplers), fontsize=9)
+
+    def panel(where: Any, points: np.ndarray, colour: str, heading: str) -> Any:
+        ax = fig.add_subplot(where)
+        ax.contourf(gx, gy, density, levels=12, cmap=DENSITY_CMAP)
+        ax.scatter(points[:, 0], points[:, 1], s=1.5, c=colour, alpha=0.5, linewidths=0)
+        ax.set_title(heading, fontsize=9)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=7)
+        return ax
+
+    if exact is not None:
+        heading = f"exact samples\nSW₁ {exact['swd']:.3f} (noise floor)"
+        panel(grid_spec[0, 0], np.asarray(exact["samples"]), EXACT_COLOUR, heading)
+    for i, run in enumerate(runs):
+        where = grid_spec[i // cols, first + i % cols]
+        ax = panel(
+            where, run["samples"], SAMPLED_COLOUR, _panel_title(run["row"], "lcm" in samplers)
+        )
+        if trajectories and run["trajectory"] is not None:
+            for line in np.transpose(run["trajectory"], (1, 0, 2)):
+                ax.plot(line[:, 0], line[:, 1], "-o", color=PATH_COLOUR, lw=0.6, ms=1.8, alpha=0.8)
+
     fig.suptitle("\n".join(title))
+    _key(fig, grid_spec, rows, exact is not None, trajectories, samplers, alpha0)
+    # Constrained layout settles over two passes (tick labels and titles are placed while
+    # drawing): the first left a row's titles on the x tick labels of the row above. Lay out once
+    # here, so that the figure as saved is the second pass.
+    fig.draw_without_rendering()
     return fig
+
+
+def _key(
+    fig: Any,
+    grid_spec: Any,
+    rows: int,
+    exact: bool,
+    trajectories: bool,
+    samplers: Sequence[str],
+    alpha0: float,
+) -> None:
+    """The figure's key: the density's colour, the sampled and the exact points', the paths'.
+    Under the exact panel where the column has room (two rows of panels or more), else under the
+    figure."""
+    import matplotlib
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    cmap = matplotlib.colormaps[DENSITY_CMAP]
+    names = "/".join(SAMPLERS[s][0] for s in dict.fromkeys(samplers))
+    dots: dict[str, Any] = {"ls": "", "marker": "o", "ms": 4}
+    key = [
+        Patch(color=cmap(0.75), label=f"target density\n(ᾱ₀ = {alpha0:.5f})"),
+        Line2D([], [], color=SAMPLED_COLOUR, label=f"sampled ({names})", **dots),
+    ]
+    if exact:
+        key.append(
+            Line2D([], [], color=EXACT_COLOUR, label="exact samples\n(from the mixture)", **dots)
+        )
+    if trajectories:
+        path: dict[str, Any] = {"ls": "-", "marker": "o", "lw": 0.6, "ms": 2.5}
+        key.append(
+            Line2D([], [], color=PATH_COLOUR, label="a sample's path\nthrough the steps", **path)
+        )
+    style: dict[str, Any] = {"handles": key, "fontsize": 8, "frameon": False, "labelspacing": 1.0}
+    if exact and rows >= 2:
+        holder = fig.add_subplot(grid_spec[1:, 0])
+        holder.axis("off")
+        holder.legend(loc="upper center", **style)
+    else:
+        fig.legend(loc="outside lower center", ncols=len(key), **style)
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> dict:
@@ -462,7 +572,7 @@ def _sweep(
         f"{args.samples} fresh exact samples at alpha_bar_0 = {alpha0:.5f}",
         file=stdout,
     )
-    _table(rows, floor, mixture, stdout, sampler_column="lcm" in samplers)
+    _table(rows, floor, mixture, stdout, "lcm" in samplers, args.samples)
     doc = {
         "tool": PROG,
         "version": __version__,
@@ -483,7 +593,8 @@ def _sweep(
         "results": rows,
     }
     if not args.no_figure:
-        _figure(args.out, runs, mixture, alpha0, args.trajectories > 0, samplers)
+        exact = {"samples": other, "swd": floor["swd"]}
+        _figure(args.out, runs, mixture, alpha0, args.trajectories > 0, samplers, exact)
         print(f"figure: {args.out}", file=stdout)
     if args.json:
         try:

@@ -189,7 +189,8 @@ def test_config_file_and_presets_and_trajectories(capsys, tmp_path):
 
 BAD = [
     (["--steps", "0"], "--steps must be >= 1"),
-    (["--steps", "51"], "--steps 51"),
+    (["--steps", "51"], "--steps must be <= 50 with this config (its original_inference_steps)"),
+    (["--steps", "100"], "--steps must be <= 50 with this config (its original_inference_steps)"),
     (["--steps", "two"], "invalid int value"),
     (["--eta", "1.5"], "--eta must be in [0, 1]"),
     (["--eta", "nan"], "--eta must be in [0, 1]"),
@@ -199,7 +200,7 @@ BAD = [
     (["--backend", "cupy"], "invalid choice"),
     (["--sampler", "ddim"], "invalid choice"),
     (["--sampler", "lcm", "--eta", "0.5"], "--eta applies to --sampler tcd only"),
-    (["--sampler", "lcm", "--steps", "51"], "--steps 51"),
+    (["--sampler", "lcm", "--steps", "51"], "--steps must be <= 50"),
     (["--sampler", "tcd", "lcm", "--eta", "2"], "--eta must be in [0, 1]"),
     (["--model", "student"], "invalid choice"),
     (["--preset", "moons"], "invalid choice"),
@@ -221,6 +222,35 @@ def test_bad_arguments_exit_2_with_one_line(capsys, args, message):
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("tcd-sample: error: ") and message in err
     assert "Traceback" not in err
+
+
+def test_too_many_steps_names_the_limit_not_strength(capsys, tmp_path):
+    # the core's plan said "increase `strength` to a value higher than 2.0": an option the CLI
+    # does not have. The limit is the config's original_inference_steps, and the limit runs.
+    code, _, err = _run(capsys, "--steps", "4", "100", "--no-figure")
+    assert code == 2 and "strength" not in err
+    assert "--steps must be <= 50" in err and "got 100" in err
+    fast = ["--model", "teacher", "--samples", "20", "--no-figure", "--no-progress"]
+    assert _run(capsys, *fast, "--steps", "50", "--sampler", "tcd", "lcm")[0] == 0
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"original_inference_steps": 20}))
+    code, _, err = _run(capsys, *fast, "--config", str(cfg), "--steps", "21")
+    assert code == 2 and "--steps must be <= 20" in err and "strength" not in err
+    assert _run(capsys, *fast, "--config", str(cfg), "--steps", "20")[0] == 0
+    assert cli.max_steps(cli.TCDConfig(original_inference_steps=20)) == 20
+
+
+def test_the_table_says_what_the_exact_row_is(capsys):
+    # a distilled row below the exact row puzzled readers: the footnote says it is the noise floor
+    code, out, err = _run(capsys, *FAST, "--no-figure")
+    assert code == 0, err
+    lines = out.splitlines()
+    after = lines[next(i for i, ln in enumerate(lines) if ln.startswith("target ")) + 1 :]
+    note = " ".join(after)
+    assert note.startswith("exact: 300 other exact samples")
+    assert "noise floor of SW1 with 300 samples" in note and "not better than exact" in note
+    width = len(next(ln for ln in lines if ln.startswith("model ")))
+    assert all(len(ln) <= width for ln in after)
 
 
 def test_bad_config_contents_exit_2(capsys, tmp_path):
