@@ -7,8 +7,10 @@ on 2 cores), or ``python -m benchmarks --device cuda`` on a GPU machine. See ``-
 Modules: ``workloads`` (the grid, shared inputs, the floor's coefficients), ``contenders`` (one
 whole-loop callable per contender), ``timing`` (interleaved timing, memory), ``runner`` (the CPU
 run), ``report`` (JSON schema, tables, plot, docs page), ``gpu`` (the CUDA mode), ``machine``.
-Standalone studies: ``jax_gpu`` (the compiled JAX loop on any JAX device) and ``eta_zero`` (ways to
-skip the η = 0 draw when η is traced: ``python -m benchmarks.eta_zero``).
+Studies: ``jax_gpu`` (the compiled JAX loop on any JAX device, standalone) and ``eta_zero`` (ways to
+skip the η = 0 draw when η is traced, with a constant and a conv stand-in model; standalone as
+``python -m benchmarks.eta_zero``, and run by ``python -m benchmarks``, where its conv rows give the
+JAX loop's verdicts: ≤ 1.3× its floor at every η).
 Importing this package imports neither torch nor jax: the CLI sets thread options first.
 """
 

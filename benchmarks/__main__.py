@@ -108,6 +108,22 @@ def _run_gpu(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_jax_loop(quick: bool, repeats: int | None, log) -> dict:
+    """The η = 0 study of ``benchmarks.eta_zero`` (constant and conv stand-ins), whose rows give
+    the JAX loop's verdicts; a failure is recorded, not raised."""
+    from . import eta_zero
+
+    try:
+        study = eta_zero.run(
+            eta_zero.QUICK_SHAPES if quick else eta_zero.SHAPES,
+            repeats=repeats or (3 if quick else 15),
+            log=lambda s: log(f"  {s}"),
+        )
+    except Exception as exc:  # jax missing or failing: the rest of the run stands
+        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok", "results": study}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.render_docs is not None:
@@ -129,7 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREAD_XLA}".strip()
 
     from .contenders import cpu_contenders
-    from .report import headline_table, plot, render_docs, results_table, write_json
+    from .report import (
+        headline_table,
+        jax_loop_section,
+        plot,
+        render_docs,
+        results_table,
+        write_json,
+    )
     from .runner import run_cpu
     from .workloads import FULL_GRID, QUICK_GRID
 
@@ -155,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         log=log,
         **settings,
     )
+    if not args.no_jax:
+        log("JAX loop target: the η = 0 study (benchmarks.eta_zero), constant and conv stand-ins")
+        t_study = time.perf_counter()
+        results["jax_loop"] = run_jax_loop(quick, args.repeats, log)
+        results["elapsed_s"] += time.perf_counter() - t_study
     json_path = write_json(results, out / "cpu.json")
     docs = not quick and not args.no_docs
     if args.out is not None or not docs:  # a full default run's page and plot go to docs/
@@ -170,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(headline_table(results))
     print()
+    if "jax_loop" in results:
+        print(jax_loop_section(results))
+        print()
     print(results_table(results))
     if docs:
         page = render_docs_files(results)

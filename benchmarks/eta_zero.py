@@ -3,11 +3,15 @@
 ``python -m benchmarks.eta_zero`` (``--quick`` for a smoke run, ``--json PATH`` to keep the
 numbers). Issue 10, item 5: ``tcd_jax.sample`` inside the caller's ``jax.jit`` with η a traced
 argument cannot know at compile time whether any step draws noise. Four ways to run such a loop
-are timed side by side, per step of a 4-step loop, at η = 0 and η = 0.3:
+are timed side by side, per step of a 4-step loop, at η = 0 and η = 0.3, next to the floor and to
+the loop with η known at compile time:
 
 * ``floor``: what the main benchmark calls the floor. It knows η on the host, so it draws only
   where the reference draws and runs x ← a·x + b·model(x) + c·z with coefficients folded in
   float64 (no decision on the device at all).
+* ``static-eta``: ``tcd_jax.sample`` inside ``jax.jit`` with η a Python float closed over (the
+  main benchmark's ``tcd_jax loop (threefry, jit)``): the cond's predicate is a constant, so XLA
+  removes it. One compilation per η, like the floor.
 * ``always-draw``: draw a normal at every step but the last and let the exact zero coefficient
   at η = 0 cancel it (what ``tcd_jax.sample`` did before issue 10).
 * ``step-cond``: ``tcd_jax.sample`` as shipped: each step's update runs in a ``lax.cond`` whose
@@ -21,6 +25,11 @@ Each strategy runs with two stand-in denoisers:
   latents to memory between steps, so XLA may fuse a draw-free loop into a single pass.
 * ``conv``: three 3×3 convolutions (4 → 32 → 32 → 4 channels, SiLU), the smallest thing shaped
   like a real denoiser: its output, like every real model's last layer, is materialised.
+
+``python -m benchmarks`` runs this study too and gives the JAX loop's verdicts from it
+(``verdicts``): the tcd_jax loop rows (``static-eta`` and ``step-cond``) with the ``conv``
+stand-in must be ≤ ``TARGET`` × the floor of their cell at every η; the ``constant`` stand-in's
+rows are information only.
 
 All strategies compute the same latents (checked against ``step-cond``: |Δ| ≤ 1e-5·(1+max|x|)).
 Times are wall clock around ``block_until_ready`` of the whole compiled loop, the minimum over
@@ -39,7 +48,18 @@ from typing import Any
 SHAPES = ((1, 4, 64, 64), (1, 4, 128, 128))
 QUICK_SHAPES = ((1, 4, 8, 8),)
 MODELS = ("constant", "conv")
-STRATEGIES = ("floor", "always-draw", "step-cond", "loop-cond")
+STRATEGIES = ("floor", "static-eta", "always-draw", "step-cond", "loop-cond")
+# Built per host η (a fresh jit each); the others take η as a traced argument.
+HOST_ETA = ("floor", "static-eta")
+# The JAX loop's target: its rows (η static, η traced) ≤ TARGET × the floor of their cell, at
+# every η, with a stand-in whose output depends on x. The constant stand-in lets XLA fuse the
+# draw-free floor's steps into one pass, which no real loop can do: its rows get no verdict.
+TARGET = 1.3
+TARGET_MODEL = "conv"
+LOOPS = {
+    "static-eta": "tcd_jax loop (threefry, jit)",
+    "step-cond": "tcd_jax loop (threefry, jit, traced η)",
+}
 ETAS = (0.0, 0.3)
 STEPS = 4
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -69,8 +89,8 @@ def _models(jax: Any, shape: tuple[int, ...]) -> dict[str, Callable[[Any, Any], 
 
 
 def _strategies(jax: Any, tcd_jax: Any, model: Callable[[Any, Any], Any]) -> tuple[Any, Any]:
-    """(``floor(η)`` → a jitted ``fn(x, key, eps)``, {name: jitted ``fn(x, key, eps, η)``} for
-    the strategies whose η is traced)."""
+    """({name: ``make(η)`` → a jitted ``fn(x, key, eps)``} for the strategies built per host η
+    (``HOST_ETA``), {name: jitted ``fn(x, key, eps, η)``} for those whose η is traced)."""
     import tcd_core
 
     from .workloads import floor_coefficients
@@ -126,8 +146,17 @@ def _strategies(jax: Any, tcd_jax: Any, model: Callable[[Any, Any], Any]) -> tup
 
         return run
 
+    def static_eta(eta: float) -> Any:
+        """``tcd_jax.sample`` with η a Python float: a fresh jit per η, no cond left."""
+
+        @jax.jit
+        def run(x: Any, key: Any, eps: Any) -> Any:
+            return tcd_jax.sample(lambda x, t: model(x, eps), x, key, plan, eta, config=config)
+
+        return run
+
     traced = {"always-draw": always_draw, "step-cond": step_cond, "loop-cond": loop_cond}
-    return floor, traced
+    return {"floor": floor, "static-eta": static_eta}, traced
 
 
 def run(
@@ -147,7 +176,7 @@ def run(
         eps = jnp.asarray(rng.standard_normal(shape, dtype=np.float32))
         key = tcd_jax.prng_key(1)
         for model_name, model in _models(jax, shape).items():
-            floor_for, traced = _strategies(jax, tcd_jax, model)
+            host_eta, traced = _strategies(jax, tcd_jax, model)
             compile_s = {}
             for name, fn in traced.items():  # one compilation serves every η
                 t0 = time.perf_counter()
@@ -155,11 +184,13 @@ def run(
                 compile_s[name] = time.perf_counter() - t0
             for eta_value in ETAS:
                 eta = jnp.float32(eta_value)
-                floor = floor_for(eta_value)
-                t0 = time.perf_counter()
-                floor.lower(x, key, eps).compile()
-                compile_s["floor"] = time.perf_counter() - t0
-                calls: dict[str, Callable[[], Any]] = {"floor": lambda: floor(x, key, eps)}
+                calls: dict[str, Callable[[], Any]] = {}
+                for name, make in host_eta.items():
+                    fn = make(eta_value)
+                    t0 = time.perf_counter()
+                    fn.lower(x, key, eps).compile()
+                    compile_s[name] = time.perf_counter() - t0
+                    calls[name] = lambda fn=fn: fn(x, key, eps)
                 for name, fn in traced.items():
                     calls[name] = lambda fn=fn: fn(x, key, eps, eta)
                 outputs = {name: np.asarray(call()) for name, call in calls.items()}
@@ -207,22 +238,93 @@ def _line(row: dict[str, Any]) -> str:
     )
 
 
+def _shape(row: dict[str, Any]) -> str:
+    return "×".join(map(str, row["shape"]))
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """The results as one Markdown table: µs per step (× floor), compile seconds."""
+    """The results as one Markdown table: µs per step (× floor), compile seconds; "—" for a
+    strategy the run did not have (runs recorded before ``static-eta`` existed)."""
     lines = [
-        "| stand-in | latents | η | floor | always-draw | step-cond (shipped) | loop-cond |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| stand-in | latents | η | floor | static η | always-draw | step-cond (shipped) "
+        "| loop-cond |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     cells: dict[tuple, dict[str, dict[str, Any]]] = {}
     for row in result["rows"]:
-        key = (row["model"], "×".join(map(str, row["shape"])), row["eta"])
+        key = (row["model"], _shape(row), row["eta"])
         cells.setdefault(key, {})[row["strategy"]] = row
     for (model, shape, eta), by in cells.items():
         values = [
             f"{by[s]['us_per_step']:.1f} ({by[s]['over_floor']:.2f}×; {by[s]['compile_s']:.2f} s)"
+            if s in by
+            else "—"
             for s in STRATEGIES
         ]
         lines.append(f"| {model} | {shape} | {eta:g} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(result: dict[str, Any], target: float = TARGET) -> list[dict[str, Any]]:
+    """The JAX loop's verdicts: one record per tcd_jax loop row (``LOOPS``) of every (stand-in,
+    latents, η) cell, ``TARGET_MODEL`` cells first.
+
+    ``ratio`` is the row's µs per step over that of the floor row of the same cell (None when
+    the cell has no floor). With ``TARGET_MODEL`` the row ``met`` the target when ratio ≤
+    ``target`` and its latents agree with the shipped loop's; other stand-ins get no verdict
+    (``target`` and ``met`` None: information only)."""
+    floors = {
+        (r["model"], tuple(r["shape"]), r["eta"]): r
+        for r in result["rows"]
+        if r["strategy"] == "floor"
+    }
+    out = []
+    for row in result["rows"]:
+        if row["strategy"] not in LOOPS:
+            continue
+        floor = floors.get((row["model"], tuple(row["shape"]), row["eta"]))
+        ratio = row["us_per_step"] / floor["us_per_step"] if floor else None
+        judged = row["model"] == TARGET_MODEL
+        met = None
+        if judged and ratio is not None:
+            met = ratio <= target and bool(row.get("agrees", True))
+        out.append(
+            {
+                "model": row["model"],
+                "shape": row["shape"],
+                "eta": row["eta"],
+                "strategy": row["strategy"],
+                "loop": LOOPS[row["strategy"]],
+                "us_per_step": row["us_per_step"],
+                "floor_us_per_step": floor["us_per_step"] if floor else None,
+                "ratio": ratio,
+                "target": target if judged else None,
+                "met": met,
+            }
+        )
+    out.sort(key=lambda v: v["model"] != TARGET_MODEL)  # stable: the run's order otherwise
+    return out
+
+
+def verdicts_markdown(result: dict[str, Any], target: float = TARGET) -> str:
+    """``verdicts`` as a Markdown table."""
+    lines = [
+        "| stand-in | latents | η | loop | µs per step | floor µs per step | × floor | target "
+        "| result |",
+        "|---|---|---|---|---:|---:|---:|---|---|",
+    ]
+    for v in verdicts(result, target):
+        if v["target"] is None:
+            model, goal, verdict = f"{v['model']} (information only)", "—", "no verdict"
+        else:
+            model, goal = v["model"], f"≤ {v['target']:.2f}×"
+            verdict = "not measured" if v["met"] is None else "met" if v["met"] else "**missed**"
+        floor_us = "—" if v["floor_us_per_step"] is None else f"{v['floor_us_per_step']:.1f}"
+        ratio = "—" if v["ratio"] is None else f"{v['ratio']:.2f}×"
+        lines.append(
+            f"| {model} | {_shape(v)} | {v['eta']:g} | {v['loop']} | {v['us_per_step']:.1f} "
+            f"| {floor_us} | {ratio} | {goal} | {verdict} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -237,6 +339,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         repeats=args.repeats or (3 if args.quick else 15),
     )
     print(markdown(result))
+    print(verdicts_markdown(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

@@ -496,8 +496,16 @@ def gpu_markdown(gpu: dict[str, Any]) -> str:
         ]
         if isinstance(eta_zero_result.get("results"), dict):
             from .eta_zero import markdown as eta_zero_markdown
+            from .eta_zero import verdicts_markdown
 
             lines += ["", eta_zero_markdown(eta_zero_result["results"]).strip()]
+            lines += [
+                "",
+                "The JAX loop's target on this device (≤ 1.3× its floor at every η, conv "
+                "stand-in; the constant stand-in's rows are information only):",
+                "",
+                verdicts_markdown(eta_zero_result["results"]).strip(),
+            ]
         elif eta_zero_result.get("stdout"):
             lines += ["", "```", eta_zero_result["stdout"].strip(), "```"]
     return "\n".join(lines)

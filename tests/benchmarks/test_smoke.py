@@ -331,9 +331,14 @@ def test_gpu_markdown_renders_a_recorded_run():
     text = gpu_markdown(gpu)
     assert "η = 0 with a traced η" in text
     assert (
-        "| conv | 1×4×64×64 | 0 | 10.0 (1.00×; 1.00 s) | 12.0 (1.20×; 1.00 s) | "
+        "| conv | 1×4×64×64 | 0 | 10.0 (1.00×; 1.00 s) | — | 12.0 (1.20×; 1.00 s) | "
         "25.0 (2.50×; 1.00 s) | 11.0 (1.10×; 1.00 s) |"
-    ) in text
+    ) in text  # recorded before the static-η strategy existed: its column reads "—"
+    assert (
+        "| conv | 1×4×64×64 | 0 | tcd_jax loop (threefry, jit, traced η) | 25.0 | 10.0 | 2.50× "
+        in (text)
+        and "**missed**" in text
+    )
 
 
 def test_adapter_target_requires_identical_output(results):
@@ -349,3 +354,70 @@ def test_adapter_target_requires_identical_output(results):
         assert (first["contender"], first["shape"], first["target"]) == ("adapter", "1x4x8x8", 0.3)
         assert first["ratio"] == pytest.approx(0.1)
         assert first["met"] is met
+
+
+def _jax_loop(us: dict[tuple[str, float, str], float]) -> dict:
+    rows = [
+        {
+            "model": model,
+            "shape": [1, 4, 64, 64],
+            "eta": eta,
+            "strategy": strategy,
+            "us_per_step": t,
+            "over_floor": t / us[(model, eta, "floor")],
+            "compile_s": 0.5,
+            "max_abs_diff": 0.0,
+            "agrees": True,
+        }
+        for (model, eta, strategy), t in us.items()
+    ]
+    return {"status": "ok", "results": {"rows": rows}}
+
+
+def test_jax_loop_verdicts_on_the_docs_page(results, tmp_path):
+    """The JAX loop's verdicts come from the conv stand-in's rows (synthetic numbers here), at
+    every η; the constant stand-in's rows and the main grid's JAX rows get none."""
+    from benchmarks import eta_zero
+
+    fake = json.loads(json.dumps(results))
+    fake["jax_loop"] = _jax_loop(
+        {
+            ("constant", 0.0, "floor"): 4.0,
+            ("constant", 0.0, "static-eta"): 9.0,  # 2.25×: information only
+            ("constant", 0.0, "step-cond"): 9.0,
+            ("conv", 0.0, "floor"): 700.0,
+            ("conv", 0.0, "static-eta"): 690.0,  # met
+            ("conv", 0.0, "step-cond"): 1000.0,  # 1.43×: missed
+            ("conv", 0.3, "floor"): 800.0,
+            ("conv", 0.3, "static-eta"): 850.0,  # met
+            ("conv", 0.3, "step-cond"): 900.0,  # met
+        }
+    )
+    report.validate(fake)
+    text = report.render_docs(fake, None)
+    section = text[text.index("## JAX loop target") : text.index("## Scaling")]
+    assert section.splitlines()[0].endswith("{#jax-loop-target}")  # the JAX guide links it
+    assert f"≤ {eta_zero.TARGET:g}× its floor at every η" in section
+    assert (
+        "| conv | 1×4×64×64 | 0 | tcd_jax loop (threefry, jit, traced η) | 1000.0 | 700.0 | "
+        in (section)
+    )
+    assert section.count("**missed**") == 1 and section.count("| met |") == 3
+    assert section.count("(information only)") == 2
+    for h in report.headline(fake):  # the constant stand-in's JAX rows: no target, no verdict
+        if h["contender"].startswith("tcd-jax"):
+            assert h["target"] is None and h["met"] is None, h
+            if h["contender"].startswith("tcd-jax-jit") and h["baseline"] in (
+                "floor-jax-threefry",
+                "floor-jax-rbg",
+            ):
+                assert "constant stand-in: information only" in h["what"], h
+    # No study in the run (--no-jax, or an older results file): the section says so.
+    assert "Not measured in this run" in report.render_docs(results, None)
+    bad = json.loads(json.dumps(fake))
+    del bad["jax_loop"]["results"]["rows"][0]["us_per_step"]
+    with pytest.raises(ValueError, match="us_per_step"):
+        report.validate(bad)
+    bad["jax_loop"] = {"status": "error"}
+    with pytest.raises(ValueError, match="reason"):
+        report.validate(bad)
