@@ -3,6 +3,8 @@ inside the figure, the key names every colour, and the exact samples have a pane
 
 Each case runs the real CLI (small sample counts) and inspects the matplotlib Figure it saved."""
 
+import contextlib
+import io
 import itertools
 
 import pytest
@@ -20,25 +22,29 @@ KINDS = {
 }
 
 
-@pytest.fixture
-def draw(monkeypatch, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def draw(tmp_path_factory):
     """Run ``tcd-sample`` with ``args`` and return the Figure it saved, as saved: not drawn again
     (constrained layout moves things between draws; a second draw hid the collision the saved
-    PNG showed)."""
+    PNG showed). One run per set of arguments, shared by the tests."""
+    figures = {}
 
     def run(args):
-        made = []
-        build = cli._build_figure
-        monkeypatch.setattr(
-            cli, "_build_figure", lambda *a, **k: made.append(build(*a, **k)) or made[-1]
-        )
-        png = tmp_path / "f.png"
-        code = cli.main([*args, "--samples", "200", "--no-progress", "--out", str(png)])
-        _, err = capsys.readouterr()
-        assert code == 0, err
-        assert png.stat().st_size > 0
-        (fig,) = made
-        return fig
+        key = tuple(args)
+        if key not in figures:
+            made = []
+            build = cli._build_figure
+            png = tmp_path_factory.mktemp("figure") / "f.png"
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(
+                    cli, "_build_figure", lambda *a, **k: made.append(build(*a, **k)) or made[-1]
+                )
+                with contextlib.redirect_stdout(io.StringIO()):
+                    code = cli.main([*args, "--samples", "200", "--no-progress", "--out", str(png)])
+            assert code == 0
+            assert png.stat().st_size > 0
+            (figures[key],) = made
+        return figures[key]
 
     return run
 
