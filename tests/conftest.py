@@ -5,10 +5,16 @@ suite stays within CI's budget on 2 cores) and ``thorough`` (10x the examples, f
 """
 
 import os
+import sys
+
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from hypothesis import HealthCheck, settings
+# tests/float32_bound.py (the derived float32 bound) is shared by every test folder.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 settings.register_profile(
     "ci",

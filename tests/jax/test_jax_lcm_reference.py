@@ -3,6 +3,7 @@ JAX draws (step i: ``normal(fold_in(key, i))``) injected into the reference's ``
 
 from __future__ import annotations
 
+import float32_bound as fb
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,11 +14,14 @@ from diffusers.schedulers import scheduling_lcm
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from jax_helpers import (
+    JAX,
     TORCH_DTYPES,
     assert_close,
     configs,
     injected_noise,
     jax_noise,
+    lcm_reference_bounds,
+    reference_table,
     toy_model_jax,
     toy_model_torch,
 )
@@ -145,11 +149,12 @@ def test_custom_timesteps_match_the_reference_draws_included(plan, seed):
     latents, key = _latents(seed), jax.random.key(seed)
     kwargs = dict(timesteps=custom, strength=strength)
     reference, _, drawn, ref_sched = lcm_reference_run(config, latents, key, **kwargs)
+    bounds, _ = lcm_reference_bounds(config, latents, key, ref_sched, drawn)
     ours, _ = scheduler_loop(config, latents, key, **kwargs)
     plan_arrays = tcd_jax.lcm_sampling_plan(config, **kwargs)
     assert np.asarray(plan_arrays.timesteps).tolist() == ref_sched.timesteps.tolist()
-    for i, (a, r) in enumerate(zip(ours, reference, strict=True)):
-        assert_close(a.prev_sample, r, what=f"step {i}")
+    for i, (a, r, b) in enumerate(zip(ours, reference, bounds, strict=True)):
+        assert_close(a.prev_sample, r, what=f"step {i}", bound=b)
     assert drawn == [i for i, final in enumerate(plan_arrays.final) if not final]
 
 
@@ -167,19 +172,21 @@ def test_float32_loop_matches_reference_with_the_same_noise(config, n, strength,
     n = min(n, int(config.original_inference_steps * strength))
     latents, key = _latents(seed), jax.random.key(seed)
     kwargs = dict(num_inference_steps=n, strength=strength)
-    reference, ref_denoised, drawn, _ = lcm_reference_run(config, latents, key, **kwargs)
+    reference, ref_denoised, drawn, ref_sched = lcm_reference_run(config, latents, key, **kwargs)
+    bounds, d_bounds = lcm_reference_bounds(config, latents, key, ref_sched, drawn)
     ours, state = scheduler_loop(config, latents, key, host_t=host_t, **kwargs)
     for i, (a, r, d) in enumerate(zip(ours, reference, ref_denoised, strict=True)):
         assert a.prev_sample.dtype == jnp.float32
-        assert_close(a.prev_sample, r, what=f"step {i}")
-        assert_close(a.denoised, d, what=f"denoised {i}")
+        assert_close(a.prev_sample, r, what=f"step {i}", bound=bounds[i])
+        assert_close(a.denoised, d, what=f"denoised {i}", bound=d_bounds[i])
     assert int(state.step_index) == n
     assert drawn == list(range(n - 1))
     if n == 4:  # one compiled loop per prediction type keeps this affordable (XLA compiles)
         plan = tcd_jax.lcm_sampling_plan(config, **kwargs)
         final = tcd_jax.sample_lcm(toy_model_jax, jnp.asarray(latents), key, plan, config=config)
-        assert_close(final, reference[-1], what="compiled loop")
-        assert_close(final, ours[-1].prev_sample, what="compiled loop vs scheduler")
+        assert_close(final, reference[-1], what="compiled loop", bound=bounds[-1])
+        # Both are ours: each within bounds[-1]'s our-side share of the exact value.
+        assert_close(final, ours[-1].prev_sample, what="vs scheduler", bound=2 * bounds[-1])
 
 
 def test_final_step_returns_denoised_and_one_step_plans_draw_nothing():
@@ -189,18 +196,19 @@ def test_final_step_returns_denoised_and_one_step_plans_draw_nothing():
     b, _ = scheduler_loop(config, latents, jax.random.key(1), num_inference_steps=1)
     np.testing.assert_array_equal(np.asarray(a[0].prev_sample), np.asarray(a[0].denoised))
     np.testing.assert_array_equal(np.asarray(a[0].prev_sample), np.asarray(b[0].prev_sample))
-    reference, _, drawn, _ = lcm_reference_run(
+    reference, _, drawn, ref_sched = lcm_reference_run(
         config, latents, jax.random.key(0), num_inference_steps=1
     )
     assert drawn == []
-    assert_close(a[0].prev_sample, reference[0])
+    (bound,), _ = lcm_reference_bounds(config, latents, jax.random.key(0), ref_sched, drawn)
+    assert_close(a[0].prev_sample, reference[0], bound=bound)
     plan = tcd_jax.lcm_sampling_plan(config, 1)
     y0, y1 = (
         tcd_jax.sample_lcm(toy_model_jax, jnp.asarray(latents), jax.random.key(seed), plan)
         for seed in (0, 1)
     )
     np.testing.assert_array_equal(np.asarray(y0), np.asarray(y1))
-    assert_close(y0, reference[0])
+    assert_close(y0, reference[0], bound=bound)
     # With more steps the key matters (the earlier steps renoise).
     c, _ = scheduler_loop(config, latents, jax.random.key(0), num_inference_steps=3)
     d, _ = scheduler_loop(config, latents, jax.random.key(1), num_inference_steps=3)
@@ -209,16 +217,17 @@ def test_final_step_returns_denoised_and_one_step_plans_draw_nothing():
 
 def test_begin_index_like_img2img_pipelines():
     config, latents, key = TCDConfig(), _latents(4), jax.random.key(4)
-    reference, _, drawn, _ = lcm_reference_run(
+    reference, _, drawn, ref_sched = lcm_reference_run(
         config, latents, key, begin_index=2, num_inference_steps=6
     )
+    bounds, _ = lcm_reference_bounds(config, latents, key, ref_sched, drawn, begin_index=2)
     ours, _ = scheduler_loop(config, latents, key, begin_index=2, num_inference_steps=6)
-    for a, r in zip(ours, reference, strict=True):
-        assert_close(a.prev_sample, r)
+    for a, r, b in zip(ours, reference, bounds, strict=True):
+        assert_close(a.prev_sample, r, bound=b)
     assert drawn == [2, 3, 4]
     plan = tcd_jax.LCMSamplingPlan.from_plan(lcm_timesteps(config, 6), begin_index=2)
     final = tcd_jax.sample_lcm(toy_model_jax, jnp.asarray(latents), key, plan, config=config)
-    assert_close(final, reference[-1])
+    assert_close(final, reference[-1], bound=bounds[-1])
 
 
 def test_first_step_finds_its_index_like_the_reference():
@@ -237,7 +246,12 @@ def test_first_step_finds_its_index_like_the_reference():
     with injected_noise(reference, jax_noise(key, SHAPE, "float32"), drawn, scheduling_lcm):
         ref = reference.step(toy_model_torch(x_ref, 499), 499, x_ref)
     assert drawn == [2]
-    assert_close(out.prev_sample, ref.prev_sample)
+    x_b = fb.Bounded.exact(latents, JAX)
+    noise = jax_noise(key, SHAPE, "float32")(2)
+    tab = reference_table(config, reference)
+    p = int(reference.timesteps[3])
+    bound = fb.lcm_step("epsilon", fb.toy_model(x_b, 499), x_b, noise, tab, 499, p, True, config)
+    assert_close(out.prev_sample, ref.prev_sample, bound=bound[0].err)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -268,13 +282,14 @@ def test_clipping_and_thresholding_match_the_reference(overrides):
     (and they change the result, so the comparison is not vacuous)."""
     config = TCDConfig(**overrides)
     latents, key = 3.0 * _latents(7), jax.random.key(7)
-    reference, _, _, _ = lcm_reference_run(config, latents, key, num_inference_steps=3)
+    reference, _, drawn, ref_sched = lcm_reference_run(config, latents, key, num_inference_steps=3)
+    bounds, _ = lcm_reference_bounds(config, latents, key, ref_sched, drawn)
     ours, _ = scheduler_loop(config, latents, key, num_inference_steps=3)
-    for a, r in zip(ours, reference, strict=True):
-        assert_close(a.prev_sample, r)
+    for a, r, b in zip(ours, reference, bounds, strict=True):
+        assert_close(a.prev_sample, r, bound=b)
     plan = tcd_jax.lcm_sampling_plan(config, 3)
     final = tcd_jax.sample_lcm(toy_model_jax, jnp.asarray(latents), key, plan, config=config)
-    assert_close(final, reference[-1])
+    assert_close(final, reference[-1], bound=bounds[-1])
     plain = tcd_jax.sample_lcm(toy_model_jax, jnp.asarray(latents), key, plan)
     assert not np.allclose(np.asarray(plain), np.asarray(final))
 
@@ -294,14 +309,12 @@ def test_per_sample_plans_match_per_sample_reference_runs(strengths, seed):
     assert plan.timesteps.shape == plan.final.shape == (n, 3)
     final = tcd_jax.sample_lcm(toy_model_jax, jnp.asarray(latents), keys, plan, config=config)
     for b in range(3):
-        reference, _, _, _ = lcm_reference_run(
-            config,
-            latents[b : b + 1],
-            keys[b : b + 1],
-            num_inference_steps=n,
-            strength=strengths[b],
+        latent, key = latents[b : b + 1], keys[b : b + 1]
+        reference, _, drawn, ref_sched = lcm_reference_run(
+            config, latent, key, num_inference_steps=n, strength=strengths[b]
         )
-        assert_close(final[b : b + 1], reference[-1], what=f"sample {b}")
+        bound = lcm_reference_bounds(config, latent, key, ref_sched, drawn)[0][-1]
+        assert_close(final[b : b + 1], reference[-1], what=f"sample {b}", bound=bound)
 
 
 def test_plans_of_the_two_samplers_are_not_interchangeable():

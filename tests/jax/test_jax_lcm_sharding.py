@@ -42,6 +42,7 @@ def main() -> None:
     from jax.sharding import PartitionSpec as P
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
     from jax_helpers import toy_model_jax
 
     import tcd_jax

@@ -5,16 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import float32_bound as fb
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jax_helpers import assert_close, configs, etas, reference_run, toy_model_jax
+from jax_helpers import (
+    assert_close,
+    configs,
+    etas,
+    jax_noise,
+    reference_run,
+    tcd_bounds,
+    tcd_reference_bounds,
+    toy_model_jax,
+)
 
 import tcd_jax
-from tcd_core import TCDConfig
+from tcd_core import TCDConfig, alphas_cumprod
 
 CONFIG = TCDConfig()
 SHAPE = (2, 3, 4, 4)
@@ -108,8 +118,9 @@ def test_pipeline_loop_with_the_state_key_and_eta_matches_the_reference(config, 
     ours, final_state = jax.jit(pipeline_loop, static_argnums=(0, 3))(
         scheduler, state, jnp.asarray(latents), n
     )
-    outputs, _drawn, _ = reference_run(config, latents, eta, key, num_inference_steps=n)
-    assert_close(ours, outputs[-1], what=f"eta={eta} n={n}")
+    outputs, drawn, ref_sched = reference_run(config, latents, eta, key, num_inference_steps=n)
+    bound = tcd_reference_bounds(config, latents, eta, key, ref_sched, drawn)[-1]
+    assert_close(ours, outputs[-1], what=f"eta={eta} n={n}", bound=bound)
     assert int(final_state.step_index) == n
 
 
@@ -241,8 +252,20 @@ def test_host_eta_inside_the_callers_jit_compiles_no_conditional(eta):
     # Traced η keeps one conditional per scanned step (3 of the 4; the last never draws).
     traced = jax.jit(lambda x, k, e: tcd_jax.sample(toy_model_jax, x, k, plan, e))
     assert traced.lower(_x(), key, jnp.float32(eta)).compile().as_text().count(" conditional(") == 3
-    # Same values (XLA folds constants in another order, so to rounding, not bit for bit).
-    assert_close(compiled(eta)(_x(), key), traced(_x(), key, jnp.float32(eta)), what="host η")
+    # Same values (XLA folds constants in another order, so to rounding, not bit for bit): two
+    # float32 evaluations of one loop, on the same table, within the derived bound.
+    x = np.asarray(_x())
+    rows = [
+        (i, int(t), int(p)) for i, (t, p) in enumerate(zip(plan.timesteps, plan.prev_timesteps))
+    ]
+    drawn = [i for i in range(4) if eta > 0 and not plan.final[i]]
+    noise = jax_noise(key, x.shape, "float32")
+    # Both sides are XLA (twice its deviation per operation), on one table.
+    both = {op: 2 * ulps for op, ulps in fb.DEVIATION["jax"].items()}
+    table = np.asarray(alphas_cumprod(CONFIG))
+    bound = tcd_bounds(CONFIG, x, eta, noise, rows, drawn, fb.table(table, table, both))[-1]
+    got = compiled(eta)(_x(), key), traced(_x(), key, jnp.float32(eta))
+    assert_close(*got, what="host η", bound=bound)
 
 
 DRAWS = ("random_bits", "threefry2x32")
