@@ -27,9 +27,10 @@ short:
   (:func:`table`), and :func:`schedule_table` bounds that difference from the rescale's own
   computation (rigorous, but worst case over 1000 chained ratios, so ~10³ times the measured one).
 
-The bound is rigorous under that model, so it can be loose: tests/test_float32_bound.py checks
-that over each property-test family the worst measured |Δ|/bound lies in [1/:data:`TIGHTNESS`,
-1]: the bound is neither violated nor vacuous.
+The bound is rigorous under that model, so it could be loose: each property-test family has a
+``test_*_bound_is_neither_violated_nor_vacuous`` that checks the worst measured |Δ|/bound over
+the family lies in [1/:data:`TIGHTNESS`, 1] (measured on an AMD EPYC Zen 4: 0.87 for the core's
+NumPy and JAX steps, 0.68 array-api-strict, 0.69 the JAX TCD loop, 0.20 the JAX LCM loop).
 """
 
 from __future__ import annotations

@@ -120,6 +120,19 @@ def assert_close_scaled(ours, ref, dtype: str, what: str = "") -> float:
     return err
 
 
+def assert_bounded(ours, ref, bound, what: str = "") -> float:
+    """|ours − ref| <= ``bound`` elementwise (the derived float32 bound of
+    tests/float32_bound.py) over finite entries; inf/nan where the reference has them.
+    Returns the worst |Δ|/bound."""
+    import float32_bound as fb
+
+    a, b = to_numpy(ours), to_numpy(ref)
+    assert a.shape == b.shape, (what, a.shape, b.shape)
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=f"{what}: nan pattern")
+    np.testing.assert_array_equal(a[np.isinf(b)], b[np.isinf(b)], err_msg=f"{what}: infs")
+    return fb.assert_within(a, b, bound, what)
+
+
 def assert_identical(ours: torch.Tensor, ref: torch.Tensor, what: str = "") -> None:
     """Bit-identical torch tensors (same dtype and shape; NaN where the reference has NaN)."""
     assert isinstance(ours, torch.Tensor), what

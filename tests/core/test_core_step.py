@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import float32_bound as fb
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,7 @@ from core_helpers import (
     DTYPES,
     NON_TORCH,
     TORCH_DTYPES,
+    assert_bounded,
     assert_close_scaled,
     assert_identical,
     dtype_name,
@@ -22,7 +24,16 @@ from core_strategies import configs, etas, examples, f32_exact_etas, valid_plan_
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcd_core import TCDConfig, draws_noise, noise_schedule, tcd_step, tcd_timesteps
+from tcd_core import (
+    TCDConfig,
+    draws_noise,
+    intermediate_timestep,
+    noise_schedule,
+    step_coefficients,
+    tcd_step,
+    tcd_timesteps,
+    tcd_update,
+)
 
 SHAPES = st.sampled_from(((1, 4, 8, 8), (2, 4, 4, 4), (3, 2, 5), (1, 3)))
 
@@ -122,25 +133,73 @@ def test_torch_step_is_bit_identical_to_the_reference(case):
         assert torch.equal(model_output, mo0) and torch.equal(sample, x0)  # inputs not mutated
 
 
+def step_bound(case, backend, i, model_output, sample, noise):
+    """The derived bounds (tests/float32_bound.py) on |ours − reference| for x_p and x_s of one
+    step from the reference's input state, each side on its own ᾱ table."""
+    config, plan = case["config"], case["plan"]
+    ref_table = reference(config).alphas_cumprod.numpy()
+    tab = fb.table(
+        ref_table, to_numpy(noise_schedule(config).alphas_cumprod), fb.deviation(backend)
+    )
+    x = fb.Bounded.exact(to_numpy(sample), tab.dev)
+    p = int(plan.prev_timesteps[i])
+    s = int(intermediate_timestep(p, case["eta"]))
+    z = None if noise is None else to_numpy(noise)
+    x_p, x_s = fb.tcd_step(
+        config.prediction_type,
+        to_numpy(model_output),
+        x,
+        z,
+        tab,
+        int(plan.timesteps[i]),
+        s,
+        p,
+        noise is not None,
+    )
+    return x_p.err, x_s.err
+
+
+def check_other_backend(case, backend) -> float:
+    """One example of the family below; returns the worst |Δ|/bound (float32 and float64)."""
+    worst = 0.0
+    for i, model_output, sample, noise, ref in run_reference(case):
+        ours = run_ours(case, backend, i, model_output, sample, noise)
+        if case["dtype"] in ("float32", "float64"):
+            b_p, b_s = step_bound(case, backend, i, model_output, sample, noise)
+            worst = max(
+                worst,
+                assert_bounded(ours.prev_sample, ref.prev_sample, b_p, f"x_p, step {i}"),
+                assert_bounded(ours.pred_noised_sample, ref.pred_noised_sample, b_s, "x_s"),
+            )
+        else:
+            assert_close_scaled(ours.prev_sample, ref.prev_sample, case["dtype"], f"x_p {i}")
+            assert_close_scaled(ours.pred_noised_sample, ref.pred_noised_sample, case["dtype"])
+    return worst
+
+
 @pytest.mark.parametrize("backend", NON_TORCH)
 @settings(max_examples=examples(30))
 @given(data=st.data())
 def test_other_backends_match_the_reference_within_tolerance(backend, data):
-    """Each step from the reference's own input state, so per-step errors do not compound.
+    """Each step from the reference's own input state, so per-step errors do not compound:
+    float32/float64 within the derived bound (tests/float32_bound.py), each backend on its own
+    ᾱ table (with zero-SNR it differs from torch's by the rescale's amplified sqrt ulps, an input
+    difference the bound carries through the step); halves within a few ulps of their dtype."""
+    check_other_backend(data.draw(step_cases(dtypes=DTYPES[backend])), backend)
 
-    The backend builds its own ᾱ table (bit-identical to the reference's without zero-SNR, see
-    test_core_schedule). With zero-SNR the reference's table carries torch's CPU ``sqrt`` errors
-    (not correctly rounded, 1 ulp off for ~20 % of float32 inputs here), amplified by the rescale's
-    ᾱ_t/ᾱ_{t−1} ratios; where 1−ᾱ_t is tiny (t ≈ 1) those table differences, not the step, exceed
-    the bound. So zero-SNR cases are checked here on the reference's table and the tables
-    themselves are compared in test_core_schedule.
-    """
-    case = data.draw(step_cases(dtypes=DTYPES[backend]))
-    table = "reference" if case["config"].rescale_betas_zero_snr else "own"
-    for i, model_output, sample, noise, ref in run_reference(case):
-        ours = run_ours(case, backend, i, model_output, sample, noise, table=table)
-        assert_close_scaled(ours.prev_sample, ref.prev_sample, case["dtype"], f"x_p, step {i}")
-        assert_close_scaled(ours.pred_noised_sample, ref.pred_noised_sample, case["dtype"], "x_s")
+
+@pytest.mark.parametrize("backend", NON_TORCH)
+def test_the_step_bound_is_neither_violated_nor_vacuous(backend):
+    """Over the float32 family above, the worst |Δ|/bound lies in [1/TIGHTNESS, 1]."""
+    worst: list[float] = []
+
+    @settings(max_examples=30, derandomize=True, database=None)
+    @given(case=step_cases(dtypes=("float32",)))
+    def family(case):
+        worst.append(check_other_backend(case, backend))
+
+    family()
+    assert 1 / fb.TIGHTNESS <= max(worst) <= 1, max(worst)
 
 
 def test_zero_snr_epsilon_at_last_train_step_divides_by_zero_like_the_reference():
@@ -334,7 +393,10 @@ def test_no_noise_means_x_p_equals_x_s_and_eta0_or_last_step_ignores_noise(backe
     mo, x, z = (
         to_backend(torch.randn(1, 4, 4, 4, generator=g), backend, "float32") for _ in range(3)
     )
-    no_noise = tcd_step(mo, 759, x, 499, ac, eta=0.3, config=config)
+    with pytest.raises(ValueError, match="`noise`"):  # η > 0 and p > 0: the step re-noises
+        tcd_step(mo, 759, x, 499, ac, eta=0.3, config=config)
+    coefficients = step_coefficients(ac, 759, 499, eta=0.3, ndim=4)
+    no_noise = tcd_update(coefficients, mo, x, config=config)  # unchecked: x_p = x_s
     np.testing.assert_array_equal(
         to_numpy(no_noise.prev_sample), to_numpy(no_noise.pred_noised_sample)
     )
