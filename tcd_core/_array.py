@@ -40,6 +40,12 @@ def is_host(x: Any) -> bool:
     return is_host_scalar(x) or isinstance(x, (np.ndarray, list, tuple))
 
 
+def is_array(x: Any) -> bool:
+    """An array of some namespace: it has a shape and a dtype (NumPy scalars do too, but are
+    host numbers, not arrays). Attribute tests only, cheap and traceable."""
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, np.generic)
+
+
 def device_of(x: Any) -> Any:
     """The device an Array API array lives on."""
     return array_api_compat.device(x)

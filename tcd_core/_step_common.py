@@ -8,15 +8,27 @@ branches on one, so the steps stay ``jax.jit`` / ``torch.compile(fullgraph=True)
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
 
-from ._array import is_host, is_host_scalar, namespace
+from ._array import is_array, is_host, is_host_scalar, namespace
 from .config import TCDConfig
 from .thresholding import clip_sample, dynamic_threshold
 
-__all__ = ["as_index", "check_per_batch", "check_step_arrays", "clean_original"]
+__all__ = [
+    "as_index",
+    "check_array",
+    "check_index",
+    "check_indices",
+    "check_order",
+    "check_per_batch",
+    "check_step_arrays",
+    "check_table",
+    "clean_original",
+]
 
 #: How a per-batch argument may look, as the error messages say it.
 SCALAR_OR_VECTOR = "a scalar or a 1-D array"
@@ -43,25 +55,129 @@ def check_per_batch(
 
 
 def _check_timestep(name: str, value: Any, batch: int) -> None:
-    """A non-negative integer host timestep, or an array given once or once per batch element
-    (array values are not read)."""
+    """A host timestep, or an array given once or once per batch element. Only the form is
+    checked here; :func:`check_index` checks the values against the table."""
     if is_host_scalar(value):
-        if isinstance(value, bool) or float(value) != int(value) or int(value) < 0:
-            raise ValueError(f"`{name}` must be a non-negative integer timestep, got {value!r}")
         return
     ndim = getattr(value, "ndim", None)
     if ndim is None:
-        raise ValueError(f"`{name}` must be an integer or an array, got {type(value).__name__}")
+        raise TypeError(
+            f"`{name}` must be an integer or an integer array, got {type(value).__name__}"
+        )
     check_per_batch(name, tuple(value.shape), batch)
+
+
+def check_array(name: str, value: Any, optional: bool = False) -> None:
+    """TypeError unless ``value`` is an array (or None when ``optional``)."""
+    if (value is None and optional) or is_array(value):
+        return
+    allowed = "an array or None" if optional else "an array"
+    raise TypeError(f"`{name}` must be {allowed}, got {type(value).__name__}")
+
+
+def check_table(alphas_cumprod: Any) -> int:
+    """The ᾱ table's length: TypeError unless it is an array, ValueError unless it is 1-D and
+    not empty (a shape, known without reading the device).
+
+    Example:
+        >>> import numpy as np
+        >>> check_table(np.ones(1000, np.float32))
+        1000
+        >>> check_table(np.ones((1, 1000), np.float32))
+        Traceback (most recent call last):
+            ...
+        ValueError: `alphas_cumprod` must be a 1-D array (the ᾱ table, one entry per training timestep), got shape (1, 1000)
+    """
+    check_array("alphas_cumprod", alphas_cumprod)
+    shape = tuple(alphas_cumprod.shape)
+    if len(shape) != 1 or shape[0] == 0:
+        raise ValueError(
+            "`alphas_cumprod` must be a 1-D array (the ᾱ table, one entry per training "
+            f"timestep), got shape {shape}"
+        )
+    return int(shape[0])
+
+
+def check_index(name: str, value: Any, size: int) -> None:
+    """A timestep that indexes the ᾱ table of length ``size``.
+
+    Host values (Python/NumPy numbers and arrays, lists) must be integers in [0, size − 1]
+    (ValueError; TypeError for a non-numeric type). Other arrays must have an integer dtype
+    (TypeError); their values are not read (a device read, impossible under ``jax.jit``).
+
+    Example:
+        >>> check_index("timestep", 1000, 1000)
+        Traceback (most recent call last):
+            ...
+        ValueError: `timestep` must be an integer in [0, 999] (an index into `alphas_cumprod`), got 1000
+    """
+    allowed = f"an integer in [0, {size - 1}] (an index into `alphas_cumprod`)"
+    if is_host_scalar(value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"`{name}` must be {allowed}, got {value!r}")
+        v = float(value)
+        if not (math.isfinite(v) and v == int(v) and 0 <= v <= size - 1):
+            raise ValueError(f"`{name}` must be {allowed}, got {value!r}")
+        return
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iu":
+            raise TypeError(
+                f"`{name}` must be {allowed} or an integer array, got dtype {value.dtype}"
+            )
+        if value.size and (value.min() < 0 or value.max() > size - 1):
+            raise ValueError(f"`{name}` must be {allowed}, got {value.tolist()}")
+        return
+    if not is_array(value):
+        raise TypeError(
+            f"`{name}` must be {allowed} or an integer array, got {type(value).__name__}"
+        )
+    if not namespace(value).isdtype(value.dtype, "integral"):
+        raise TypeError(f"`{name}` must be an integer array, got dtype {value.dtype}")
+
+
+def check_order(name: str, value: Any, upper_name: str, upper: Any) -> None:
+    """ValueError when host values have ``value`` > ``upper`` (elementwise): sampling runs from
+    high timesteps to low, so the next timestep never exceeds the current one (equal is allowed:
+    LCM's last step, and plans the reference builds that way). Arrays that are not on the host
+    are not read."""
+    if is_host_scalar(value) and is_host_scalar(upper):
+        above = value > upper
+    elif is_host(value) and is_host(upper):
+        above = np.any(np.asarray(value) > np.asarray(upper))
+    else:
+        return
+    if above:
+        raise ValueError(
+            f"`{name}` ({_shown(value)}) must not exceed `{upper_name}` ({_shown(upper)}): "
+            "sampling runs from high timesteps to low"
+        )
+
+
+def _shown(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def check_indices(alphas_cumprod: Any, timestep: Any, prev_timestep: Any) -> int:
+    """The checks of a step's coefficients: the table (:func:`check_table`), ``timestep`` and
+    ``prev_timestep`` (:func:`check_index`), ``prev_timestep`` ≤ ``timestep`` for host values
+    (:func:`check_order`). Returns the table's length."""
+    size = check_table(alphas_cumprod)
+    check_index("timestep", timestep, size)
+    check_index("prev_timestep", prev_timestep, size)
+    check_order("prev_timestep", prev_timestep, "timestep", timestep)
+    return size
 
 
 def check_step_arrays(
     model_output: Any, sample: Any, noise: Any, timestep: Any, prev_timestep: Any
 ) -> int:
-    """The checks every step makes first, in this order: one namespace for ``model_output`` and
-    ``sample`` (TypeError otherwise), ``model_output`` and ``noise`` (when given) of the sample's
-    shape, then ``timestep`` and ``prev_timestep`` each a non-negative integer or an array given
-    once or once per batch element. Returns the batch size (1 for a 0-d sample).
+    """The checks every step makes first, in this order: ``model_output``, ``sample`` (and
+    ``noise`` when given) arrays (TypeError otherwise) of one namespace, ``model_output`` and
+    ``noise`` of the sample's shape, then ``timestep`` and ``prev_timestep`` each a host number
+    or an array given once or once per batch element. Returns the batch size (1 for a 0-d
+    sample).
 
     Example:
         >>> import numpy as np
@@ -69,6 +185,9 @@ def check_step_arrays(
         >>> check_step_arrays(x, x, None, 999, np.array([759, 499]))
         2
     """
+    check_array("model_output", model_output)
+    check_array("sample", sample)
+    check_array("noise", noise, optional=True)
     namespace(model_output, sample)  # one namespace for both (TypeError otherwise)
     if tuple(model_output.shape) != tuple(sample.shape):
         raise ValueError(

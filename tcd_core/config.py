@@ -197,3 +197,25 @@ class TCDConfig:
     def replace(self, **changes: Any) -> TCDConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+_DEFAULT = TCDConfig()
+
+
+def checked_config(config: Any, optional: bool = True) -> TCDConfig:
+    """``config`` itself, or (when ``optional``) the default ``TCDConfig()`` for None; TypeError
+    for anything else (a dict, a diffusers config: build one with :meth:`TCDConfig.from_dict`).
+
+    Example:
+        >>> checked_config(None) == TCDConfig()
+        True
+    """
+    if config is None and optional:
+        return _DEFAULT
+    if not isinstance(config, TCDConfig):
+        allowed = "a tcd_core.TCDConfig" + (" (or None for the default)" if optional else "")
+        raise TypeError(
+            f"`config` must be {allowed}, got {type(config).__name__}; build one with "
+            "TCDConfig.from_dict(...)"
+        )
+    return config

@@ -15,14 +15,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import cast_like, device_of, gather, is_host, is_host_scalar, namespace
-from ._step_common import as_index, check_per_batch, check_step_arrays, clean_original
-from .config import PREDICTION_TYPES, TCDConfig
+from ._array import cast_like, device_of, gather, is_array, is_host, is_host_scalar, namespace
+from ._step_common import (
+    as_index,
+    check_indices,
+    check_per_batch,
+    check_step_arrays,
+    clean_original,
+)
+from .config import PREDICTION_TYPES, TCDConfig, checked_config
 from .parameterization import boundary_condition_scalings
 
 __all__ = ["LCMCoefficients", "LCMStepOutput", "lcm_step", "lcm_step_coefficients", "lcm_update"]
-
-_DEFAULT_CONFIG = TCDConfig()
 
 
 class LCMStepOutput(NamedTuple):
@@ -91,6 +95,31 @@ def lcm_step_coefficients(
         >>> float(c.sqrt_alpha_prev), float(c.sqrt_beta_prev)
         (1.0, 0.0)
     """
+    check_indices(alphas_cumprod, timestep, prev_timestep)
+    _check_final(final)
+    return _coefficients(alphas_cumprod, timestep, prev_timestep, final, timestep_scaling, ndim)
+
+
+def _check_final(final: Any) -> None:
+    """TypeError unless ``final`` is a bool or a boolean array (its shape is checked by the
+    step, against the batch)."""
+    if is_host(final):
+        ok = np.asarray(final).dtype == np.bool_
+    else:
+        ok = is_array(final) and namespace(final).isdtype(final.dtype, "bool")
+    if not ok:
+        raise TypeError(f"`final` must be a bool or a boolean array, got {final!r}")
+
+
+def _coefficients(
+    alphas_cumprod: Any,
+    timestep: Any,
+    prev_timestep: Any,
+    final: Any,
+    timestep_scaling: float,
+    ndim: int,
+) -> LCMCoefficients:
+    """:func:`lcm_step_coefficients` once its arguments are checked."""
     xp = namespace(alphas_cumprod)
     device = device_of(alphas_cumprod)
     alpha_prod_t = gather(alphas_cumprod, as_index(timestep, xp, device), ndim, xp)
@@ -176,7 +205,7 @@ def lcm_update(
         >>> bool((out.prev_sample == out.denoised).all()), out.prev_sample.dtype
         (True, dtype('float32'))
     """
-    config = _DEFAULT_CONFIG if config is None else config
+    config = checked_config(config)
     xp = namespace(model_output, sample)
     c = coefficients
     x0 = _predicted_original(
@@ -251,15 +280,18 @@ def lcm_step(
         (dtype('float32'), (1, 4, 8, 8))
     """
     batch = check_step_arrays(model_output, sample, noise, timestep, prev_timestep)
+    _check_final(final)
     final_shape = tuple(getattr(final, "shape", np.shape(final)))
     check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
-    config = _DEFAULT_CONFIG if config is None else config
-    coefficients = lcm_step_coefficients(
-        alphas_cumprod,
-        timestep,
-        prev_timestep,
-        final=final,
-        timestep_scaling=config.timestep_scaling,
-        ndim=sample.ndim,
+    check_indices(alphas_cumprod, timestep, prev_timestep)
+    config = checked_config(config)
+    if noise is None and is_host(final) and not np.all(final):
+        raise ValueError(
+            "`noise` is required: a step that is not final re-noises the denoised sample to "
+            "the previous timestep (the reference draws z ~ N(0, I) there); pass `noise` of the "
+            "sample's shape (None is only allowed at the final step)"
+        )
+    coefficients = _coefficients(
+        alphas_cumprod, timestep, prev_timestep, final, config.timestep_scaling, sample.ndim
     )
     return lcm_update(coefficients, model_output, sample, noise, config)

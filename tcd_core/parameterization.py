@@ -6,9 +6,13 @@ follow the reference's operation order so torch results are bit-identical.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
 from ._array import cast_like, device_of, is_host_scalar, namespace
+from ._step_common import check_array, check_index, check_table
 from .config import PREDICTION_TYPES
 
 __all__ = [
@@ -106,8 +110,8 @@ def add_noise(alphas_cumprod: Any, original_samples: Any, noise: Any, timesteps:
         >>> x.shape, x.dtype
         ((2, 1), dtype('float32'))
     """
+    _check_noising(alphas_cumprod, timesteps, original_samples=original_samples, noise=noise)
     xp = namespace(original_samples, noise)
-    _check_same_shape(original_samples, noise=noise)
     a, b = _noise_coefficients(alphas_cumprod, timesteps, original_samples, xp)
     return cast_like(a * original_samples + b * noise, original_samples, xp)
 
@@ -123,19 +127,32 @@ def get_velocity(alphas_cumprod: Any, sample: Any, noise: Any, timesteps: Any) -
         >>> v.shape
         (1, 2)
     """
+    _check_noising(alphas_cumprod, timesteps, sample=sample, noise=noise)
     xp = namespace(sample, noise)
-    _check_same_shape(sample, noise=noise)
     a, b = _noise_coefficients(alphas_cumprod, timesteps, sample, xp)
     return cast_like(a * noise - b * sample, sample, xp)
 
 
-def _check_same_shape(reference: Any, **others: Any) -> None:
-    for name, other in others.items():
-        if other is not None and tuple(other.shape) != tuple(reference.shape):
+def _check_noising(alphas_cumprod: Any, timesteps: Any, **arrays: Any) -> None:
+    """The arguments of :func:`add_noise` / :func:`get_velocity`: two arrays of one shape (the
+    first is the reference), a 1-D table, ``timesteps`` one or one per batch element, host values
+    in the table's range (arrays: an integer dtype; their values are not read)."""
+    for name, array in arrays.items():
+        check_array(name, array)
+    (_, reference), *others = arrays.items()
+    for name, other in others:
+        if tuple(other.shape) != tuple(reference.shape):
             raise ValueError(
                 f"`{name}` must have the sample's shape {tuple(reference.shape)}, "
                 f"got {tuple(other.shape)}"
             )
+    check_index("timesteps", timesteps, check_table(alphas_cumprod))
+    count = math.prod(getattr(timesteps, "shape", np.shape(timesteps)))
+    batch = reference.shape[0] if reference.ndim else 1
+    if count not in (1, batch):
+        raise ValueError(
+            f"`timesteps` must hold one timestep or one per batch element ({batch}), got {count}"
+        )
 
 
 def boundary_condition_scalings(

@@ -15,8 +15,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import device_of, has_float64, index_dtype, is_host, is_host_scalar, namespace
-from .config import TCDConfig
+from ._array import (
+    device_of,
+    has_float64,
+    index_dtype,
+    is_array,
+    is_host,
+    is_host_scalar,
+    namespace,
+)
+from .config import TCDConfig, checked_config
 
 __all__ = [
     "TCDPlan",
@@ -61,10 +69,12 @@ class TCDPlan(NamedTuple):
 
 
 def check_eta(eta: Any) -> None:
-    """ValueError unless a host-known η lies in [0, 1].
+    """ValueError unless a host-known η lies in [0, 1]; TypeError unless η is a real number or
+    an array of real numbers.
 
-    Python/NumPy numbers and NumPy arrays are checked (the reference only has a bare ``assert``);
-    device arrays are left alone, since checking them would read the device.
+    Python/NumPy numbers, NumPy arrays, lists and tuples are checked (the reference only has a
+    bare ``assert``); other arrays (torch, JAX, traced) only by their dtype: their values are
+    not read, since that would read the device (and is impossible under ``jax.jit``).
 
     Example:
         >>> check_eta(0.3)
@@ -72,11 +82,34 @@ def check_eta(eta: Any) -> None:
         Traceback (most recent call last):
             ...
         ValueError: `eta` must be in [0, 1], got 1.5
+        >>> check_eta("0.3")
+        Traceback (most recent call last):
+            ...
+        TypeError: `eta` must be a real number in [0, 1] or an array of them, got '0.3'
     """
-    if isinstance(eta, bool) or (is_host_scalar(eta) and not (0.0 <= float(eta) <= 1.0)):
+    allowed = "a real number in [0, 1] or an array of them"
+    if isinstance(eta, (bool, np.bool_)):
         raise ValueError(f"`eta` must be in [0, 1], got {eta!r}")
-    if isinstance(eta, np.ndarray) and eta.size and not np.all((eta >= 0) & (eta <= 1)):
-        raise ValueError(f"`eta` must be in [0, 1], got {eta!r}")
+    if is_host_scalar(eta):
+        if not isinstance(eta, numbers.Real):
+            raise TypeError(f"`eta` must be {allowed}, got {eta!r}")
+        if not 0.0 <= float(eta) <= 1.0:
+            raise ValueError(f"`eta` must be in [0, 1], got {eta!r}")
+        return
+    if isinstance(eta, (list, tuple, np.ndarray)):
+        try:
+            host = np.asarray(eta)
+        except (TypeError, ValueError):
+            host = np.asarray(None)
+        if host.dtype.kind not in "iuf":
+            raise TypeError(f"`eta` must be {allowed}, got {eta!r}")
+        if host.size and not np.all((host >= 0) & (host <= 1)):
+            raise ValueError(f"`eta` must be in [0, 1], got {eta!r}")
+        return
+    if not is_array(eta):
+        raise TypeError(f"`eta` must be {allowed}, got {eta!r}")
+    if not namespace(eta).isdtype(eta.dtype, ("real floating", "integral")):
+        raise TypeError(f"`eta` must be a real-valued array, got dtype {eta.dtype}")
 
 
 def draws_noise(step_index: int, eta: float, num_inference_steps: int) -> bool:
@@ -92,7 +125,12 @@ def draws_noise(step_index: int, eta: float, num_inference_steps: int) -> bool:
         >>> draws_noise(0, 0.0, 4)
         False
     """
-    return bool(eta > 0) and step_index != num_inference_steps - 1
+    try:
+        positive = bool(eta > 0)
+    except TypeError:
+        check_eta(eta)  # names `eta` and what it may be
+        raise
+    return positive and step_index != num_inference_steps - 1
 
 
 def previous_timesteps(timesteps: Any) -> np.ndarray:
@@ -131,6 +169,7 @@ def intermediate_timestep(prev_timestep: Any, eta: Any = None, *, one_minus_eta:
         raise ValueError("pass exactly one of `eta` and `one_minus_eta`")
     if eta is None:
         return _floor_product(prev_timestep, one_minus_eta)
+    check_eta(eta)
     if is_host(eta):
         # Host η: 1 − η in double precision, rounded once to float32, as the reference does.
         return _floor_product(prev_timestep, np.float32(1.0 - np.asarray(eta, dtype=np.float64)))
@@ -173,6 +212,13 @@ def _check_strength(strength: Any) -> float:
 
 
 def _check_custom(timesteps: Sequence[Any], num_train_timesteps: int) -> list[int]:
+    if isinstance(timesteps, (str, bytes)) or not hasattr(timesteps, "__iter__"):
+        raise TypeError(
+            f"`timesteps` must be a sequence of integers, got {type(timesteps).__name__}"
+        )
+    if getattr(timesteps, "ndim", 1) != 1:
+        shape = tuple(getattr(timesteps, "shape", ()))
+        raise ValueError(f"`timesteps` must be a 1-D sequence of integers, got shape {shape}")
     values = list(timesteps)
     if not values:
         raise ValueError("`timesteps` must be a non-empty list of integers")
@@ -250,13 +296,15 @@ def _opening_checks(
     strength: Any,
 ) -> tuple[float, int]:
     """The checks that open both plans (TCD's and LCM's), in the reference's order: exactly one
-    of ``num_inference_steps`` / ``timesteps`` (the reference's two messages), ``strength`` in
+    of ``num_inference_steps`` / ``timesteps`` (the reference's two messages, naming the
+    argument ``timesteps`` where the reference says ``custom_timesteps``), ``strength`` in
     (0, 1], an explicit ``original_inference_steps`` ≥ 1. Returns (strength as a float,
     original_steps: the argument, else the config's)."""
+    checked_config(config, optional=False)
     if num_inference_steps is None and timesteps is None:
-        raise ValueError("Must pass exactly one of `num_inference_steps` or `custom_timesteps`.")
+        raise ValueError("Must pass exactly one of `num_inference_steps` or `timesteps`.")
     if num_inference_steps is not None and timesteps is not None:
-        raise ValueError("Can only pass one of `num_inference_steps` or `custom_timesteps`.")
+        raise ValueError("Can only pass one of `num_inference_steps` or `timesteps`.")
     checked_strength = _check_strength(strength)
     if original_inference_steps is not None:
         original_steps = _positive_int("original_inference_steps", original_inference_steps)
@@ -341,7 +389,7 @@ def _custom_timesteps(
     off_grid = []
     for i in range(1, len(values)):
         if values[i] >= values[i - 1]:
-            raise ValueError("`custom_timesteps` must be in descending order.")
+            raise ValueError("`timesteps` must be in descending order.")
         if values[i] not in train:
             off_grid.append(values[i])
     if values[0] >= n_train:

@@ -13,15 +13,21 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import cast_like, device_of, gather, is_host_scalar, namespace
-from ._step_common import as_index, check_per_batch, check_step_arrays, clean_original
-from .config import TCDConfig
+from ._array import cast_like, device_of, gather, is_host, is_host_scalar, namespace
+from ._step_common import (
+    as_index,
+    check_index,
+    check_indices,
+    check_order,
+    check_per_batch,
+    check_step_arrays,
+    clean_original,
+)
+from .config import TCDConfig, checked_config
 from .parameterization import original_and_noise_from_roots
 from .plan import check_eta, intermediate_timestep
 
 __all__ = ["StepCoefficients", "TCDStepOutput", "step_coefficients", "tcd_step", "tcd_update"]
-
-_DEFAULT_CONFIG = TCDConfig()
 
 
 class TCDStepOutput(NamedTuple):
@@ -83,10 +89,22 @@ def step_coefficients(
     """
     if (eta is None) == (intermediate is None):
         raise ValueError("pass exactly one of `eta` and `intermediate`")
+    size = check_indices(alphas_cumprod, timestep, prev_timestep)
+    if intermediate is None:
+        check_eta(eta)
+    else:
+        check_index("intermediate", intermediate, size)
+        check_order("intermediate", intermediate, "prev_timestep", prev_timestep)
+    return _coefficients(alphas_cumprod, timestep, prev_timestep, eta, intermediate, ndim)
+
+
+def _coefficients(
+    alphas_cumprod: Any, timestep: Any, prev_timestep: Any, eta: Any, intermediate: Any, ndim: int
+) -> StepCoefficients:
+    """:func:`step_coefficients` once its arguments are checked."""
     xp = namespace(alphas_cumprod)
     device = device_of(alphas_cumprod)
     if intermediate is None:
-        check_eta(eta)
         intermediate = intermediate_timestep(prev_timestep, eta)
     alpha_prod_t = gather(alphas_cumprod, as_index(timestep, xp, device), ndim, xp)
     alpha_prod_p = gather(alphas_cumprod, as_index(prev_timestep, xp, device), ndim, xp)
@@ -123,7 +141,7 @@ def tcd_update(
         >>> out.prev_sample.dtype
         dtype('float32')
     """
-    config = _DEFAULT_CONFIG if config is None else config
+    config = checked_config(config)
     xp = namespace(model_output, sample)
     c = coefficients
     x0, eps = original_and_noise_from_roots(
@@ -158,9 +176,9 @@ def tcd_step(
        ``use_clipped_model_output=False``).
     2. s = ⌊f32(1−η)·f32(p)⌋ (:func:`~tcd_core.intermediate_timestep`).
     3. x_s = √ᾱ_s·x̂₀ + √(1−ᾱ_s)·ε̂ (``pred_noised_sample``).
-    4. x_p = √(ᾱ_p/ᾱ_s)·x_s + √(1−ᾱ_p/ᾱ_s)·z with z = ``noise``; without noise, x_p = x_s.
-       At η = 0 and at the last step (p = 0) the ratio is exactly 1, so the noise term is exactly
-       zero: loops may pass noise at every step without changing the result.
+    4. x_p = √(ᾱ_p/ᾱ_s)·x_s + √(1−ᾱ_p/ᾱ_s)·z with z = ``noise``. At η = 0 and at the last step
+       (p = 0) the ratio is exactly 1, so the noise term is exactly zero: loops may pass noise
+       at every step without changing the result, or None there (x_p = x_s).
 
     Args:
         model_output: the model's prediction (ε, x₀ or v, per ``config.prediction_type``).
@@ -170,12 +188,17 @@ def tcd_step(
         prev_timestep: p, the next timestep (0 after the last step); same forms as ``timestep``.
         alphas_cumprod: the float32 ᾱ table (:func:`~tcd_core.alphas_cumprod`).
         eta: η ∈ [0, 1] (the paper's γ): a Python float, a 0-d array or a 1-D per-batch array.
-        noise: z ~ N(0, I) with the sample's shape, or None.
+        noise: z ~ N(0, I) with the sample's shape; None only where η = 0 or p = 0 (checked
+            for host η and p; with η or p on the device, None gives x_p = x_s unchecked).
         config: supplies ``prediction_type`` and the clipping/thresholding options.
 
     Raises:
-        ValueError: η outside [0, 1] (when given as a number), shapes that do not match, or
-            timesteps that are neither scalars nor per-batch vectors.
+        ValueError: η outside [0, 1] (when given as a number), shapes that do not match,
+            timesteps that are neither scalars nor per-batch vectors, host timesteps outside
+            [0, len(alphas_cumprod) − 1] or with p > t, a 2-D table, ``noise`` None where host
+            η > 0 and p > 0.
+        TypeError: arguments of the wrong type (a string η, a list sample, a float timestep
+            array, a config that is not a :class:`~tcd_core.TCDConfig`).
 
     Example:
         >>> import numpy as np
@@ -191,8 +214,19 @@ def tcd_step(
         (dtype('float32'), (1, 4, 8, 8))
     """
     batch = check_step_arrays(model_output, sample, noise, timestep, prev_timestep)
+    check_eta(eta)
     eta_shape = () if is_host_scalar(eta) else tuple(getattr(eta, "shape", np.shape(eta)))
     check_per_batch("eta", eta_shape, batch)
+    check_indices(alphas_cumprod, timestep, prev_timestep)
+    config = checked_config(config)
+    if noise is None and is_host(eta) and is_host(prev_timestep):
+        renoises = (np.asarray(eta, dtype=np.float64) > 0) & (np.asarray(prev_timestep) > 0)
+        if renoises.any():
+            raise ValueError(
+                "`noise` is required: with η > 0 the step re-noises x_s to p > 0 (the reference "
+                "draws z ~ N(0, I) there); pass `noise` of the sample's shape (None is only "
+                "allowed where η = 0 or p = 0, where the noise term is exactly zero)"
+            )
 
-    coefficients = step_coefficients(alphas_cumprod, timestep, prev_timestep, eta, ndim=sample.ndim)
+    coefficients = _coefficients(alphas_cumprod, timestep, prev_timestep, eta, None, sample.ndim)
     return tcd_update(coefficients, model_output, sample, noise, config)

@@ -3,6 +3,9 @@ the argument where the reference lets nonsense through or uses a bare assert."""
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +15,18 @@ from diffusers.schedulers.scheduling_tcd import betas_for_alpha_bar as ref_betas
 
 from tcd_core import (
     TCDConfig,
+    add_noise,
     alphas_cumprod,
     betas_for_alpha_bar,
     check_eta,
+    draws_noise,
+    get_velocity,
+    intermediate_timestep,
+    lcm_step,
+    lcm_step_coefficients,
+    lcm_timesteps,
     linspace_f32,
+    step_coefficients,
     tcd_step,
     tcd_timesteps,
 )
@@ -49,7 +60,8 @@ def test_every_reference_value_error_is_reproduced(name):
     n = kwargs.pop("num_inference_steps", None)
     with pytest.raises(ValueError) as our_err:
         tcd_timesteps(config, n, **kwargs)
-    assert str(our_err.value) == str(ref_err.value)
+    # verbatim, except that the argument is named as the caller names it: `timesteps`
+    assert str(our_err.value) == str(ref_err.value).replace("`custom_timesteps`", "`timesteps`")
 
 
 def test_reference_value_error_unknown_prediction_type_at_config_time():
@@ -206,3 +218,148 @@ def test_from_dict_rejects_non_mapping_and_unknown_overrides():
 def test_linspace_steps():
     with pytest.raises(ValueError, match="steps"):
         linspace_f32(0.0, 1.0, 0)
+
+
+# ------------------------------------------------------------------ misuse is loud (issue 16)
+
+AC = alphas_cumprod(TCDConfig())
+X = np.zeros((2, 3), np.float32)
+Z = np.ones((2, 3), np.float32)
+
+
+@pytest.mark.parametrize("backend", ("numpy", "torch"))
+def test_next_timestep_above_t_is_refused(backend):
+    """p > t is nonsense (sampling runs downwards); p == t is legitimate (LCM's last step)."""
+    xp = namespace_of(backend)
+    ac, x = alphas_cumprod(TCDConfig(), xp), xp.zeros((2, 3))
+    for call in (
+        lambda: tcd_step(x, 759, x, 999, ac, noise=x),
+        lambda: lcm_step(x, 759, x, 999, ac, x),
+        lambda: step_coefficients(ac, 759, 999, eta=0.3),
+        lambda: lcm_step_coefficients(ac, 759, 999),
+        lambda: tcd_step(x, np.array([999, 759]), x, np.array([759, 999]), ac, noise=x),
+        lambda: step_coefficients(ac, 999, 499, intermediate=600),  # s > p
+    ):
+        with pytest.raises(ValueError, match="must not exceed"):
+            call()
+    lcm_step(x, 259, x, 259, ac, final=True)  # equal: allowed
+    tcd_step(x, 259, x, 259, ac, eta=0.0)
+
+
+@pytest.mark.parametrize("backend", ("numpy", "torch"))
+def test_timesteps_outside_the_table_name_the_argument_and_range(backend):
+    xp = namespace_of(backend)
+    ac, x = alphas_cumprod(TCDConfig(), xp), xp.zeros((2, 3))
+    cases = {
+        "`timestep`": (
+            lambda: tcd_step(x, 1500, x, 0, ac),
+            lambda: step_coefficients(ac, 1000, 0, eta=0.3),
+            lambda: lcm_step(x, 1500, x, 0, ac, final=True),
+            lambda: lcm_step_coefficients(ac, 1000, 999),
+            lambda: tcd_step(x, np.array([1500, 999]), x, np.array([0, 0]), ac),
+            lambda: tcd_step(x, float("nan"), x, 0, ac),
+            lambda: tcd_step(x, math.inf, x, 0, ac),
+        ),
+        "`prev_timestep`": (lambda: tcd_step(x, 999, x, -1, ac),),
+    }
+    for name, calls in cases.items():
+        for call in calls:
+            with pytest.raises(
+                ValueError, match=re.escape(name) + r" must be an integer in \[0, 999\]"
+            ):
+                call()
+
+
+def test_alphas_cumprod_must_be_a_1d_array():
+    for call in (
+        lambda: tcd_step(X, 999, X, 0, AC[None]),
+        lambda: step_coefficients(AC[None], 999, 0, eta=0.3),
+        lambda: lcm_step(X, 999, X, 999, AC.reshape(10, 100), final=True),
+        lambda: add_noise(AC[None], X, Z, 999),
+    ):
+        with pytest.raises(ValueError, match="`alphas_cumprod` must be a 1-D array"):
+            call()
+    with pytest.raises(TypeError, match="`alphas_cumprod` must be an array"):
+        tcd_step(X, 999, X, 0, AC.tolist())
+
+
+@pytest.mark.parametrize("eta", ("0.3", None, 0.3j, ["a", "b"], object()))
+def test_eta_of_the_wrong_type_is_a_type_error_naming_eta(eta):
+    for call in (
+        lambda: tcd_step(X, 999, X, 0, AC, eta=eta),
+        lambda: check_eta(eta),
+        lambda: draws_noise(0, eta, 4),
+    ):
+        with pytest.raises(TypeError, match="`eta` must be a real number in"):
+            call()
+    if eta is not None:  # None there means "η given as `one_minus_eta`"
+        with pytest.raises(TypeError, match="`eta` must be a real number in"):
+            intermediate_timestep(499, eta)
+
+
+def test_eta_list_values_are_checked_too():
+    with pytest.raises(ValueError, match="eta"):
+        tcd_step(X, 999, X, 0, AC, eta=[0.3, 1.5])
+    with pytest.raises(ValueError, match="eta"):
+        intermediate_timestep(499, 2.0)  # would give a negative s
+
+
+def test_missing_noise_where_the_step_renoises_is_refused():
+    """η > 0 and p > 0: the reference draws z there, so a missing `noise` would silently skip
+    the re-noising. Where the noise term is exactly zero (η = 0, p = 0) None is fine."""
+    with pytest.raises(ValueError, match="`noise` is required"):
+        tcd_step(X, 999, X, 759, AC, eta=0.3)
+    with pytest.raises(ValueError, match="`noise` is required"):
+        tcd_step(X, 999, X, 759, AC, eta=np.array([0.0, 0.3]))
+    with pytest.raises(ValueError, match="`noise` is required"):
+        lcm_step(X, 999, X, 759, AC)  # not final
+    with pytest.raises(ValueError, match="`noise` is required"):
+        lcm_step(X, 999, X, 759, AC, final=np.array([True, False]))
+    tcd_step(X, 999, X, 759, AC, eta=0.0)
+    tcd_step(X, 259, X, 0, AC, eta=0.3)
+    lcm_step(X, 259, X, 259, AC, final=True)
+
+
+def test_arguments_of_the_wrong_type_name_themselves():
+    cases = {
+        "`model_output`": lambda: tcd_step([0.0] * 3, 999, X, 0, AC),
+        "`sample`": lambda: lcm_step(X, 999, None, 999, AC, final=True),
+        "`noise`": lambda: tcd_step(X, 999, X, 759, AC, noise=Z.tolist()),
+        "`timestep`": lambda: tcd_step(X, "999", X, 0, AC),
+        "`prev_timestep`": lambda: tcd_step(X, 999, X, np.array([0.0, 0.0]), AC),
+        "`config`": lambda: tcd_step(X, 999, X, 0, AC, config={"prediction_type": "sample"}),
+        "`final`": lambda: lcm_step(X, 999, X, 999, AC, Z, final="yes"),
+    }
+    for name, call in cases.items():
+        with pytest.raises(TypeError, match=re.escape(name)):
+            call()
+    for plan in (tcd_timesteps, lcm_timesteps):
+        with pytest.raises(TypeError, match="`config`"):
+            plan({"num_train_timesteps": 1000}, 4)
+
+
+@pytest.mark.parametrize("plan", (tcd_timesteps, lcm_timesteps))
+def test_plan_errors_name_the_timesteps_argument(plan):
+    """The reference's messages say `custom_timesteps`, which is not the argument's name."""
+    for kwargs in ({}, {"num_inference_steps": 4, "timesteps": [999]}, {"timesteps": [1, 5]}):
+        kwargs = dict(kwargs)
+        with pytest.raises(ValueError, match="`timesteps`") as info:
+            plan(TCDConfig(), kwargs.pop("num_inference_steps", None), **kwargs)
+        assert "custom_timesteps" not in str(info.value)
+    with pytest.raises(TypeError, match="`timesteps` must be a sequence"):
+        plan(TCDConfig(), timesteps=999)
+    with pytest.raises(ValueError, match="`timesteps` must be a 1-D"):
+        plan(TCDConfig(), timesteps=np.array([[999, 499]]))
+
+
+@pytest.mark.parametrize("function", (add_noise, get_velocity))
+def test_forward_noising_checks_its_arguments(function):
+    for bad in (np.array([1500, 0]), [-1, 0], 1000):
+        with pytest.raises(ValueError, match=r"`timesteps` must be an integer in \[0, 999\]"):
+            function(AC, X, Z, bad)
+    with pytest.raises(TypeError, match="`timesteps`"):
+        function(AC, X, Z, np.array([1.5, 0.0]))
+    with pytest.raises(ValueError, match="one per batch element"):
+        function(AC, X, Z, np.array([999, 0, 1]))
+    with pytest.raises(TypeError, match="`noise` must be an array"):
+        function(AC, X, None, np.array([999, 0]))

@@ -583,13 +583,15 @@ def test_final_step_returns_denoised_whatever_the_noise(backend):
         without = lcm_step(mo, 259, x, 259, ac, final=True)
         for out in (with_noise, without):
             np.testing.assert_array_equal(to_numpy(out.prev_sample), to_numpy(out.denoised))
-        # not final: the noise enters; None means z = 0
+        # not final: the noise enters, and lcm_step requires it; lcm_update takes None as z = 0
         renoised = lcm_step(mo, 759, x, 499, ac, z)
         assert not np.array_equal(to_numpy(renoised.prev_sample), to_numpy(renoised.denoised))
+        with pytest.raises(ValueError, match="`noise`"):
+            lcm_step(mo, 759, x, 499, ac)
         c = lcm_step_coefficients(ac, 759, 499)
         np.testing.assert_array_equal(
-            to_numpy(lcm_step(mo, 759, x, 499, ac).prev_sample),
             to_numpy(lcm_update(c, mo, x, None).prev_sample),
+            to_numpy(lcm_update(c, mo, x, 0 * z).prev_sample),
         )
 
 
