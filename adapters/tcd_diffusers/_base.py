@@ -62,9 +62,32 @@ def fast_output(cls: type[_O], first: str, second: str) -> Callable[[Any, Any], 
 def step_noise(model_output: torch.Tensor, generator: Any, dtype: torch.dtype) -> torch.Tensor:
     """z ~ N(0, I) for one step, drawn as the reference draws it: diffusers' ``randn_tensor`` with
     the model output's shape and device (so a seeded generator advances exactly as there)."""
+    if generator is not None and generator.__class__ is not torch.Generator:
+        _check_generator(generator)
     return randn_tensor(
         model_output.shape, generator=generator, device=model_output.device, dtype=dtype
     )
+
+
+def _check_generator(generator: Any) -> None:
+    """TypeError unless ``generator`` is a ``torch.Generator`` or a list of them (or None)."""
+    items = generator if isinstance(generator, list) else [generator]
+    if not items or not all(isinstance(g, torch.Generator) for g in items):
+        raise TypeError(
+            "`generator` must be a torch.Generator, a list of them (one per batch element) or "
+            f"None, got {generator!r}"
+        )
+
+
+def check_tensors(model_output: Any, sample: Any) -> None:
+    """TypeError unless ``model_output`` and ``sample`` are floating-point torch tensors
+    (the reference's own failure for anything else is an ``AttributeError`` or a kernel error
+    deep inside torch)."""
+    for name, value in (("model_output", model_output), ("sample", sample)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor, got {type(value).__name__}")
+        if not value.is_floating_point():
+            raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {value.dtype}")
 
 
 class Plan:
@@ -198,8 +221,14 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         return self._begin_index
 
     def set_begin_index(self, begin_index: int = 0) -> None:
-        """Sets the begin index for the scheduler (pipelines call it before the loop)."""
-        self._begin_index = begin_index
+        """Sets the begin index for the scheduler (pipelines call it before the loop): an
+        integer ≥ 0 (``TypeError`` / ``ValueError`` otherwise); the first step checks it against
+        the length of ``timesteps``."""
+        if isinstance(begin_index, bool) or not isinstance(begin_index, (int, np.integer)):
+            raise TypeError(f"`begin_index` must be an integer >= 0, got {begin_index!r}")
+        if begin_index < 0:
+            raise ValueError(f"`begin_index` must be an integer >= 0, got {begin_index}")
+        self._begin_index = int(begin_index)
 
     def index_for_timestep(
         self, timestep: float | torch.Tensor, schedule_timesteps: torch.Tensor | None = None
@@ -257,8 +286,14 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         self._step_index = self._first_step_index(timestep)
 
     def _first_step_index(self, timestep: float | torch.Tensor) -> int:
-        """The begin index when a pipeline set one, else the timestep's position."""
+        """The begin index when a pipeline set one (ValueError past the end of ``timesteps``),
+        else the timestep's position."""
         if self._begin_index is not None:
+            if self._begin_index >= len(self.timesteps):
+                raise ValueError(
+                    f"`begin_index` ({self._begin_index}) must be below the number of timesteps "
+                    f"({len(self.timesteps)}); call `set_begin_index` after `set_timesteps`"
+                )
             return self._begin_index
         position = self._view_position(timestep)
         return position if position is not None else self.index_for_timestep(timestep)
@@ -305,6 +340,11 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         the same conditions, plus a ValueError for ``strength`` outside (0, 1] and negative or
         non-integer custom timesteps.
         """
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(f"`device` must name a torch device, got {device!r}") from err
         core = self._core_config()
         if timesteps is None:
             if self._plans_owner is not core:
@@ -329,11 +369,12 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             plan = self._build_plan(
                 core, num_inference_steps, original_inference_steps, timesteps, strength
             )
+        tensor = torch.from_numpy(plan.host.copy()).to(device=device, dtype=torch.long)
         self._plan = plan
         self.num_inference_steps = plan.num_inference_steps
         self.custom_timesteps = plan.custom
-        self.timesteps = torch.from_numpy(plan.host.copy()).to(device=device, dtype=torch.long)
-        self._plan_tensor = self.timesteps
+        self.timesteps = tensor
+        self._plan_tensor = tensor
         self._step_index = None
         self._begin_index = None
 
@@ -359,9 +400,12 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         )
 
     # ------------------------------------------------------------------ what the steps share
-    def _ready_plan(self) -> tuple[int, Plan]:
+    def _ready_plan(self, model_output: Any, sample: Any) -> tuple[int, Plan]:
         """(``num_inference_steps``, the plan of ``self.timesteps``) at the start of a step; the
-        reference's error before ``set_timesteps``."""
+        reference's error before ``set_timesteps``, a TypeError for inputs that are not tensors
+        (:func:`check_tensors`; their dtypes are checked on the general path)."""
+        if model_output.__class__ is not torch.Tensor or sample.__class__ is not torch.Tensor:
+            check_tensors(model_output, sample)
         num_steps = self.num_inference_steps
         if num_steps is None:
             self._not_ready()
@@ -442,6 +486,7 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         """(noise, ᾱ table) for the core's general step: the shapes checked before any noise is
         drawn; the noise (when ``draw``) in the promoted dtype of the two tensors, as the
         reference draws it; the table on the device of a tensor ``t``."""
+        check_tensors(model_output, sample)
         if model_output.shape != sample.shape:
             raise ValueError(
                 f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
@@ -466,18 +511,34 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
 
         Like the reference, ``alphas_cumprod`` moves to the samples' device for good.
         """
-        self.alphas_cumprod = self.alphas_cumprod.to(device=original_samples.device)
-        index: Any = timesteps
-        if isinstance(timesteps, torch.Tensor):
-            index = timesteps.to(original_samples.device)
+        index = self._noise_index(original_samples, timesteps)
         return tcd_core.add_noise(self.alphas_cumprod, original_samples, noise, index)
 
     def get_velocity(
         self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor
     ) -> torch.Tensor:
         """v = √ᾱₜ·ε − √(1−ᾱₜ)·x₀ (:func:`tcd_core.get_velocity`)."""
-        self.alphas_cumprod = self.alphas_cumprod.to(device=sample.device)
-        index: Any = timesteps
-        if isinstance(timesteps, torch.Tensor):
-            index = timesteps.to(sample.device)
+        index = self._noise_index(sample, timesteps)
         return tcd_core.get_velocity(self.alphas_cumprod, sample, noise, index)
+
+    def _noise_index(self, sample: Any, timesteps: Any) -> Any:
+        """``timesteps`` ready for the core's forward noising (which checks the rest): a CPU
+        tensor's values checked against the table here, as the core checks host values (a
+        device tensor is not read); the table moved to the sample's device, as the reference
+        does, and a tensor index with it."""
+        if (
+            isinstance(timesteps, torch.Tensor)
+            and timesteps.device.type == "cpu"
+            and not (timesteps.dtype.is_floating_point or timesteps.dtype == torch.bool)
+        ):
+            n = len(self.alphas_cumprod)
+            if timesteps.numel() and (int(timesteps.min()) < 0 or int(timesteps.max()) >= n):
+                raise ValueError(
+                    f"`timesteps` must be integers in [0, {n - 1}] (indices into "
+                    f"`alphas_cumprod`), got {timesteps.tolist()}"
+                )
+        if isinstance(sample, torch.Tensor):
+            self.alphas_cumprod = self.alphas_cumprod.to(device=sample.device)
+            if isinstance(timesteps, torch.Tensor):
+                return timesteps.to(sample.device)
+        return timesteps

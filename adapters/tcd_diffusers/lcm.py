@@ -126,7 +126,7 @@ class LCMScheduler(ConsistencyScheduler):
         Raises:
             ValueError: before ``set_timesteps``; a first timestep that is not in the schedule.
         """
-        num_steps, plan = self._ready_plan()
+        num_steps, plan = self._ready_plan(model_output, sample)
         index = self._step_index
         if index is None:
             index = self._first_step_index(timestep)  # stored once the step succeeded

@@ -36,10 +36,20 @@ _output = fast_output(TCDSchedulerOutput, "prev_sample", "pred_noised_sample")
 
 
 def _checked_eta(eta: Any) -> Any:
-    """η as a host number; ValueError outside [0, 1] (the reference: a bare assert)."""
+    """η as a host number; ValueError outside [0, 1] (the reference: a bare assert), TypeError
+    for anything but a real number or a one-element tensor."""
     if isinstance(eta, torch.Tensor):
+        if eta.numel() != 1:
+            raise TypeError(
+                f"`eta` must be a real number in [0, 1], got a tensor of shape "
+                f"{tuple(eta.shape)} (`step` takes one η for the batch)"
+            )
         eta = eta.item()  # the reference compares it in Python too (a read)
     tcd_core.check_eta(eta)
+    if isinstance(eta, (list, tuple, np.ndarray)):
+        raise TypeError(
+            f"`eta` must be a real number in [0, 1], got {eta!r} (`step` takes one η for the batch)"
+        )
     return eta
 
 
@@ -128,9 +138,11 @@ class TCDScheduler(ConsistencyScheduler):
 
         Raises:
             ValueError: before ``set_timesteps``; η outside [0, 1]; a first timestep that is not
-                in the schedule.
+                in the schedule, a begin index past its end; host timesteps outside the table.
+            TypeError: η that is not a real number; inputs that are not floating-point
+                tensors; a ``generator`` that is not a ``torch.Generator`` (or a list of them).
         """
-        num_steps, plan = self._ready_plan()
+        num_steps, plan = self._ready_plan(model_output, sample)
         if eta.__class__ is not float or not 0.0 <= eta <= 1.0:
             eta = _checked_eta(eta)
         index = self._step_index

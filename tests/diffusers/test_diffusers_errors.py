@@ -8,7 +8,7 @@ import diffusers
 import pytest
 import torch
 
-from tcd_diffusers import TCDScheduler
+from tcd_diffusers import LCMScheduler, TCDScheduler
 
 
 def _ready(n: int = 4) -> TCDScheduler:
@@ -121,3 +121,91 @@ def test_mismatched_shapes_change_nothing() -> None:
         scheduler.step(torch.zeros(1, 4, 8, 8), 999, torch.zeros(1, 4, 4, 4), generator=g)
     assert scheduler.step_index is None
     assert torch.equal(g.get_state(), state)  # no noise drawn
+
+
+# ------------------------------------------------------------------ misuse is loud (issue 16)
+
+SCHEDULERS = (TCDScheduler, LCMScheduler)
+
+
+def _planned(cls: type, n: int = 4) -> TCDScheduler | LCMScheduler:
+    scheduler = cls()
+    scheduler.set_timesteps(n)
+    return scheduler
+
+
+@pytest.mark.parametrize("eta", ["0.3", None, [0.3], torch.tensor([0.3, 0.3]), 0.3j])
+def test_eta_of_the_wrong_type_is_a_type_error_naming_eta(eta) -> None:
+    scheduler = _ready()
+    x = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(TypeError, match="`eta` must be a real number"):
+        scheduler.step(x, scheduler.timesteps[0], x, eta=eta)
+    assert scheduler.step_index is None
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_step_inputs_of_the_wrong_type_name_themselves(cls: type) -> None:
+    x = torch.zeros(1, 4, 8, 8)
+    cases = {
+        "`model_output` must be a torch.Tensor": (None, x, None),
+        "`sample` must be a torch.Tensor": (x, x.numpy(), None),
+        "`model_output` must be a floating-point tensor": (x.long(), x.long(), None),
+        "`generator` must be a torch.Generator": (x, x, "seed"),
+    }
+    for match, (model_output, sample, generator) in cases.items():
+        scheduler = _planned(cls)
+        with pytest.raises(TypeError, match=match):
+            scheduler.step(model_output, scheduler.timesteps[0], sample, generator=generator)
+        assert scheduler.step_index is None
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_begin_index_is_checked(cls: type) -> None:
+    scheduler = _planned(cls)
+    with pytest.raises(TypeError, match="`begin_index`"):
+        scheduler.set_begin_index(1.5)
+    with pytest.raises(ValueError, match="`begin_index`"):
+        scheduler.set_begin_index(-1)
+    x = torch.zeros(1, 4, 8, 8)
+    scheduler.set_begin_index(7)  # past the 4 timesteps: refused at the first step
+    with pytest.raises(ValueError, match="`begin_index`"):
+        scheduler.step(x, 999, x)
+    scheduler.set_begin_index(0)  # with a begin index the timestep is not looked up
+    with pytest.raises(ValueError, match=r"`timestep` must be an integer in \[0, 999\]"):
+        scheduler.step(x, 1500, x)
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_a_bad_device_leaves_the_scheduler_unchanged(cls: type) -> None:
+    scheduler = _planned(cls)
+    with pytest.raises(ValueError, match="`device`"):
+        scheduler.set_timesteps(8, device="nodevice")
+    assert scheduler.num_inference_steps == 4
+    assert scheduler.timesteps.tolist() == [999, 759, 499, 259]
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_forward_noising_timesteps_are_checked(cls: type) -> None:
+    """The reference: an IndexError for 1500, a silent wrap-around for -1."""
+    scheduler = _planned(cls)
+    x = torch.zeros(2, 3)
+    for method in (scheduler.add_noise, scheduler.get_velocity):
+        for bad in (torch.tensor([1500, 0]), torch.tensor([-1, 0]), [1500, 0]):
+            with pytest.raises(ValueError, match=r"`timesteps` must be (an )?integers? in"):
+                method(x, x, bad)
+        with pytest.raises(TypeError, match="`timesteps`"):
+            method(x, x, torch.tensor([1.5, 0.0]))
+        with pytest.raises(ValueError, match="`timesteps`"):
+            method(x, x, torch.tensor([999, 0, 1]))
+        with pytest.raises(TypeError, match="`noise`"):
+            method(x, None, torch.tensor([999, 0]))
+
+
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_custom_timesteps_errors_name_the_argument(cls: type) -> None:
+    for kwargs in ({}, {"num_inference_steps": 4, "timesteps": [999]}, {"timesteps": [1, 5]}):
+        with pytest.raises(ValueError, match="`timesteps`") as info:
+            cls().set_timesteps(**kwargs)
+        assert "custom_timesteps" not in str(info.value)
+    with pytest.raises(TypeError, match="`timesteps` must be a sequence"):
+        cls().set_timesteps(timesteps=999)
