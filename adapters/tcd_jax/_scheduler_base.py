@@ -24,6 +24,8 @@ import numpy as np
 
 import tcd_core
 from tcd_core import NoiseSchedule, TCDConfig, add_noise, get_velocity, noise_schedule
+from tcd_core._array import is_array
+from tcd_core._step_common import check_array, check_index
 
 from ._convention import check_dtype, load_config, state_key, step_index, write_config
 from ._step import is_host
@@ -65,7 +67,11 @@ def jax_schedule(config: TCDConfig) -> NoiseSchedule:
     return NoiseSchedule(*(jnp.asarray(a, dtype=jnp.float32) for a in host_schedule(config)))
 
 
-def _index(timesteps: Any) -> Any:
+def _index(timesteps: Any, size: int) -> Any:
+    """``timesteps`` for the core's forward noising: host values checked against the table of
+    length ``size`` (JAX would clamp an index out of range), host sequences as int32 arrays."""
+    if is_host(timesteps):
+        check_index("timesteps", timesteps, size)
     if is_host(timesteps) and not isinstance(timesteps, (int, np.integer)):
         return jnp.asarray(np.asarray(timesteps), dtype=jnp.int32)
     return timesteps
@@ -212,7 +218,18 @@ class FlaxConsistencyScheduler(Generic[_S]):
         )
 
     def set_begin_index(self, state: _S, begin_index: int = 0) -> _S:
-        """Start at ``timesteps[begin_index]`` (what img2img pipelines do after slicing)."""
+        """Start at ``timesteps[begin_index]`` (what img2img pipelines do after slicing).
+
+        A host integer is checked against the plan's length (``TypeError`` / ``ValueError``); a
+        traced one is used as given."""
+        if not is_array(begin_index):
+            n = state.timesteps.shape[0]
+            if isinstance(begin_index, bool) or not isinstance(begin_index, (int, np.integer)):
+                raise TypeError(
+                    f"`begin_index` must be an integer in [0, {n}), got {begin_index!r}"
+                )
+            if not 0 <= begin_index < n:
+                raise ValueError(f"`begin_index` must be in [0, {n}), got {begin_index}")
         return state.replace(step_index=jnp.asarray(begin_index, dtype=jnp.int32))
 
     def scale_model_input(self, state: _S, sample: jax.Array, timestep: Any = None) -> jax.Array:
@@ -222,8 +239,11 @@ class FlaxConsistencyScheduler(Generic[_S]):
 
     # ------------------------------------------------------------------ the step's bookkeeping
     @staticmethod
-    def _ready_steps(state: _State) -> jax.Array:
-        """``state.num_inference_steps``; the reference's ValueError before ``set_timesteps``."""
+    def _ready_steps(state: _State, model_output: Any, sample: Any) -> jax.Array:
+        """``state.num_inference_steps``; the reference's ValueError before ``set_timesteps``;
+        TypeError for a ``model_output`` or ``sample`` that is not an array."""
+        check_array("model_output", model_output)
+        check_array("sample", sample)
         if state.num_inference_steps is None:
             raise ValueError(
                 "Number of inference steps is 'None', you need to run 'set_timesteps' after "
@@ -239,6 +259,8 @@ class FlaxConsistencyScheduler(Generic[_S]):
         is given; the index from the state (found in ``timesteps`` on a fresh state); a host
         ``timestep`` as given (the reference's double-precision path), else as an array."""
         key = state.key if key is None else as_typed_key(key)
+        # host values in the table's range (JAX would clamp them), arrays of an integer dtype
+        check_index("timestep", timestep, state.common.alphas_cumprod.shape[0])
         index, t = step_index(state.timesteps, state.step_index, timestep)
         return key, index, timestep if is_host(timestep) else t, state.prev_timesteps[index]
 
@@ -266,10 +288,12 @@ class FlaxConsistencyScheduler(Generic[_S]):
         timesteps: Any,
     ) -> jax.Array:
         """√ᾱₜ·x₀ + √(1−ᾱₜ)·ε per batch element (:func:`tcd_core.add_noise`)."""
-        return add_noise(state.common.alphas_cumprod, original_samples, noise, _index(timesteps))
+        table = state.common.alphas_cumprod
+        return add_noise(table, original_samples, noise, _index(timesteps, table.shape[0]))
 
     def get_velocity(
         self, state: _S, sample: jax.Array, noise: jax.Array, timesteps: Any
     ) -> jax.Array:
         """v = √ᾱₜ·ε − √(1−ᾱₜ)·x₀ (:func:`tcd_core.get_velocity`)."""
-        return get_velocity(state.common.alphas_cumprod, sample, noise, _index(timesteps))
+        table = state.common.alphas_cumprod
+        return get_velocity(table, sample, noise, _index(timesteps, table.shape[0]))

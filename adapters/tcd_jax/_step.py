@@ -54,13 +54,13 @@ def eta_arrays(eta: Any) -> tuple[Any, Any]:
     ``1 − η`` is evaluated in float64 and rounded once, as the reference does. A JAX array η is
     used as given (no device read, no check): ``1 − η`` is then evaluated in float32.
     """
+    check_eta(eta)  # TypeError for what is not η; host values in [0, 1]
     if is_host(eta):
         host = np.asarray(eta, dtype=np.float64)
         if host.ndim > 1:
             raise ValueError(
                 f"`eta` must be a scalar or a 1-D per-batch array, got shape {host.shape}"
             )
-        check_eta(host if isinstance(eta, (list, tuple)) else eta)
         # NumPy float32 arrays: jit transfers them on dispatch (cheaper than jnp.asarray here).
         return host.astype(np.float32), np.asarray(1.0 - host, dtype=np.float32)
     eta = jnp.asarray(eta)

@@ -192,7 +192,7 @@ class FlaxLCMScheduler(FlaxConsistencyScheduler[FlaxLCMSchedulerState]):
         (``.to_tuple()`` gives ``(prev_sample, state)``) or, with ``return_dict=False``,
         ``(prev_sample, state)``.
         """
-        num_steps = self._ready_steps(state)
+        num_steps = self._ready_steps(state, model_output, sample)
         key, index, t, prev = self._position(state, timestep, key)
         final = index == num_steps - 1
         out = jax_lcm_step_keyed(

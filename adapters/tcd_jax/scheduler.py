@@ -229,7 +229,7 @@ class FlaxTCDScheduler(FlaxConsistencyScheduler[FlaxTCDSchedulerState]):
         Returns ``FlaxTCDSchedulerOutput(prev_sample, state, …)`` (``.to_tuple()`` gives
         ``(prev_sample, state)``) or, with ``return_dict=False``, ``(prev_sample, state)``.
         """
-        num_steps = self._ready_steps(state)
+        num_steps = self._ready_steps(state, model_output, sample)
         if eta is None:
             eta_f32, one_minus = state.eta, state.one_minus_eta
         else:
