@@ -304,6 +304,13 @@ def sample_tcd(
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 1:
         raise ValueError("`x` must be a floating-point torch tensor with a batch dimension")
+    for name, function in (
+        ("model", model),
+        ("callback", callback),
+        ("noise_sampler", noise_sampler),
+    ):
+        if not callable(function) and (function is not None or name == "model"):
+            raise TypeError(f"`{name}` must be callable, got {type(function).__name__}")
     if extra_args is None:
         extra_args = {}
     elif not isinstance(extra_args, dict):

@@ -123,3 +123,12 @@ def test_a_model_or_noise_sampler_of_the_wrong_shape() -> None:
     model = DiscreteDenoiser(toy_net(AC), AC, "epsilon")
     with pytest.raises(ValueError, match="`noise_sampler` returned shape"):
         sample_tcd(model, x_like(), SIGMAS, noise_sampler=lambda s, n: torch.zeros(1), disable=True)
+
+
+@pytest.mark.parametrize("name", ["callback", "noise_sampler"])
+def test_callables_are_checked_before_the_model_runs(name: str) -> None:
+    """A callback or noise sampler that is not callable used to fail after the model ran."""
+    with pytest.raises(TypeError, match=f"`{name}` must be callable"):
+        sample_tcd(never_called, x_like(), SIGMAS, alphas_cumprod=AC, disable=True, **{name: 3})
+    with pytest.raises(TypeError, match="`model` must be callable"):
+        sample_tcd(None, x_like(), SIGMAS, alphas_cumprod=AC, disable=True)
