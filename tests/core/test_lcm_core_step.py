@@ -4,6 +4,7 @@ jax.jit / torch.compile, purity."""
 
 from __future__ import annotations
 
+import float32_bound as fb
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,7 @@ from core_helpers import (
     NON_TORCH,
     TOL,
     TORCH_DTYPES,
+    assert_bounded,
     assert_close_scaled,
     assert_identical,
     dtype_name,
@@ -171,25 +173,76 @@ def test_torch_lcm_step_is_bit_identical_to_the_reference(case):
         assert torch.equal(model_output, mo0) and torch.equal(sample, x0)  # inputs not mutated
 
 
+def step_bound(case, backend, i, t, model_output, sample, noise):
+    """The derived bounds (tests/float32_bound.py) on |ours − reference| for prev_sample and
+    denoised of one step from the reference's input state, each side on its own ᾱ table."""
+    config, plan = case["config"], case["plan"]
+    ref_table = lcm_reference(config).alphas_cumprod.numpy()
+    tab = fb.table(
+        ref_table, to_numpy(noise_schedule(config).alphas_cumprod), fb.deviation(backend)
+    )
+    x = fb.Bounded.exact(to_numpy(sample), tab.dev)
+    z = None if noise is None else to_numpy(noise)
+    prev, denoised = fb.lcm_step(
+        config.prediction_type,
+        to_numpy(model_output),
+        x,
+        z,
+        tab,
+        int(t),
+        int(plan.prev_timesteps[i]),
+        noise is not None,
+        config,
+    )
+    return prev.err, denoised.err
+
+
+def check_other_backend(case, backend) -> float:
+    """One example of the family below; returns the worst |Δ|/bound (float32 and float64)."""
+    config, dtype = case["config"], case["dtype"]
+    clipped_half = dtype in ("float16", "bfloat16") and (config.clip_sample or config.thresholding)
+    worst = 0.0
+    for i, t, model_output, sample, noise, ref in run_reference(case):
+        ours = run_ours(case, backend, i, t, model_output, sample, noise)
+        if dtype in ("float32", "float64"):
+            b_prev, b_den = step_bound(case, backend, i, t, model_output, sample, noise)
+            worst = max(
+                worst,
+                assert_bounded(ours.prev_sample, ref.prev_sample, b_prev, f"prev, step {i}"),
+                assert_bounded(ours.denoised, ref.denoised, b_den, f"denoised, step {i}"),
+            )
+        elif clipped_half:
+            scale = _unclipped_scale(config, int(case["plan"].timesteps[i]), model_output, sample)
+            for a, b in ((ours.prev_sample, ref.prev_sample), (ours.denoised, ref.denoised)):
+                _assert_close_on_scale(a, b, dtype, scale, f"step {i}")
+        else:
+            assert_close_scaled(ours.prev_sample, ref.prev_sample, dtype, f"prev, step {i}")
+            assert_close_scaled(ours.denoised, ref.denoised, dtype, f"denoised, step {i}")
+    return worst
+
+
 @pytest.mark.parametrize("backend", NON_TORCH)
 @settings(max_examples=examples(30))
 @given(data=st.data())
 def test_other_backends_match_the_lcm_reference_within_tolerance(backend, data):
-    """Each step from the reference's own input state. Zero-SNR cases use the reference's table
-    (see test_core_step: torch's CPU sqrt inside the rescale, not the step, differs there)."""
-    case = data.draw(step_cases(dtypes=DTYPES[backend]))
-    config, dtype = case["config"], case["dtype"]
-    table = "reference" if config.rescale_betas_zero_snr else "own"
-    clipped_half = dtype in ("float16", "bfloat16") and (config.clip_sample or config.thresholding)
-    for i, t, model_output, sample, noise, ref in run_reference(case):
-        ours = run_ours(case, backend, i, t, model_output, sample, noise, table=table)
-        if clipped_half:
-            scale = _unclipped_scale(config, int(case["plan"].timesteps[i]), model_output, sample)
-            for a, b in ((ours.prev_sample, ref.prev_sample), (ours.denoised, ref.denoised)):
-                _assert_close_on_scale(a, b, dtype, scale, f"step {i}")
-            continue
-        assert_close_scaled(ours.prev_sample, ref.prev_sample, dtype, f"prev, step {i}")
-        assert_close_scaled(ours.denoised, ref.denoised, dtype, f"denoised, step {i}")
+    """Each step from the reference's own input state: float32/float64 within the derived bound
+    (tests/float32_bound.py), each backend on its own ᾱ table (zero-SNR included); halves within
+    a few ulps of their dtype."""
+    check_other_backend(data.draw(step_cases(dtypes=DTYPES[backend])), backend)
+
+
+@pytest.mark.parametrize("backend", NON_TORCH)
+def test_the_lcm_step_bound_is_neither_violated_nor_vacuous(backend):
+    """Over the float32 family above, the worst |Δ|/bound lies in [1/TIGHTNESS, 1]."""
+    worst: list[float] = []
+
+    @settings(max_examples=30, derandomize=True, database=None)
+    @given(case=step_cases(dtypes=("float32",)))
+    def family(case):
+        worst.append(check_other_backend(case, backend))
+
+    family()
+    assert 1 / fb.TIGHTNESS <= max(worst) <= 1, max(worst)
 
 
 #: the largest |Δ| / (1 + max(|ref|, |x̂₀ before clipping|)) seen for clipped half precision
