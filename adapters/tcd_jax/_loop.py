@@ -6,6 +6,7 @@ fields a traced step reads, and the scan over a plan's rows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -150,9 +151,10 @@ def loop_inputs(latents: Any, plan: _Rows) -> tuple[jax.Array, _Rows, int]:
     return latents, rows, batch
 
 
+@functools.lru_cache(maxsize=64)
 def step_config(config: TCDConfig) -> TCDConfig:
     """The fields the traced step reads; the schedule enters as an array, so configs that differ
-    only in their noise schedule share one compiled loop."""
+    only in their noise schedule share one compiled loop (and one compiled eager step)."""
     return TCDConfig(
         prediction_type=config.prediction_type,
         clip_sample=config.clip_sample,

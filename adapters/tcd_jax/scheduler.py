@@ -21,6 +21,7 @@ import tcd_core
 from tcd_core import NoiseSchedule, tcd_timesteps
 
 from ._convention import OutputMixin, StateMixin, pytree_dataclass, state_eta
+from ._loop import step_config
 from ._scheduler_base import FlaxConsistencyScheduler, host_schedule, jax_schedule
 from ._step import eta_arrays, jax_tcd_step_keyed
 
@@ -246,7 +247,7 @@ class FlaxTCDScheduler(FlaxConsistencyScheduler[FlaxTCDSchedulerState]):
             draw,
             key,
             index,
-            self._config,
+            step_config(self._config),  # a schedule-only change of config compiles nothing new
         )
         return self._output(
             state,
