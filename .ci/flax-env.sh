@@ -15,7 +15,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 printf '*\n' >"$venv/.gitignore"  # the venv ignores itself: nothing in it is ever committed
 "$venv/bin/python" -m pip install -q -c constraints-flax.txt \
-  diffusers transformers flax jax jaxlib hypothesis pytest
+  diffusers transformers flax jax jaxlib hypothesis pytest pytest-xdist
 "$venv/bin/python" -m pip install -q -c constraints-flax.txt -e .
 
 # The suite's conftest collects nothing outside this environment: make sure it did collect.

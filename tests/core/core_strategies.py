@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis_profiles import examples  # noqa: F401 (re-exported for tests/core)
 
 from tcd_core import PREDICTION_TYPES, TCDConfig
 
@@ -101,11 +102,3 @@ def valid_plan_kwargs(config: TCDConfig, **kw):
         return not isinstance(ts, Exception) and len(ts) > 0
 
     return plan_kwargs(config, **kw).filter(ok)
-
-
-def examples(n: int) -> int:
-    """``n`` examples under the default "ci" profile (max_examples=40), scaled with the loaded
-    profile (so "thorough" runs 10x), for tests that need fewer examples than the profile's."""
-    from hypothesis import settings
-
-    return max(1, n * settings.default.max_examples // 40)

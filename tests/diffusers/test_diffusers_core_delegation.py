@@ -12,6 +12,7 @@ from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
 from diffusers_helpers import assert_same, toy_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 import tcd_core
 from tcd_core import step_coefficients
@@ -31,7 +32,7 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
     seed=st.integers(0, 2**16),
     zero_snr=st.booleans(),
 )
-@settings(max_examples=80)
+@settings(max_examples=examples(80))
 def test_fast_path_is_the_core_step(prediction_type, dtype, t, p_fraction, eta, seed, zero_snr):
     config = tcd_core.TCDConfig(prediction_type=prediction_type, rescale_betas_zero_snr=zero_snr)
     table = TCDScheduler(**config.to_dict()).alphas_cumprod

@@ -17,6 +17,7 @@ import torch
 from diffusers_helpers import assert_same, toy_model
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from tcd_diffusers import TCDScheduler
 
@@ -144,7 +145,7 @@ def run_both(cfg: dict, plan: dict, data: st.DataObject, dtype: torch.dtype) -> 
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 def test_loops_bit_identical_float32(cfg: dict, data: st.DataObject) -> None:
     plan = data.draw(plans(cfg["num_train_timesteps"], cfg["original_inference_steps"]))
     run_both(cfg, plan, data, torch.float32)
@@ -152,7 +153,7 @@ def test_loops_bit_identical_float32(cfg: dict, data: st.DataObject) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 def test_loops_bit_identical_other_dtypes(cfg: dict, data: st.DataObject, dtype) -> None:
     assume(not cfg["rescale_betas_zero_snr"] or cfg["prediction_type"] != "epsilon")
     plan = data.draw(plans(cfg["num_train_timesteps"], cfg["original_inference_steps"]))
@@ -235,7 +236,7 @@ def test_timestep_that_differs_from_the_counter_uses_its_own_alpha() -> None:
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 def test_add_noise_and_velocity_match(cfg: dict, data: st.DataObject) -> None:
     ours, ref = TCDScheduler(**cfg), diffusers.TCDScheduler(**cfg)
     dtype = data.draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
@@ -252,7 +253,7 @@ def test_add_noise_and_velocity_match(cfg: dict, data: st.DataObject) -> None:
 
 
 @given(cfg=configs())
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 def test_tables_and_attributes_match(cfg: dict) -> None:
     ours, ref = TCDScheduler(**cfg), diffusers.TCDScheduler(**cfg)
     for name in ("betas", "alphas", "alphas_cumprod", "final_alpha_cumprod", "timesteps"):

@@ -14,6 +14,7 @@ from diffusers.schedulers.scheduling_lcm import LCMSchedulerOutput
 from diffusers_helpers import assert_same, toy_model
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 import tcd_diffusers
 from tcd_diffusers import LCMScheduler, TCDScheduler
@@ -125,7 +126,7 @@ def run(cls, s: dict):
     return outputs, g.get_state(), scheduler
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(scenarios())
 def test_lcm_scheduler_is_bit_identical_to_diffusers(s) -> None:
     ref_out, ref_g, ref = run(diffusers.LCMScheduler, s)

@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import float32_bound as fb
-import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 from diffusers import TCDScheduler
 from diffusers.schedulers import scheduling_tcd
 from hypothesis import strategies as st
+from jax_toy import toy_model_jax, toy_model_np  # noqa: F401 (re-exported)
 
 import tcd_jax
 from tcd_core import TCDConfig, alphas_cumprod, intermediate_timestep
@@ -45,23 +45,11 @@ def assert_close(actual, reference, dtype: str = "float32", what: str = "", boun
     return float(err / limit)
 
 
-def toy_model_np(x: np.ndarray, t) -> np.ndarray:
-    """A smooth, t-dependent denoiser written once for both backends (via the array's ops)."""
-    return 0.5 * x + 0.25 * x / (1.0 + x * x) * (t / 1000.0)
-
-
 def toy_model_torch(x: torch.Tensor, t) -> torch.Tensor:
     t = torch.as_tensor(t, dtype=torch.float32)
     if t.ndim == 1:
         t = t.reshape(-1, *([1] * (x.ndim - 1)))
     return (0.5 * x + 0.25 * x / (1.0 + x * x) * (t / 1000.0)).to(x.dtype)
-
-
-def toy_model_jax(x: jax.Array, t) -> jax.Array:
-    t = jnp.asarray(t).astype(jnp.float32)
-    if t.ndim == 1:
-        t = t.reshape((-1,) + (1,) * (x.ndim - 1))
-    return (0.5 * x + 0.25 * x / (1.0 + x * x) * (t / 1000.0)).astype(x.dtype)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from jax_helpers import toy_model_jax  # noqa: E402
+from jax_toy import toy_model_jax  # noqa: E402
 
 import tcd_jax  # noqa: E402
 from tcd_core import TCDConfig  # noqa: E402

@@ -13,6 +13,7 @@ from diffusers import LCMScheduler
 from diffusers.schedulers import scheduling_lcm
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 from jax_helpers import (
     JAX,
     TORCH_DTYPES,
@@ -93,7 +94,7 @@ def lcm_configs(draw) -> TCDConfig:
     return config.replace(timestep_scaling=draw(st.sampled_from([10.0, 1.0, 0.1, 100.0])))
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(
     config=configs(),
     n=st.integers(1, 12),
@@ -139,7 +140,7 @@ def custom_plans(draw) -> tuple[list[int], float]:
     return sorted(timesteps, reverse=True), strength
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(plan=custom_plans(), seed=st.integers(0, 2**16))
 def test_custom_timesteps_match_the_reference_draws_included(plan, seed):
     """Custom plans, also trimmed by strength (no final step there: the reference renoises after
@@ -194,7 +195,7 @@ LOOPS = dict(
 )
 
 
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(**LOOPS)
 def test_float32_loop_matches_reference_with_the_same_noise(config, n, strength, host_t, seed):
     """Every step's prev_sample and denoised within the derived bound (tests/float32_bound.py)
@@ -321,7 +322,7 @@ def test_clipping_and_thresholding_match_the_reference(overrides):
     assert not np.allclose(np.asarray(plain), np.asarray(final))
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(
     strengths=st.lists(st.sampled_from([1.0, 0.8, 0.6, 0.5]), min_size=3, max_size=3),
     seed=st.integers(0, 2**16),

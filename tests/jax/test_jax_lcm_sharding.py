@@ -12,7 +12,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_sharded_lcm_batches_equal_the_unsharded_run_and_keep_their_sharding():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
@@ -43,7 +46,7 @@ def main() -> None:
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-    from jax_helpers import toy_model_jax
+    from jax_toy import toy_model_jax
 
     import tcd_jax
     from tcd_core import TCDConfig

@@ -13,6 +13,7 @@ import torch
 from diffusers import TCDScheduler
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 from jax_helpers import (
     assert_close,
     configs,
@@ -49,7 +50,7 @@ def _scheduler_loop(config, latents, key, eta, dtype="float32", begin_index=None
     return outputs, state
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(
     config=configs(),
     n=st.integers(1, 10),
@@ -106,7 +107,7 @@ LOOPS = dict(
 )
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(**LOOPS)
 def test_float32_loop_matches_reference_with_the_same_noise(config, n, eta, seed):
     """Every step of the scheduler, and the compiled loop's result, within the derived bound
@@ -236,7 +237,7 @@ def test_golden_values_of_diffusers_tcd_tests(steps, overrides, total, mean):
         assert abs(float(jnp.mean(jnp.abs(x))) - mean) < 5e-5
 
 
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(
     strengths=st.lists(st.sampled_from([1.0, 0.8, 0.6, 0.5]), min_size=3, max_size=3),
     eta_values=st.lists(etas, min_size=3, max_size=3),

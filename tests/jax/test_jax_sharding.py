@@ -11,9 +11,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+@pytest.mark.slow
 def test_sharded_batches_equal_the_unsharded_run_and_keep_their_sharding():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (

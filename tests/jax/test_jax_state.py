@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 from jax_helpers import (
     assert_close,
     configs,
@@ -72,7 +73,7 @@ def test_create_state_defaults_and_fields():
     assert scheduler.create_state(key=keys).key.shape == (2,)
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(eta=etas)
 def test_state_eta_keeps_the_references_rounding(eta):
     """η set through the state (create_state, set_timesteps, replace) carries f32(1 − η) from
@@ -102,7 +103,7 @@ def test_eta_0_33_is_where_a_float32_eta_would_differ():
     np.testing.assert_array_equal(np.asarray(s), host)
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(config=configs(), n=st.integers(1, 8), eta=etas, seed=st.integers(0, 2**16))
 def test_pipeline_loop_with_the_state_key_and_eta_matches_the_reference(config, n, eta, seed):
     """The pipelines' loop (no key, no η at the call) under jit, against diffusers'

@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 from kdiffusion_helpers import (
     CFGWrapper,
     ComfyModelSampling,
@@ -140,21 +141,21 @@ def run_case(
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 def test_matches_diffusers_with_the_table_argument(cfg: dict, data: st.DataObject) -> None:
     plan = data.draw(plans(cfg["num_train_timesteps"]), label="plan")
     run_case(cfg, plan, "alphas_cumprod", data)
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 def test_matches_diffusers_through_a_kdiffusion_wrapper(cfg: dict, data: st.DataObject) -> None:
     plan = data.draw(plans(cfg["num_train_timesteps"]), label="plan")
     run_case(cfg, plan, "k-diffusion", data)
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 def test_matches_diffusers_through_comfyui_objects(cfg: dict, data: st.DataObject) -> None:
     # ComfyUI's zero-SNR variant is its own (last ᾱ clamped to 4.9e-8), not diffusers' table
     cfg["rescale_betas_zero_snr"] = False

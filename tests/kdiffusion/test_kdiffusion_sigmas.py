@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 from kdiffusion_helpers import ComfyModelSampling, betas64, captured_warnings
 from kdiffusion_strategies import configs, plans, sigma_kwargs
 
@@ -35,7 +36,7 @@ def expected_sigmas(ac: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
 
 
 @given(cfg=configs(), data=st.data())
-@settings(max_examples=80)
+@settings(max_examples=examples(80))
 def test_same_plan_errors_and_warnings_as_set_timesteps(cfg: dict, data: st.DataObject) -> None:
     plan = data.draw(plans(cfg["num_train_timesteps"], max_steps=60), label="plan")
     ref = diffusers.TCDScheduler(**cfg)

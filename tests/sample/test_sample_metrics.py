@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from tcd_core.toy import GaussianMixture, component_shares, preset, sliced_wasserstein
 from tcd_core.toy._backend import load_backend
@@ -22,7 +23,7 @@ def test_identical_clouds_are_at_distance_zero():
     assert sliced_wasserstein(a, a, p=2) == 0.0
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(st.floats(-5, 5), st.floats(-5, 5), st.integers(1, 64))
 def test_a_translate_is_at_the_known_distance(dx, dy, directions):
     a = _gauss(300, 1)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_profiles import examples
 
 from tcd_core import predict_original_and_noise, tcd_step
 from tcd_core.toy import (
@@ -133,7 +134,7 @@ def test_distilled_vectorised_timesteps_match_scalar_calls(table):
     np.testing.assert_allclose(model(x[4:], 0), TeacherModel(m, table)(x[4:], 0))
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(20))
 @given(
     st.sampled_from(["sample", "v_prediction", "epsilon"]),
     st.floats(1e-3, 0.999),
