@@ -28,6 +28,7 @@ for line, code in spec["blocks"]:
 FILES = [p for p in markdown_files() if runnable(p.read_text(encoding="utf-8"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(ROOT)) for p in FILES])
 def test_python_blocks_run(path, tmp_path):
     spec = {
