@@ -306,3 +306,21 @@ def assert_within(actual: Any, reference: Any, bound: np.ndarray, what: str = ""
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(b > 0, delta / b, 0.0)
     return float(ratio.max()) if ratio.size else 0.0
+
+
+def assert_tight_over(family: Any, strategy: Any, count: int) -> float:
+    """Run ``family(example)`` (which checks one example and returns its worst |Δ|/bound) over
+    ``count`` fixed draws of the hypothesis ``strategy``; the worst over them must lie in
+    [1/TIGHTNESS, 1]: the bound is neither violated nor vacuous. Returns that worst."""
+    from hypothesis import given, settings
+
+    worst: list[float] = []
+
+    @settings(max_examples=count, derandomize=True, database=None)
+    @given(strategy)
+    def run(example: Any) -> None:
+        worst.append(family(example))
+
+    run()
+    assert 1 / TIGHTNESS <= max(worst) <= 1, f"worst |Δ|/bound over the family: {max(worst)}"
+    return max(worst)

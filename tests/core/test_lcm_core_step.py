@@ -234,15 +234,9 @@ def test_other_backends_match_the_lcm_reference_within_tolerance(backend, data):
 @pytest.mark.parametrize("backend", NON_TORCH)
 def test_the_lcm_step_bound_is_neither_violated_nor_vacuous(backend):
     """Over the float32 family above, the worst |Δ|/bound lies in [1/TIGHTNESS, 1]."""
-    worst: list[float] = []
-
-    @settings(max_examples=30, derandomize=True, database=None)
-    @given(case=step_cases(dtypes=("float32",)))
-    def family(case):
-        worst.append(check_other_backend(case, backend))
-
-    family()
-    assert 1 / fb.TIGHTNESS <= max(worst) <= 1, max(worst)
+    fb.assert_tight_over(
+        lambda case: check_other_backend(case, backend), step_cases(("float32",)), 30
+    )
 
 
 #: the largest |Δ| / (1 + max(|ref|, |x̂₀ before clipping|)) seen for clipped half precision

@@ -117,15 +117,8 @@ def test_float32_loop_matches_reference_with_the_same_noise(config, n, eta, seed
 
 def test_the_loop_bound_is_neither_violated_nor_vacuous():
     """Over the family above, the worst |Δ|/bound lies in [1/TIGHTNESS, 1]."""
-    worst: list[float] = []
-
-    @settings(max_examples=20, derandomize=True, database=None)
-    @given(**LOOPS)
-    def family(config, n, eta, seed):
-        worst.append(check_loop(config, n, eta, seed, compiled=False))
-
-    family()
-    assert 1 / fb.TIGHTNESS <= max(worst) <= 1, max(worst)
+    family = lambda example: check_loop(**example, compiled=False)
+    fb.assert_tight_over(family, st.fixed_dictionaries(LOOPS), 20)
 
 
 @pytest.mark.parametrize("strength", [1.0, 0.6])
