@@ -178,7 +178,7 @@ def table(reference: Any, ours: Any, dev: dict[str, int]) -> Bounded:
     return Bounded(ref, np.abs(np.asarray(ours, dtype=np.float64) - ref), dev)
 
 
-def _entry(tab: Bounded, index: Any, like: Bounded) -> Bounded:
+def entry(tab: Bounded, index: Any, like: Bounded) -> Bounded:
     """ᾱ at a host int or per-batch int array, shaped to broadcast over ``like``, and computed
     with from then on in ``like``'s arithmetic (the step's backend)."""
     index = np.asarray(index)
@@ -228,12 +228,12 @@ def tcd_step(
     """diffusers' ``TCDScheduler.step`` (x_p, x_s), bounded. ``draws``: the reference re-noises."""
     x = sample
     m = x._of(model_output)
-    a_t, a_s = _entry(tab, t, x), _entry(tab, s, x)
+    a_t, a_s = entry(tab, t, x), entry(tab, s, x)
     x0, eps = x0_eps(prediction_type, x, m, a_t)
     x_s = a_s.sqrt() * x0 + (1 - a_s).sqrt() * eps
     if not draws:
         return x_s, x_s
-    ratio = _entry(tab, p, x) / a_s
+    ratio = entry(tab, p, x) / a_s
     return ratio.sqrt() * x_s + (1 - ratio).sqrt() * x._of(noise), x_s
 
 
@@ -253,7 +253,7 @@ def lcm_step(
     x = sample
     m = x._of(model_output)
     ndim = x.value.ndim
-    a_t = _entry(tab, t, x)
+    a_t = entry(tab, t, x)
     x0, _ = x0_eps(prediction_type, x, m, a_t)
     if config.thresholding:
         x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
@@ -273,7 +273,7 @@ def lcm_step(
     denoised = c_out_b * x0 + c_skip_b * x
     if not draws:
         return denoised, denoised
-    a_p = _entry(tab, p, x)
+    a_p = entry(tab, p, x)
     return a_p.sqrt() * denoised + (1 - a_p).sqrt() * x._of(noise), denoised
 
 

@@ -3,6 +3,7 @@ the parameterisations invert each other."""
 
 from __future__ import annotations
 
+import float32_bound as fb
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,7 @@ from core_helpers import (
     BACKENDS,
     DTYPES,
     TORCH_DTYPES,
+    assert_bounded,
     assert_close_scaled,
     namespace_of,
     reference,
@@ -108,12 +110,23 @@ def test_add_noise_and_get_velocity_other_backends(backend, case):
         to_backend(noise, backend, dtype),
         to_backend(t.numpy(), backend),
     )
+    # float32/64: the derived bound (tests/float32_bound.py) on √ᾱ·x₀ + √(1−ᾱ)·z and
+    # √ᾱ·z − √(1−ᾱ)·x₀, each side on its own table; halves: a few ulps of their dtype.
+    tab = fb.table(reference(config).alphas_cumprod.numpy(), to_numpy(ac), fb.deviation(backend))
+    a = fb.entry(tab, np.asarray(ts), fb.Bounded.exact(to_numpy(x0), tab.dev))
+    xb, zb = fb.Bounded.exact(to_numpy(x0), tab.dev), fb.Bounded.exact(to_numpy(noise), tab.dev)
+    bounds = {
+        "add_noise": (a.sqrt() * xb + (1 - a).sqrt() * zb).err,
+        "get_velocity": (a.sqrt() * zb - (1 - a).sqrt() * xb).err,
+    }
     for ours, theirs in ((add_noise, "add_noise"), (get_velocity, "get_velocity")):
         want = getattr(reference(config), theirs)(x0, noise, t)
         got = ours(ac, *args)
         assert str(got.dtype).endswith(dtype)
-        tol_dtype = dtype
-        assert_close_scaled(got, want, tol_dtype, theirs)
+        if dtype in ("float32", "float64"):
+            assert_bounded(got, want, bounds[theirs], theirs)
+        else:
+            assert_close_scaled(got, want, dtype, theirs)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
