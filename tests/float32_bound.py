@@ -201,17 +201,32 @@ def x0_eps(prediction_type: str, x: Bounded, m: Bounded, a_t: Bounded) -> tuple[
     raise ValueError(prediction_type)
 
 
+def quantile(rows: Bounded, q: float) -> Bounded:
+    """Each row's q-quantile with linear interpolation (torch.quantile): 1-Lipschitz in the max
+    norm of the row, plus its lerp's three operations on each side."""
+    value = np.quantile(rows.value, q, axis=1)
+    ulps = 3 * (max(rows.dev["+"], rows.dev["-"], rows.dev["*"]) + 1)
+    err = rows.err.max(axis=1) + ulps * 2 * U * np.abs(value)
+    return Bounded(value, err, rows.dev)
+
+
 def dynamic_threshold(x0: Bounded, ratio: float, max_value: float) -> Bounded:
-    """DDPM's ``_threshold_sample``: s = clamp(quantile(|x̂₀|, ratio), 1, max) per batch element
-    (linear interpolation: 1-Lipschitz in the max norm, plus its lerp's three roundings), then
-    clamp(x̂₀, −s, s)/s."""
+    """DDPM's ``_threshold_sample``: s = clamp(quantile(|x̂₀|, ratio), 1, max) per batch element,
+    then clamp(x̂₀, −s, s)/s."""
     batch = x0.value.shape[0]
-    flat = np.abs(x0.value.reshape(batch, -1))
-    q = np.quantile(flat, ratio, axis=1)
-    q_err = x0.err.reshape(batch, -1).max(axis=1) + 3 * 2 * 2 * U * q  # 3 roundings, 2 sides
+    rows = Bounded(np.abs(x0.value.reshape(batch, -1)), x0.err.reshape(batch, -1), x0.dev)
     shape = (batch,) + (1,) * (x0.value.ndim - 1)
-    s = Bounded(q, q_err, x0.dev).clip(1.0, max_value).reshape(shape)
+    s = quantile(rows, ratio).clip(1.0, max_value).reshape(shape)
     return x0.clip(Bounded(-s.value, s.err, s.dev), s) / s
+
+
+def clipped(x0: Bounded, config: Any) -> Bounded:
+    """x̂₀ thresholded or clipped as ``config`` asks (the reference's precedence)."""
+    if config.thresholding:
+        return dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
+    if config.clip_sample:
+        return x0.clip(-config.clip_sample_range, config.clip_sample_range)
+    return x0
 
 
 def tcd_step(
@@ -224,12 +239,17 @@ def tcd_step(
     s: Any,
     p: Any,
     draws: bool,
+    config: Any = None,
 ) -> tuple[Bounded, Bounded]:
-    """diffusers' ``TCDScheduler.step`` (x_p, x_s), bounded. ``draws``: the reference re-noises."""
+    """diffusers' ``TCDScheduler.step`` (x_p, x_s), bounded. ``draws``: the reference re-noises.
+    With a ``config`` asking for it, x̂₀ is clipped or thresholded first (ε̂ as predicted:
+    tcd-core's and DDIM's semantics)."""
     x = sample
     m = x._of(model_output)
     a_t, a_s = entry(tab, t, x), entry(tab, s, x)
     x0, eps = x0_eps(prediction_type, x, m, a_t)
+    if config is not None:
+        x0 = clipped(x0, config)
     x_s = a_s.sqrt() * x0 + (1 - a_s).sqrt() * eps
     if not draws:
         return x_s, x_s
@@ -254,11 +274,7 @@ def lcm_step(
     m = x._of(model_output)
     ndim = x.value.ndim
     a_t = entry(tab, t, x)
-    x0, _ = x0_eps(prediction_type, x, m, a_t)
-    if config.thresholding:
-        x0 = dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
-    elif config.clip_sample:
-        x0 = x0.clip(-config.clip_sample_range, config.clip_sample_range)
+    x0 = clipped(x0_eps(prediction_type, x, m, a_t)[0], config)
     # c_skip = σ_d²/(τ² + σ_d²), c_out = τ/√(τ² + σ_d²), τ = t·timestep_scaling: in double
     # precision from a Python int, in float32 from a tensor t (four operations at most, on each
     # side: 8 ulps apart at most).
