@@ -120,6 +120,18 @@ def assert_close_scaled(ours, ref, dtype: str, what: str = "") -> float:
     return err
 
 
+def bound_table(reference_table, config: TCDConfig, backend: str):
+    """For tests/float32_bound.py: the reference's ᾱ table, erring by its difference from the
+    table ``backend`` builds for ``config`` (zero without zero-SNR), in that backend's
+    arithmetic. Built once per example, not per step."""
+    import float32_bound as fb
+
+    from tcd_core import noise_schedule
+
+    ours = to_numpy(noise_schedule(config).alphas_cumprod)
+    return fb.table(to_numpy(reference_table), ours, fb.deviation(backend))
+
+
 def assert_bounded(ours, ref, bound, what: str = "") -> float:
     """|ours − ref| <= ``bound`` elementwise (the derived float32 bound of
     tests/float32_bound.py) over finite entries; inf/nan where the reference has them.

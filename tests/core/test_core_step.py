@@ -14,6 +14,7 @@ from core_helpers import (
     assert_bounded,
     assert_close_scaled,
     assert_identical,
+    bound_table,
     dtype_name,
     namespace_of,
     reference,
@@ -133,14 +134,10 @@ def test_torch_step_is_bit_identical_to_the_reference(case):
         assert torch.equal(model_output, mo0) and torch.equal(sample, x0)  # inputs not mutated
 
 
-def step_bound(case, backend, i, model_output, sample, noise):
+def step_bound(case, tab, i, model_output, sample, noise):
     """The derived bounds (tests/float32_bound.py) on |ours − reference| for x_p and x_s of one
-    step from the reference's input state, each side on its own ᾱ table."""
+    step from the reference's input state, on the tables ``tab`` (:func:`bound_table`)."""
     config, plan = case["config"], case["plan"]
-    ref_table = reference(config).alphas_cumprod.numpy()
-    tab = fb.table(
-        ref_table, to_numpy(noise_schedule(config).alphas_cumprod), fb.deviation(backend)
-    )
     x = fb.Bounded.exact(to_numpy(sample), tab.dev)
     p = int(plan.prev_timesteps[i])
     s = int(intermediate_timestep(p, case["eta"]))
@@ -161,11 +158,12 @@ def step_bound(case, backend, i, model_output, sample, noise):
 
 def check_other_backend(case, backend) -> float:
     """One example of the family below; returns the worst |Δ|/bound (float32 and float64)."""
+    tab = bound_table(reference(case["config"]).alphas_cumprod, case["config"], backend)
     worst = 0.0
     for i, model_output, sample, noise, ref in run_reference(case):
         ours = run_ours(case, backend, i, model_output, sample, noise)
         if case["dtype"] in ("float32", "float64"):
-            b_p, b_s = step_bound(case, backend, i, model_output, sample, noise)
+            b_p, b_s = step_bound(case, tab, i, model_output, sample, noise)
             worst = max(
                 worst,
                 assert_bounded(ours.prev_sample, ref.prev_sample, b_p, f"x_p, step {i}"),

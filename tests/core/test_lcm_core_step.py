@@ -19,6 +19,7 @@ from core_helpers import (
     assert_bounded,
     assert_close_scaled,
     assert_identical,
+    bound_table,
     dtype_name,
     namespace_of,
     to_backend,
@@ -173,14 +174,11 @@ def test_torch_lcm_step_is_bit_identical_to_the_reference(case):
         assert torch.equal(model_output, mo0) and torch.equal(sample, x0)  # inputs not mutated
 
 
-def step_bound(case, backend, i, t, model_output, sample, noise):
+def step_bound(case, tab, i, t, model_output, sample, noise):
     """The derived bounds (tests/float32_bound.py) on |ours − reference| for prev_sample and
-    denoised of one step from the reference's input state, each side on its own ᾱ table."""
+    denoised of one step from the reference's input state, on the tables ``tab``
+    (:func:`bound_table`)."""
     config, plan = case["config"], case["plan"]
-    ref_table = lcm_reference(config).alphas_cumprod.numpy()
-    tab = fb.table(
-        ref_table, to_numpy(noise_schedule(config).alphas_cumprod), fb.deviation(backend)
-    )
     x = fb.Bounded.exact(to_numpy(sample), tab.dev)
     z = None if noise is None else to_numpy(noise)
     prev, denoised = fb.lcm_step(
@@ -199,13 +197,14 @@ def step_bound(case, backend, i, t, model_output, sample, noise):
 
 def check_other_backend(case, backend) -> float:
     """One example of the family below; returns the worst |Δ|/bound (float32 and float64)."""
+    tab = bound_table(lcm_reference(case["config"]).alphas_cumprod, case["config"], backend)
     config, dtype = case["config"], case["dtype"]
     clipped_half = dtype in ("float16", "bfloat16") and (config.clip_sample or config.thresholding)
     worst = 0.0
     for i, t, model_output, sample, noise, ref in run_reference(case):
         ours = run_ours(case, backend, i, t, model_output, sample, noise)
         if dtype in ("float32", "float64"):
-            b_prev, b_den = step_bound(case, backend, i, t, model_output, sample, noise)
+            b_prev, b_den = step_bound(case, tab, i, t, model_output, sample, noise)
             worst = max(
                 worst,
                 assert_bounded(ours.prev_sample, ref.prev_sample, b_prev, f"prev, step {i}"),
