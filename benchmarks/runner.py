@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .contenders import Contender, Loop, Unavailable, _graph_count, cpu_contenders
+from .contenders import Contender, Loop, Unavailable, cpu_contenders
 from .machine import describe_machine, load_average
-from .timing import measure
+from .timing import measure, torch_graph_count
 from .workloads import SEED, Workload, make_inputs
 
 __all__ = ["SCHEMA", "run_cpu"]
@@ -94,7 +94,7 @@ def run_cpu(
                     per[label] = max(per.get(label, 0.0), loop.compile_s)
                 loops[c.key] = loop
             # Compilation happened in prepare(); a graph compiled from here on is a recompile.
-            graphs_before = _graph_count()
+            graphs_before = torch_graph_count()
             # Correctness first: one run each; the reference's output is the yardstick.
             outputs: dict[str, np.ndarray] = {}
             for key, loop in list(loops.items()):
@@ -111,7 +111,7 @@ def run_cpu(
                 warmup=warmup,
                 min_sample_s=min_sample_s,
             )
-            recompiled = _graph_count() != graphs_before
+            recompiled = torch_graph_count() != graphs_before
             ref_stats = stats.get("reference")
             for c in contenders:
                 if c.key not in loops:

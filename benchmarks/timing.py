@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Stats", "measure", "numpy_peak_bytes", "torch_peak_bytes"]
+__all__ = ["Stats", "measure", "numpy_peak_bytes", "torch_graph_count", "torch_peak_bytes"]
 
 
 class Stats(dict):
@@ -139,3 +139,10 @@ def torch_peak_bytes(fn: Callable[[], Any]) -> int:
         result = fn()
     del result
     return int(tracker.peak)
+
+
+def torch_graph_count() -> int:
+    """Graphs torch.compile has compiled so far in this process (one more: a recompile)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
