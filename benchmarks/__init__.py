@@ -4,9 +4,19 @@ Run ``python -m benchmarks`` (full CPU grid; rewrites docs/performance.md and
 benchmarks/results/cpu.json), ``python -m benchmarks --quick --out DIR`` (smoke run, < 2 minutes
 on 2 cores), or ``python -m benchmarks --device cuda`` on a GPU machine. See ``--help``.
 
-Modules: ``workloads`` (the grid, shared inputs, the floor's coefficients), ``contenders`` (one
-whole-loop callable per contender), ``timing`` (interleaved timing, memory), ``runner`` (the CPU
-run), ``report`` (JSON schema, tables, plot, docs page), ``gpu`` (the CUDA mode), ``machine``.
+Modules, each importing only those listed before it (``tests/packaging/test_import_graph.py``
+checks that the project has no import circle):
+
+1. ``workloads`` (the grid, shared inputs, the floor's coefficients), ``timing`` (interleaved
+   timing, memory), ``machine``, ``schema`` (the results JSON: schema, validate, read, write);
+2. ``contenders`` (one whole-loop callable per contender): ``contenders.base``, then one module
+   per ecosystem (``torch_loops``, ``numpy_loops``, ``jax_loops``, ``kdiffusion_loops``);
+3. the studies ``eta_zero`` and ``jax_gpu``, and ``gpu`` (the CUDA mode);
+4. ``runner`` (the CPU run);
+5. ``report`` (tables, verdicts, plot, docs page: ``report.format``, then ``tables``,
+   ``verdicts``, ``figure``, ``page``);
+6. ``__main__`` (the command line).
+
 Studies: ``jax_gpu`` (the compiled JAX loop on any JAX device, standalone) and ``eta_zero`` (ways to
 skip the η = 0 draw when η is traced, with a constant and a conv stand-in model; standalone as
 ``python -m benchmarks.eta_zero``, and run by ``python -m benchmarks``, where its conv rows give the

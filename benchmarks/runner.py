@@ -12,12 +12,11 @@ import numpy as np
 
 from .contenders import Contender, Loop, Unavailable, cpu_contenders
 from .machine import describe_machine, load_average
+from .schema import SCHEMA
 from .timing import measure, torch_graph_count
 from .workloads import SEED, Workload, make_inputs
 
 __all__ = ["SCHEMA", "run_cpu"]
-
-SCHEMA = "tcd-core-benchmark/1"
 
 
 def _check(out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def run_cpu(
     mode: str = "custom",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the grid; returns the JSON-ready results (see ``report`` for the schema).
+    """Run the grid; returns the JSON-ready results (see ``schema`` for the schema).
 
     ``threads``: torch intra-op threads while measuring (restored afterwards); None leaves it.
     """
