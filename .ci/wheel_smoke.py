@@ -1,8 +1,9 @@
 """Run inside a fresh venv that holds only the built wheel and the core's requirements.
 
-Imports every module of tcd_core, and checks that each adapter whose framework is missing fails
-with an ImportError that names the extra to install. Run from outside the source tree, so that
-the installed wheel (not the checkout) is what gets imported. `.ci/run` calls it.
+Imports every module of tcd_core and of the demo, tcd_sample, and checks that each adapter whose
+framework is missing fails with an ImportError that names the extra to install. Run from outside
+the source tree, so that the installed wheel (not the checkout) is what gets imported. `.ci/run`
+calls it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import re
 import sys
 
 import tcd_core
+import tcd_sample
 
 # The frameworks an adapter may need; none of them may be in this venv.
 FRAMEWORKS = ("torch", "jax", "diffusers", "flax", "matplotlib")
+# Top-level packages of the wheel that are not adapters (no framework, no extra of their name).
+NOT_ADAPTERS = ("tcd_core", "tcd_sample")
 
 
 def main() -> int:
@@ -26,19 +30,27 @@ def main() -> int:
             print(f"wheel smoke: {name} is installed; this venv must hold only the core's needs")
             return 1
     dist = importlib.metadata.distribution("tcd-core")
-    if "site-packages" not in str(tcd_core.__file__):
-        print(f"wheel smoke: tcd_core imported from {tcd_core.__file__}, not from the wheel")
-        return 1
+    for package in (tcd_core, tcd_sample):
+        if "site-packages" not in str(package.__file__):
+            print(
+                f"wheel smoke: {package.__name__} imported from {package.__file__}, not the wheel"
+            )
+            return 1
     assert tcd_core.__version__ == dist.version, (tcd_core.__version__, dist.version)
 
-    modules = [tcd_core.__name__]
-    modules += [m.name for m in pkgutil.walk_packages(tcd_core.__path__, "tcd_core.")]
-    for name in modules:
-        importlib.import_module(name)
-    print(f"wheel smoke: imported {len(modules)} tcd_core modules: {', '.join(modules)}")
+    for package in (tcd_core, tcd_sample):
+        modules = [package.__name__]
+        modules += [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
+        for name in modules:
+            importlib.import_module(name)
+        print(
+            f"wheel smoke: imported {len(modules)} {package.__name__} modules: {', '.join(modules)}"
+        )
 
     top_level = dist.read_text("top_level.txt") or ""
-    adapters = sorted(n for n in top_level.split() if n.startswith("tcd_") and n != "tcd_core")
+    adapters = sorted(
+        n for n in top_level.split() if n.startswith("tcd_") and n not in NOT_ADAPTERS
+    )
     extras = set(dist.metadata.get_all("Provides-Extra") or [])
     if not adapters:
         print("wheel smoke: the wheel holds no adapter packages")

@@ -1,38 +1,17 @@
-"""A toy problem with a known answer: TCD sampling of a 2-D Gaussian mixture.
+"""Deprecated alias of :mod:`tcd_sample.toy`, where the toy problem of ``tcd-sample`` now lives.
 
-The data distribution is an isotropic Gaussian mixture (:mod:`tcd_core.toy.mixture`), so under
-the scheduler's VP noise schedule everything is closed form: the teacher's exact ε-prediction and,
-through an accurate RK4 solve of the probability-flow ODE, the ideal distilled (consistency)
-model (:mod:`tcd_core.toy.models`). :mod:`tcd_core.toy.metrics` measures how close samples are
-to the truth; :mod:`tcd_core.toy.sampling` runs the TCD loop (and LCM's multistep consistency
-sampling beside it). ``tcd-sample`` is the CLI on top.
-
-Everything runs on any Array API namespace (NumPy, PyTorch, JAX, ...).
+The demo moved out of the core into its own package, ``tcd_sample``. This alias keeps old imports
+working, with no warning: ``tcd_core.toy`` re-exports every name of ``tcd_sample.toy`` (its
+``__all__``, the same list), and ``tcd_core.toy.mixture``, ``.models``, ``.metrics`` and
+``.sampling`` are the very modules of ``tcd_sample.toy`` (registered under these names in
+``sys.modules``). New code imports ``tcd_sample.toy``.
 """
 
-from .metrics import component_shares, sliced_wasserstein
-from .mixture import PRESETS, GaussianMixture, preset
-from .models import (
-    DistilledModel,
-    TeacherModel,
-    epsilon_to_prediction,
-    probability_flow,
-    teacher_epsilon,
-)
-from .sampling import SampleRun, lcm_sample, tcd_sample
+import sys
 
-__all__ = [
-    "PRESETS",
-    "DistilledModel",
-    "GaussianMixture",
-    "SampleRun",
-    "TeacherModel",
-    "component_shares",
-    "epsilon_to_prediction",
-    "lcm_sample",
-    "preset",
-    "probability_flow",
-    "sliced_wasserstein",
-    "tcd_sample",
-    "teacher_epsilon",
-]
+from tcd_sample.toy import *  # noqa: F403
+from tcd_sample.toy import __all__ as __all__
+from tcd_sample.toy import metrics, mixture, models, sampling
+
+for _module in (metrics, mixture, models, sampling):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module

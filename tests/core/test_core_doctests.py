@@ -10,7 +10,8 @@ import pytest
 
 import tcd_core
 
-# every module and subpackage (tcd_core.toy, ...) except __main__, which runs the CLI on import
+# every module and subpackage except a __main__ (the tcd_core.toy alias has no examples of its
+# own: the demo's run in tests/sample/test_sample_doctests.py)
 MODULES = ["tcd_core"] + sorted(
     info.name
     for info in pkgutil.walk_packages(tcd_core.__path__, prefix="tcd_core.")

@@ -45,7 +45,15 @@ def test_mkdocs_build_strict(tmp_path):
     assert proc.returncode == 0, proc.stderr[-6000:]
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     # every public name of every package has its entry (a new export without docs fails here)
-    for package in ("tcd_core", "tcd_core.toy", "tcd_diffusers", "tcd_jax", "tcd_kdiffusion"):
+    packages = (
+        "tcd_core",
+        "tcd_sample",
+        "tcd_sample.toy",
+        "tcd_diffusers",
+        "tcd_jax",
+        "tcd_kdiffusion",
+    )
+    for package in packages:
         module = importlib.import_module(package)
         assert module.__all__, package
         for name in module.__all__:
@@ -67,7 +75,7 @@ def test_strict_mode_fails_on_a_broken_link(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(ROOT / "docs", copy / "docs")
     shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
-    for name in ("tcd_core", "adapters"):
+    for name in ("tcd_core", "adapters", "demo"):
         os.symlink(ROOT / name, copy / name)
     with open(copy / "docs" / "index.md", "a", encoding="utf-8") as f:
         f.write("\nSee [nowhere](no-such-page.md).\n")

@@ -1,6 +1,7 @@
 """The built wheel and sdist hold the whole source tree: every package, py.typed, the entry point,
 one version. An editable install hides a package the wheel leaves out (it once left out
-tcd_core.toy, and `pip install .` then `tcd-sample` failed); these tests build the real artefacts.
+tcd_core.toy, now tcd_sample.toy, and `pip install .` then `tcd-sample` failed); these tests build
+the real artefacts.
 
 `.ci/run` goes further: it installs the wheel into a fresh venv with only the core's requirements
 and runs `tcd-sample` and `.ci/wheel_smoke.py` there.
@@ -23,10 +24,22 @@ import tcd_core
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _top_level_in(source_root: str) -> list[Path]:
+    return [d for d in sorted((REPO / source_root).iterdir()) if (d / "__init__.py").is_file()]
+
+
+def _adapters() -> list[str]:
+    """The adapter packages: the top-level packages of the adapters/ source root."""
+    return [d.name for d in _top_level_in("adapters")]
+
+
 def _source_packages() -> dict[str, Path]:
-    """Import name -> directory, for every package of the source tree (adapters/ is a root)."""
+    """Import name -> directory, for every package of the source tree (adapters/ and demo/ are
+    roots)."""
     roots = [(REPO / "tcd_core", "tcd_core")]
-    roots += [(d, d.name) for d in sorted((REPO / "adapters").iterdir()) if d.is_dir()]
+    roots += [
+        (d, d.name) for source_root in ("adapters", "demo") for d in _top_level_in(source_root)
+    ]
     found = {}
     for root, name in roots:
         for init in root.rglob("__init__.py"):
@@ -63,7 +76,9 @@ def sdist(tmp_path_factory) -> tarfile.TarFile:
 def test_source_tree_has_the_packages_we_expect():
     # guards the discovery helper itself: it must see subpackages and every adapter
     packages = _source_packages()
-    assert {"tcd_core", "tcd_core.toy", "tcd_diffusers", "tcd_jax"} <= set(packages)
+    assert {"tcd_core", "tcd_diffusers", "tcd_jax", "tcd_sample", "tcd_sample.toy"} <= set(packages)
+    assert "tcd_core.toy" in packages  # the deprecated alias of tcd_sample.toy ships too
+    assert {"tcd_diffusers", "tcd_jax", "tcd_kdiffusion"} <= set(_adapters())
 
 
 def test_wheel_holds_every_module_of_every_package(wheel):
@@ -100,15 +115,15 @@ def test_wheel_metadata_version_entry_point_and_extras(wheel):
     assert meta["License-Expression"] == "Apache-2.0"
     extras = set(meta.get_all("Provides-Extra"))
     # every adapter package has an extra of its own name, the one its ImportError names
-    for package in _source_packages():
-        if package.startswith("tcd_") and package != "tcd_core" and "." not in package:
-            assert package.removeprefix("tcd_") in extras, package
+    for package in _adapters():
+        assert package.removeprefix("tcd_") in extras, package
+    assert "sample" in extras  # the demo's figure (matplotlib): what tcd-sample's error names
     requires = meta.get_all("Requires-Dist")
     core = [r for r in requires if "extra ==" not in r]
     assert sorted(r.split(">")[0] for r in core) == ["array-api-compat", "numpy"]
     entry_points = configparser.ConfigParser()
     entry_points.read_string(_dist_info(wheel, "entry_points.txt"))
-    assert entry_points["console_scripts"]["tcd-sample"] == "tcd_core.cli:main"
+    assert entry_points["console_scripts"]["tcd-sample"] == "tcd_sample.cli:main"
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in wheel.namelist())
 
 
@@ -123,9 +138,7 @@ def test_sdist_holds_the_sources_and_the_project_files(sdist):
 
 def test_adapters_name_their_extra_when_the_framework_is_missing(tmp_path):
     # what the wheel smoke test checks in a venv without frameworks, here by hiding them
-    for package in sorted(_source_packages()):
-        if not package.startswith("tcd_") or package == "tcd_core" or "." in package:
-            continue
+    for package in _adapters():
         code = (
             "import sys\n"
             "for m in ('torch', 'jax', 'diffusers', 'flax'):\n"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tcd_core import TCDConfig, alphas_cumprod
-from tcd_core.toy import preset
+from tcd_sample.toy import preset
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tcd_core import cli
+from tcd_sample import cli
 
 FAST = ["--samples", "300", "--steps", "1", "2", "--no-progress"]
 
@@ -322,12 +322,12 @@ def _subprocess(*args, cwd):
 def test_console_script_and_module_run_in_a_fresh_process(tmp_path):
     # the installed console script: a real run, files in the working directory by default
     exe = os.path.join(os.path.dirname(sys.executable), "tcd-sample")
-    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "tcd_core"]
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "tcd_sample"]
     proc = _subprocess(*cmd, "--samples", "200", "--steps", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "distilled" in proc.stdout and (tmp_path / "tcd-sample.png").stat().st_size > 10_000
-    # python -m tcd_core, bad argument: exit 2, one line, no traceback
-    proc = _subprocess(sys.executable, "-m", "tcd_core", "--eta", "2", cwd=tmp_path)
+    # python -m tcd_sample, bad argument: exit 2, one line, no traceback
+    proc = _subprocess(sys.executable, "-m", "tcd_sample", "--eta", "2", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "tcd-sample: error: --eta must be in [0, 1], got 2.0 (see tcd-sample --help)"
@@ -355,7 +355,7 @@ def test_figure_title_clears_the_panel_titles(n_runs, samplers):
     # tight_layout ignored the suptitle: in a 4 x 4 sweep it sat on the first row's titles. With
     # LCM the title gains a line; with one or two panels it is wrapped to the figure's width
     # (one line of it was 540 px wide on a 320 px figure).
-    from tcd_core.toy import preset
+    from tcd_sample.toy import preset
 
     runs = _figure_runs(n_runs, samplers)
     fig = cli._build_figure(runs, preset("rings"), 0.99915, False, samplers)
@@ -375,7 +375,7 @@ def test_figure_title_clears_the_panel_titles(n_runs, samplers):
 
 
 def test_figure_panels_name_their_sampler_when_lcm_is_in_the_sweep():
-    from tcd_core.toy import preset
+    from tcd_sample.toy import preset
 
     mixed = cli._build_figure(
         _figure_runs(2, ("tcd", "lcm")), preset("ring"), 0.99915, False, ("tcd", "lcm")
@@ -457,7 +457,7 @@ def test_lcm_rows_beside_tcd_rows_in_table_json_and_figure(capsys, tmp_path):
 
 def test_lcm_rows_come_from_the_cores_lcm_loop(capsys, tmp_path):
     # the CLI's LCM row is lcm_sample's samples, measured against the same exact samples
-    from tcd_core.toy import DistilledModel, lcm_sample, preset, sliced_wasserstein
+    from tcd_sample.toy import DistilledModel, lcm_sample, preset, sliced_wasserstein
 
     js = tmp_path / "l.json"
     args = ["--sampler", "lcm", "--model", "distilled", "--steps", "3", "--samples", "300"]

@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from tcd_core import cli
+from tcd_sample import cli
 
 KINDS = {
     "default": [],

@@ -1,7 +1,7 @@
 """LCM (multistep consistency sampling, Algorithm 1) on the toy problem, beside TCD.
 
-The LCM rows of ``tcd-sample`` come from :func:`tcd_core.toy.lcm_sample`, a loop over the core's
-``lcm_timesteps`` and ``lcm_step``. Here that loop is checked against diffusers' own
+The LCM rows of ``tcd-sample`` come from :func:`tcd_sample.toy.lcm_sample`, a loop over the
+core's ``lcm_timesteps`` and ``lcm_step``. Here that loop is checked against diffusers' own
 ``LCMScheduler`` driving the same toy model on torch (bit for bit, noise included), against the
 other backends, and on the toy's exact answer.
 
@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from tcd_core import TCDConfig, alphas_cumprod, lcm_timesteps
-from tcd_core.toy import (
+from tcd_sample.toy import (
     DistilledModel,
     TeacherModel,
     component_shares,
@@ -31,7 +31,7 @@ from tcd_core.toy import (
     sliced_wasserstein,
     tcd_sample,
 )
-from tcd_core.toy._backend import load_backend, to_numpy
+from tcd_sample.toy._backend import load_backend, to_numpy
 
 N = 4000
 MODELS = {"teacher": TeacherModel, "distilled": DistilledModel}

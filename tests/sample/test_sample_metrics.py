@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis_profiles import examples
 
-from tcd_core.toy import GaussianMixture, component_shares, preset, sliced_wasserstein
-from tcd_core.toy._backend import load_backend
+from tcd_sample.toy import GaussianMixture, component_shares, preset, sliced_wasserstein
+from tcd_sample.toy._backend import load_backend
 
 
 def _gauss(n, seed, scale=1.0):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis_profiles import examples
 
 from tcd_core import predict_original_and_noise, tcd_step
-from tcd_core.toy import (
+from tcd_sample.toy import (
     PRESETS,
     DistilledModel,
     GaussianMixture,

@@ -15,7 +15,7 @@ Hence the thresholds below: distilled ≤ 0.08 in 1–4 steps, teacher 1 step �
 import numpy as np
 import pytest
 
-from tcd_core.toy import (
+from tcd_sample.toy import (
     DistilledModel,
     TeacherModel,
     component_shares,
@@ -23,7 +23,7 @@ from tcd_core.toy import (
     sliced_wasserstein,
     tcd_sample,
 )
-from tcd_core.toy._backend import load_backend, to_numpy
+from tcd_sample.toy._backend import load_backend, to_numpy
 
 N = 4000
 DISTILLED_MAX = 0.08

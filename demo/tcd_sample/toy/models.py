@@ -73,7 +73,7 @@ def teacher_epsilon(mixture: GaussianMixture, x: Any, alpha_bar: Any) -> Any:
 
     Example:
         >>> import numpy as np
-        >>> from tcd_core.toy import GaussianMixture
+        >>> from tcd_sample.toy import GaussianMixture
         >>> m = GaussianMixture(((0.0, 0.0),), (1.0,), (1.0,))   # x_t ~ N(0, I): E[ε|x] = √(1−ᾱ)·x
         >>> teacher_epsilon(m, np.array([[2.0, -1.0]]), 0.36).round(6).tolist()
         [[1.6, -0.8]]
@@ -108,7 +108,7 @@ def probability_flow(
 
     Example:
         >>> import numpy as np
-        >>> from tcd_core.toy import GaussianMixture
+        >>> from tcd_sample.toy import GaussianMixture
         >>> m = GaussianMixture(((1.0, 0.0),), (0.5,), (1.0,))
         >>> # one Gaussian: the flow is affine, y − μ scales by √((s² + σ_to²)/(s² + σ_from²))
         >>> x = probability_flow(m, np.array([[3.0, 1.0]]), 0.5, 0.9)
@@ -190,7 +190,7 @@ class TeacherModel:
     Example:
         >>> import numpy as np
         >>> from tcd_core import TCDConfig, alphas_cumprod
-        >>> from tcd_core.toy import TeacherModel, preset
+        >>> from tcd_sample.toy import TeacherModel, preset
         >>> model = TeacherModel(preset("ring"), alphas_cumprod(TCDConfig()))
         >>> model(np.zeros((3, 2), dtype=np.float32), 999).shape
         (3, 2)
@@ -216,7 +216,7 @@ class DistilledModel(TeacherModel):
     Example:
         >>> import numpy as np
         >>> from tcd_core import TCDConfig, alphas_cumprod
-        >>> from tcd_core.toy import DistilledModel, preset
+        >>> from tcd_sample.toy import DistilledModel, preset
         >>> ac = alphas_cumprod(TCDConfig())
         >>> model = DistilledModel(preset("ring"), ac)
         >>> x = np.random.default_rng(0).standard_normal((5, 2))

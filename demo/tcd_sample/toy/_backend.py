@@ -16,8 +16,8 @@ _MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax.numpy"}
 def load_backend(name: str) -> Any:
     """The Array API namespace of backend ``name``; ImportError when it is not installed.
 
-    Backends are imported here, by name, on demand: ``tcd_core`` never imports torch or JAX at
-    module level, so a NumPy-only install works.
+    Backends are imported here, by name, on demand: the demo, like ``tcd_core``, never imports
+    torch or JAX at module level, so a NumPy-only install works.
     """
     if name not in _MODULES:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -15,12 +15,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..config import TCDConfig
-from ..lcm import lcm_step
-from ..lcm_plan import lcm_timesteps
-from ..plan import draws_noise, tcd_timesteps
-from ..schedule import alphas_cumprod
-from ..step import tcd_step
+from tcd_core import (
+    TCDConfig,
+    alphas_cumprod,
+    draws_noise,
+    lcm_step,
+    lcm_timesteps,
+    tcd_step,
+    tcd_timesteps,
+)
+
 from ._backend import to_numpy
 from .models import epsilon_to_prediction
 
@@ -58,14 +62,14 @@ def tcd_sample(
     """Sample with TCD: x_T ~ N(0, I), then ``tcd_step`` along ``tcd_timesteps``.
 
     ``model(x, t)`` returns an ε-prediction; it is rewritten in ``config.prediction_type`` form
-    (:func:`~tcd_core.toy.epsilon_to_prediction`) before the step, so the step's own conversion
-    is exercised. All random numbers come from ``numpy.random.default_rng(seed)`` on the host
-    (x_T first, then one N(0, I) draw per step where the reference draws one) and are copied to
-    the backend as float32: every backend sees the same noise.
+    (:func:`~tcd_sample.toy.epsilon_to_prediction`) before the step, so the step's own
+    conversion is exercised. All random numbers come from ``numpy.random.default_rng(seed)`` on
+    the host (x_T first, then one N(0, I) draw per step where the reference draws one) and are
+    copied to the backend as float32: every backend sees the same noise.
 
     Example:
         >>> from tcd_core import TCDConfig, alphas_cumprod
-        >>> from tcd_core.toy import DistilledModel, preset, tcd_sample
+        >>> from tcd_sample.toy import DistilledModel, preset, tcd_sample
         >>> cfg = TCDConfig()
         >>> model = DistilledModel(preset("ring"), alphas_cumprod(cfg))
         >>> run = tcd_sample(model, cfg, 2, eta=0.3, num_samples=100, seed=0)
@@ -109,7 +113,7 @@ def lcm_sample(
 
     Example:
         >>> from tcd_core import TCDConfig, alphas_cumprod
-        >>> from tcd_core.toy import DistilledModel, lcm_sample, preset
+        >>> from tcd_sample.toy import DistilledModel, lcm_sample, preset
         >>> cfg = TCDConfig()
         >>> model = DistilledModel(preset("ring"), alphas_cumprod(cfg))
         >>> run = lcm_sample(model, cfg, 4, num_samples=100, seed=0)

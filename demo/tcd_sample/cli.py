@@ -30,11 +30,16 @@ from typing import Any, NoReturn, TextIO
 
 import numpy as np
 
-from . import __version__
-from .config import PREDICTION_TYPES, TCDConfig
-from .lcm_plan import lcm_timesteps
-from .plan import check_eta, tcd_timesteps
-from .schedule import alphas_cumprod
+from tcd_core import (
+    PREDICTION_TYPES,
+    TCDConfig,
+    __version__,
+    alphas_cumprod,
+    check_eta,
+    lcm_timesteps,
+    tcd_timesteps,
+)
+
 from .toy import PRESETS, DistilledModel, TeacherModel, component_shares, sliced_wasserstein
 from .toy._backend import BACKENDS, load_backend, to_numpy
 from .toy.sampling import lcm_sample, tcd_sample
@@ -607,7 +612,7 @@ def _sweep(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``tcd-sample`` and ``python -m tcd_core``; returns the exit status."""
+    """Entry point of ``tcd-sample`` and ``python -m tcd_sample``; returns the exit status."""
     stdout, stderr = sys.stdout, sys.stderr
     try:
         args = _parser().parse_args(argv)

@@ -1,4 +1,4 @@
-"""``python -m tcd_core`` runs ``tcd-sample`` (see :mod:`tcd_core.cli`)."""
+"""``python -m tcd_sample`` runs ``tcd-sample`` (see :mod:`tcd_sample.cli`)."""
 
 from .cli import main
 

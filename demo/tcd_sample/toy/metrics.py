@@ -86,7 +86,7 @@ def component_shares(
 
     Example:
         >>> import numpy as np
-        >>> from tcd_core.toy import preset
+        >>> from tcd_sample.toy import preset
         >>> m = preset("pair")
         >>> x, _ = m.sample(10_000, np.random.default_rng(0))
         >>> shares, off = component_shares(x, m)
