@@ -316,16 +316,9 @@ def _exact_note(samples: int) -> str:
     )
 
 
-def _figure(
-    path: str,
-    runs: list[dict],
-    mixture: Any,
-    alpha0: float,
-    trajectories: bool,
-    samplers: Sequence[str] = ("tcd",),
-    exact: dict | None = None,
-) -> None:
-    fig = _build_figure(runs, mixture, alpha0, trajectories, samplers, exact)
+def _save_figure(fig: Any, path: str) -> None:
+    """Write the figure :func:`_build_figure` made; an unwritable ``path`` is an environment
+    problem (exit status 1)."""
     try:
         fig.savefig(path)
     except OSError as exc:
@@ -599,7 +592,8 @@ def _sweep(
     }
     if not args.no_figure:
         exact = {"samples": other, "swd": floor["swd"]}
-        _figure(args.out, runs, mixture, alpha0, args.trajectories > 0, samplers, exact)
+        fig = _build_figure(runs, mixture, alpha0, args.trajectories > 0, samplers, exact)
+        _save_figure(fig, args.out)
         print(f"figure: {args.out}", file=stdout)
     if args.json:
         try:
