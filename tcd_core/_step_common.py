@@ -8,9 +8,11 @@ branches on one, so the steps stay ``jax.jit`` / ``torch.compile(fullgraph=True)
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,7 +30,38 @@ __all__ = [
     "check_step_arrays",
     "check_table",
     "clean_original",
+    "former_names",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def former_names(**renamed: str) -> Callable[[_F], _F]:
+    """A decorator: keyword arguments under their former names (``former="current"``) keep
+    working, so a rename breaks no caller; passing both names is a TypeError.
+
+    Example:
+        >>> @former_names(prev_timestep="next_timestep")
+        ... def f(next_timestep):
+        ...     return next_timestep
+        >>> f(prev_timestep=3)
+        3
+    """
+
+    def decorate(function: _F) -> _F:
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for former, current in renamed.items():
+                if former in kwargs:
+                    if current in kwargs:
+                        raise TypeError(f"pass `{current}` only (`{former}` is its former name)")
+                    kwargs[current] = kwargs.pop(former)
+            return function(*args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return decorate
+
 
 #: How a per-batch argument may look, as the error messages say it.
 SCALAR_OR_VECTOR = "a scalar or a 1-D array"
@@ -159,23 +192,23 @@ def _shown(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def check_indices(alphas_cumprod: Any, timestep: Any, prev_timestep: Any) -> int:
+def check_indices(alphas_cumprod: Any, timestep: Any, next_timestep: Any) -> int:
     """The checks of a step's coefficients: the table (:func:`check_table`), ``timestep`` and
-    ``prev_timestep`` (:func:`check_index`), ``prev_timestep`` ≤ ``timestep`` for host values
+    ``next_timestep`` (:func:`check_index`), ``next_timestep`` ≤ ``timestep`` for host values
     (:func:`check_order`). Returns the table's length."""
     size = check_table(alphas_cumprod)
     check_index("timestep", timestep, size)
-    check_index("prev_timestep", prev_timestep, size)
-    check_order("prev_timestep", prev_timestep, "timestep", timestep)
+    check_index("next_timestep", next_timestep, size)
+    check_order("next_timestep", next_timestep, "timestep", timestep)
     return size
 
 
 def check_step_arrays(
-    model_output: Any, sample: Any, noise: Any, timestep: Any, prev_timestep: Any
+    model_output: Any, sample: Any, noise: Any, timestep: Any, next_timestep: Any
 ) -> int:
     """The checks every step makes first, in this order: ``model_output``, ``sample`` (and
     ``noise`` when given) arrays (TypeError otherwise) of one namespace, ``model_output`` and
-    ``noise`` of the sample's shape, then ``timestep`` and ``prev_timestep`` each a host number
+    ``noise`` of the sample's shape, then ``timestep`` and ``next_timestep`` each a host number
     or an array given once or once per batch element. Returns the batch size (1 for a 0-d
     sample).
 
@@ -200,7 +233,7 @@ def check_step_arrays(
         )
     batch: int = sample.shape[0] if sample.ndim else 1
     _check_timestep("timestep", timestep, batch)
-    _check_timestep("prev_timestep", prev_timestep, batch)
+    _check_timestep("next_timestep", next_timestep, batch)
     return batch
 
 

@@ -16,10 +16,13 @@ from ._step_common import check_array, check_index, check_table
 from .config import PREDICTION_TYPES
 
 __all__ = [
+    "FRESH",
+    "Arithmetic",
     "add_noise",
     "boundary_condition_scalings",
     "get_velocity",
     "original_and_noise_from_roots",
+    "parameterise",
     "predict_original_and_noise",
 ]
 
@@ -65,22 +68,98 @@ def original_and_noise_from_roots(
         >>> x0.tolist(), eps.tolist()
         ([1.0, 1.0], [1.0, 1.0])
     """
-    a, b = sqrt_alpha_prod_t, sqrt_beta_prod_t
-    if prediction_type == "epsilon":
-        x0 = (sample - b * model_output) / a
-        eps = model_output
-    elif prediction_type == "sample":
-        x0 = model_output
-        eps = (sample - a * x0) / b
-    elif prediction_type == "v_prediction":
-        x0 = a * sample - b * model_output
-        eps = a * model_output + b * sample
-    else:
-        raise ValueError(
-            f"`prediction_type` must be one of {', '.join(map(repr, PREDICTION_TYPES))}; "
-            f"got {prediction_type!r}"
-        )
+    x0, eps, _ = parameterise(
+        FRESH, model_output, sample, sqrt_alpha_prod_t, sqrt_beta_prod_t, prediction_type
+    )
     return x0, eps
+
+
+class Arithmetic:
+    """How a step's latent-sized operations run. This one, :data:`FRESH`, is plain operators
+    (every result a new array; any Array API namespace, traceable).
+
+    The core's formulas (:func:`parameterise`, :func:`tcd_core.update`) are written once, against
+    this interface, and name at each operation a temporary *of their own* that is dead
+    afterwards (``reuse``; never an input). :data:`FRESH` ignores the hint; an adapter's subclass
+    with ``in_place = True`` writes the result into it instead (``tcd_diffusers`` does, with
+    torch's ``out=``), which runs the very same operations, in the same order, with fewer
+    allocations. ``c`` is a coefficient (0-d, per-batch or a Python number), ``x`` and ``y``
+    latent-sized.
+    """
+
+    #: Whether results go into the ``reuse`` temporaries (then :func:`tcd_core.update` also
+    #: reuses the noise's and x̂₀'s buffers and returns no x̂₀).
+    in_place = False
+
+    def mul(self, c: Any, x: Any, reuse: Any = None) -> Any:
+        """c·x."""
+        return c * x
+
+    def add(self, x: Any, y: Any, reuse: Any = None) -> Any:
+        """x + y."""
+        return x + y
+
+    def sub(self, x: Any, y: Any, reuse: Any = None) -> Any:
+        """x − y."""
+        return x - y
+
+    def div(self, x: Any, c: Any, reuse: Any = None) -> Any:
+        """x / c."""
+        return x / c
+
+
+#: Plain operators: the arithmetic of every core function unless an adapter passes its own.
+FRESH = Arithmetic()
+
+
+def parameterise(
+    ar: Arithmetic,
+    model_output: Any,
+    sample: Any,
+    a: Any,
+    b: Any,
+    prediction_type: str,
+    want_noise: bool = True,
+) -> tuple[Any, Any, Any]:
+    """(x̂₀, ε̂, spare) from a model output at roots (a, b) = (√ᾱₜ, √(1−ᾱₜ)): the one place the
+    parameterisations are written, in the reference's operation order.
+
+    * ``epsilon``: x̂₀ = (x − b·ε)/a, ε̂ = ε
+    * ``sample``: x̂₀ = model output, ε̂ = (x − a·x̂₀)/b
+    * ``v_prediction``: x̂₀ = a·x − b·v, ε̂ = a·v + b·x
+
+    ε̂ is None when not ``want_noise`` (LCM needs x̂₀ alone). ``spare`` is a temporary of the
+    formula's own that it no longer needs (or None), which the caller may name as ``reuse``.
+
+    Example:
+        >>> import numpy as np
+        >>> x0, eps, _ = parameterise(FRESH, np.zeros(2), np.ones(2), 0.5, 0.5, "v_prediction")
+        >>> x0.tolist(), eps.tolist()
+        ([0.5, 0.5], [0.5, 0.5])
+    """
+    if prediction_type == "epsilon":
+        t = ar.mul(b, model_output)
+        t = ar.sub(sample, t, reuse=t)
+        return ar.div(t, a, reuse=t), model_output, None
+    if prediction_type == "sample":
+        if not want_noise:
+            return model_output, None, None
+        t = ar.mul(a, model_output)
+        t = ar.sub(sample, t, reuse=t)
+        return model_output, ar.div(t, b, reuse=t), None
+    if prediction_type == "v_prediction":
+        t = ar.mul(a, sample)
+        u = ar.mul(b, model_output)
+        x0 = ar.sub(t, u, reuse=t)
+        if not want_noise:
+            return x0, None, u
+        e = ar.mul(a, model_output, reuse=u)
+        f = ar.mul(b, sample)
+        return x0, ar.add(e, f, reuse=e), f
+    raise ValueError(
+        f"`prediction_type` must be one of {', '.join(map(repr, PREDICTION_TYPES))}; "
+        f"got {prediction_type!r}"
+    )
 
 
 def _noise_coefficients(alphas_cumprod: Any, timesteps: Any, like: Any, xp: Any) -> tuple[Any, Any]:

@@ -1,9 +1,12 @@
-"""The TCD timestep plan: host-side integer bookkeeping (NumPy, Python ints).
+"""The timestep plan of both algorithms: host-side integer bookkeeping (NumPy, Python ints).
 
-The grid is the reference's ``set_timesteps`` bit for bit, including its quirks (see
-``docs/parity.md``): the distillation grid ``[k−1, 2k−1, …]`` when ``original_inference_steps`` comes
-from the config, ``range(0, ⌊N·strength⌋)`` when it is passed explicitly, and indices chosen with a
-float64 ``floor(linspace(0, L, n, endpoint=False))``.
+One plan type (:class:`Plan`) and one function (:func:`plan_timesteps`) serve every
+:class:`~tcd_core.Algorithm`; :func:`tcd_timesteps` and :func:`lcm_timesteps` are its two named
+configurations. The grid is the reference's ``set_timesteps`` bit for bit, including its quirks
+(see ``docs/parity.md``): the distillation grid ``[k−1, 2k−1, …]``; for TCD only, ``range(0,
+⌊N·strength⌋)`` when ``original_inference_steps`` is passed explicitly; indices chosen with a
+float64 ``floor(linspace(0, L, n, endpoint=False))``; custom timesteps trimmed by ``strength``
+keep the untrimmed ``num_inference_steps``.
 """
 
 from __future__ import annotations
@@ -15,22 +18,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import (
-    device_of,
-    has_float64,
-    index_dtype,
-    is_array,
-    is_host,
-    is_host_scalar,
-    namespace,
-)
+from .algorithms import LCM, TCD, Algorithm, check_eta, intermediate_timestep, lcm_final_step
 from .config import TCDConfig, checked_config
 
 __all__ = [
+    "LCMPlan",
+    "Plan",
     "TCDPlan",
-    "check_eta",
-    "draws_noise",
-    "intermediate_timestep",
+    "lcm_previous_timesteps",
+    "lcm_timesteps",
+    "next_timesteps",
+    "plan_timesteps",
     "previous_timesteps",
     "tcd_timesteps",
 ]
@@ -38,169 +36,109 @@ __all__ = [
 logger = logging.getLogger("tcd_core")
 
 
-class TCDPlan(NamedTuple):
-    """A timestep plan, all on the host.
+class Plan(NamedTuple):
+    """A timestep plan, all on the host, for either algorithm.
 
     Attributes:
         timesteps: int64 array of the timesteps to visit, descending.
-        prev_timesteps: int64 array, each step's next timestep p (0 after the last step).
+        next_timesteps: int64 array, each step's next timestep: the next entry, and after the last
+            entry 0 (TCD) or the last timestep itself (LCM), the references' rules
+            (:func:`next_timesteps`). ``prev_timesteps`` is the same array under diffusers' name.
         num_inference_steps: the step count the reference records. For custom timesteps trimmed
-            by ``strength`` it keeps the untrimmed length, as the reference does; it decides at
-            which step index the reference stops drawing noise (see :func:`draws_noise`).
+            by ``strength`` it keeps the untrimmed length, as the reference does; it decides which
+            step is final (:meth:`final_steps`).
         custom_timesteps: whether the plan came from a custom ``timesteps`` list.
+        algorithm: the :class:`~tcd_core.Algorithm` the plan is for (:data:`~tcd_core.TCD` by
+            default).
     """
 
     timesteps: np.ndarray
-    prev_timesteps: np.ndarray
+    next_timesteps: np.ndarray
     num_inference_steps: int
     custom_timesteps: bool
+    algorithm: Algorithm = TCD
+
+    @property
+    def prev_timesteps(self) -> np.ndarray:
+        """:attr:`next_timesteps` under the name diffusers gives it (it holds the *next*
+        timestep of each step; kept as an alias)."""
+        return self.next_timesteps
+
+    def final_steps(self, begin_index: int = 0) -> np.ndarray:
+        """Per step of ``timesteps[begin_index:]``, whether it is the reference's final step
+        (``step_index == num_inference_steps − 1``): no noise is drawn there, and LCM returns its
+        denoised sample. At most one entry is True; none for trimmed custom plans.
+
+        Example:
+            >>> from tcd_core import TCDConfig
+            >>> lcm_timesteps(TCDConfig(), 4).final_steps().tolist()
+            [False, False, False, True]
+        """
+        steps = range(begin_index, len(self.timesteps))
+        return np.asarray([lcm_final_step(i, self.num_inference_steps) for i in steps], dtype=bool)
+
+    def noise_mask(self, eta: Any = None, begin_index: int = 0) -> np.ndarray:
+        """Per step of ``timesteps[begin_index:]``, whether the reference draws noise there
+        (:meth:`Algorithm.draws <tcd_core.Algorithm.draws>`): TCD plans need ``eta`` (η > 0 and
+        not final), LCM plans take none (every step that is not final).
+
+        Example:
+            >>> from tcd_core import TCDConfig
+            >>> tcd_timesteps(TCDConfig(), 4).noise_mask(0.3).tolist()
+            [True, True, True, False]
+        """
+        if self.algorithm.has_eta:
+            check_eta(eta)  # None too: a TCD plan draws where η > 0
+        elif eta is not None:
+            raise ValueError(f"`eta` must be None: an {self.algorithm!r} plan has no η")
+        final = self.final_steps(begin_index)
+        return np.asarray([self.algorithm.draws(eta, bool(f)) for f in final], dtype=bool)
 
     def intermediate_timesteps(self, eta: float) -> np.ndarray:
-        """s = ⌊f32(1−η)·f32(p)⌋ for every step, as host int64."""
-        return intermediate_timestep(self.prev_timesteps, eta)
-
-    def noise_mask(self, eta: float, begin_index: int = 0) -> np.ndarray:
-        """Per step of ``timesteps[begin_index:]``, whether the reference draws noise there."""
-        n = len(self.timesteps)
-        return np.asarray(
-            [draws_noise(i, eta, self.num_inference_steps) for i in range(begin_index, n)],
-            dtype=bool,
-        )
+        """TCD's s = ⌊f32(1−η)·f32(p)⌋ for every step, as host int64
+        (:func:`~tcd_core.intermediate_timestep`)."""
+        return np.asarray(intermediate_timestep(self.next_timesteps, eta))
 
 
-def check_eta(eta: Any) -> None:
-    """ValueError unless a host-known η lies in [0, 1]; TypeError unless η is a real number or
-    an array of real numbers.
+#: The plan type under its former names (one type serves both algorithms).
+TCDPlan = Plan
+LCMPlan = Plan
 
-    Python/NumPy numbers, NumPy arrays, lists and tuples are checked (the reference only has a
-    bare ``assert``); other arrays (torch, JAX, traced) only by their dtype: their values are
-    not read, since that would read the device (and is impossible under ``jax.jit``).
+
+def next_timesteps(timesteps: Any, algorithm: Algorithm = TCD) -> np.ndarray:
+    """Each step's next timestep: ``timesteps[1:]`` followed by 0 (TCD) or by the last timestep
+    itself (LCM), the references' rules.
 
     Example:
-        >>> check_eta(0.3)
-        >>> check_eta(1.5)
-        Traceback (most recent call last):
-            ...
-        ValueError: `eta` must be in [0, 1], got 1.5
-        >>> check_eta("0.3")
-        Traceback (most recent call last):
-            ...
-        TypeError: `eta` must be a real number in [0, 1] or an array of them, got '0.3'
+        >>> next_timesteps([999, 759, 499, 259]).tolist()
+        [759, 499, 259, 0]
+        >>> from tcd_core import LCM
+        >>> next_timesteps([999, 759, 499, 259], LCM).tolist()
+        [759, 499, 259, 259]
     """
-    allowed = "a real number in [0, 1] or an array of them"
-    if isinstance(eta, (bool, np.bool_)):
-        raise ValueError(f"`eta` must be in [0, 1], got {eta!r}")
-    if is_host_scalar(eta):
-        if not isinstance(eta, numbers.Real):
-            raise TypeError(f"`eta` must be {allowed}, got {eta!r}")
-        if not 0.0 <= float(eta) <= 1.0:
-            raise ValueError(f"`eta` must be in [0, 1], got {eta!r}")
-        return
-    if isinstance(eta, (list, tuple, np.ndarray)):
-        try:
-            host = np.asarray(eta)
-        except (TypeError, ValueError):
-            host = np.asarray(None)
-        if host.dtype.kind not in "iuf":
-            raise TypeError(f"`eta` must be {allowed}, got {eta!r}")
-        if host.size and not np.all((host >= 0) & (host <= 1)):
-            raise ValueError(f"`eta` must be in [0, 1], got {eta!r}")
-        return
-    if not is_array(eta):
-        raise TypeError(f"`eta` must be {allowed}, got {eta!r}")
-    if not namespace(eta).isdtype(eta.dtype, ("real floating", "integral")):
-        raise TypeError(f"`eta` must be a real-valued array, got dtype {eta.dtype}")
-
-
-def draws_noise(step_index: int, eta: float, num_inference_steps: int) -> bool:
-    """Whether the reference draws z ~ N(0, I) at this step: η > 0 and not the last step.
-
-    "Last" means ``step_index == num_inference_steps − 1`` with the reference's (possibly
-    untrimmed) ``num_inference_steps``. Where no noise is drawn the re-noising ratio is exactly 1,
-    so x_p = x_s with or without noise; this only decides whether a generator advances.
-
-    Example:
-        >>> [draws_noise(i, 0.3, 4) for i in range(4)]
-        [True, True, True, False]
-        >>> draws_noise(0, 0.0, 4)
-        False
-    """
-    try:
-        positive = bool(eta > 0)
-    except TypeError:
-        check_eta(eta)  # names `eta` and what it may be
-        raise
-    return positive and step_index != num_inference_steps - 1
+    t = np.asarray(timesteps, dtype=np.int64)
+    last = t[-1:] if algorithm.next_after_last == "own" else np.zeros(1, dtype=np.int64)
+    return np.concatenate([t[1:], last])
 
 
 def previous_timesteps(timesteps: Any) -> np.ndarray:
-    """Each step's next timestep p: ``timesteps[1:]`` followed by 0.
+    """TCD's :func:`next_timesteps` under its former name.
 
     Example:
         >>> previous_timesteps([999, 759, 499, 259]).tolist()
         [759, 499, 259, 0]
     """
-    t = np.asarray(timesteps, dtype=np.int64)
-    return np.concatenate([t[1:], np.zeros(1, dtype=np.int64)])
+    return next_timesteps(timesteps, TCD)
 
 
-def intermediate_timestep(prev_timestep: Any, eta: Any = None, *, one_minus_eta: Any = None) -> Any:
-    """The intermediate timestep s = ⌊f32(1−η) · f32(p)⌋ of Strategic Stochastic Sampling.
-
-    As in the reference, ``1 − η`` is evaluated in η's own precision (a Python float: double),
-    rounded to float32 and multiplied by p in float32. Float64 arithmetic gives a different s for
-    some inputs (η = 0.3, p = 90: 63 here, 62 in float64), so this is not ``int((1-eta)*p)``.
-
-    Host inputs (Python/NumPy numbers and arrays) give host int64 results; Array API arrays give
-    arrays of the namespace's index dtype on their device, with no host synchronisation. For a
-    float32 η array, ``1 − η`` is rounded twice (η itself, then the difference); pass η as a
-    Python float or float64 array to match the reference exactly — or, inside a compiled loop
-    where η is a traced float32, pass ``one_minus_eta`` = f32(1 − η) computed once on the host
-    (``np.float32(1.0 - eta)``) instead of ``eta``.
+def lcm_previous_timesteps(timesteps: Any) -> np.ndarray:
+    """LCM's :func:`next_timesteps` under its former name.
 
     Example:
-        >>> int(intermediate_timestep(90, 0.3)), int(intermediate_timestep(10, 0.9))
-        (63, 1)
-        >>> import numpy as np
-        >>> int(intermediate_timestep(90, one_minus_eta=np.float32(1.0 - 0.3)))
-        63
+        >>> lcm_previous_timesteps([999, 759, 499, 259]).tolist()
+        [759, 499, 259, 259]
     """
-    if (eta is None) == (one_minus_eta is None):
-        raise ValueError("pass exactly one of `eta` and `one_minus_eta`")
-    if eta is None:
-        return _floor_product(prev_timestep, one_minus_eta)
-    check_eta(eta)
-    if is_host(eta):
-        # Host η: 1 − η in double precision, rounded once to float32, as the reference does.
-        return _floor_product(prev_timestep, np.float32(1.0 - np.asarray(eta, dtype=np.float64)))
-    xp = namespace(prev_timestep, eta)
-    device = device_of(eta if is_host(prev_timestep) else prev_timestep)
-    if is_host_scalar(eta):
-        one_minus = xp.asarray(float(1.0 - eta), dtype=xp.float32, device=device)
-    else:
-        eta = xp.asarray(eta, device=device)
-        if eta.dtype == xp.float64 or (eta.dtype != xp.float32 and has_float64(xp, device)):
-            one_minus = xp.astype(1.0 - xp.astype(eta, xp.float64), xp.float32)
-        else:
-            one_minus = 1.0 - xp.astype(eta, xp.float32)
-    return _floor_product(prev_timestep, one_minus)
-
-
-def _floor_product(prev_timestep: Any, one_minus_eta: Any) -> Any:
-    """⌊f32(1−η)·f32(p)⌋ from a float32 ``one_minus_eta``; host in, host out."""
-    if is_host(prev_timestep) and is_host(one_minus_eta):
-        one_minus = np.asarray(one_minus_eta, dtype=np.float32)
-        s = np.floor(one_minus * np.asarray(prev_timestep).astype(np.float32))
-        return s.astype(np.int64)
-    device_args = [v for v in (prev_timestep, one_minus_eta) if not is_host(v)]
-    xp = namespace(*device_args)
-    device = device_of(device_args[0])
-    if is_host(one_minus_eta):  # float32 values are exact as doubles: no rounding on the way
-        one_minus_eta = np.asarray(one_minus_eta, dtype=np.float32).astype(np.float64).tolist()
-    one_minus = xp.astype(xp.asarray(one_minus_eta, device=device), xp.float32)
-    p = xp.asarray(prev_timestep, device=device)
-    s = xp.floor(one_minus * xp.astype(p, xp.float32))
-    return xp.astype(s, index_dtype(xp, device))
+    return next_timesteps(timesteps, LCM)
 
 
 def _check_strength(strength: Any) -> float:
@@ -237,6 +175,72 @@ def _check_custom(timesteps: Sequence[Any], num_train_timesteps: int) -> list[in
     return out
 
 
+def plan_timesteps(
+    algorithm: Algorithm,
+    config: TCDConfig,
+    num_inference_steps: int | None = None,
+    *,
+    original_inference_steps: int | None = None,
+    timesteps: Sequence[int] | None = None,
+    strength: float = 1.0,
+) -> Plan:
+    """The ``algorithm``'s timestep plan, identical to its reference's ``set_timesteps``.
+
+    With N = ``config.num_train_timesteps`` and original_steps = ``original_inference_steps``
+    (the argument, else the config's), the distillation grid is ``[k−1, 2k−1, …]`` with
+    k = N // original_steps, of length L = ``int(original_steps·strength)``. For TCD only, an
+    explicitly passed ``original_inference_steps`` (even the config's value) makes the grid
+    ``range(0, int(N·strength))`` instead (the reference's quirk; LCM's grid is the same either
+    way, and original_steps > N is an error there whatever its source).
+
+    Standard path (``num_inference_steps`` = n): the reversed grid subsampled at float64
+    ``floor(i·L/n)``, i < n.
+
+    Custom path (``timesteps``): a strictly descending list below N, trimmed by ``strength`` to
+    its last ``int(n·strength)`` entries (``num_inference_steps`` keeps the untrimmed length). The
+    reference's warnings (first timestep not N−1, values off the grid, longer than
+    original_steps) are logged verbatim on the ``tcd_core`` logger.
+
+    Errors: the reference's ValueErrors with the same messages under the same conditions, in the
+    same order (exactly one of ``num_inference_steps``/``timesteps``; original_steps > N; then
+    n > N, L // n < 1, n > original_steps; or not descending, first ≥ N), plus ValueError where the
+    reference accepts nonsense or crashes: ``strength`` outside (0, 1],
+    ``num_inference_steps``/``original_inference_steps`` < 1, negative or non-integer custom
+    timesteps, an empty list, or a strength that keeps no custom step.
+
+    Example:
+        >>> from tcd_core import LCM, TCD, TCDConfig
+        >>> plan_timesteps(TCD, TCDConfig(), 4).timesteps.tolist()
+        [999, 759, 499, 259]
+        >>> plan_timesteps(TCD, TCDConfig(), 4, original_inference_steps=50).timesteps.tolist()
+        [999, 749, 499, 249]
+        >>> plan_timesteps(LCM, TCDConfig(), 4, original_inference_steps=50).timesteps.tolist()
+        [999, 759, 499, 259]
+    """
+    if not isinstance(algorithm, Algorithm):
+        raise TypeError(
+            f"`algorithm` must be tcd_core.TCD or tcd_core.LCM, got {type(algorithm).__name__}"
+        )
+    strength, original_steps = _opening_checks(
+        config, num_inference_steps, timesteps, original_inference_steps, strength
+    )
+    n_train = config.num_train_timesteps
+
+    # 1. The distillation grid the model was trained on.
+    if original_inference_steps is not None and algorithm.explicit_grid == "range":
+        origin = np.arange(0, int(n_train * strength), dtype=np.int64)
+    else:
+        origin = _distillation_grid(n_train, original_steps, strength)
+
+    # 2. The timesteps the loop visits.
+    if timesteps is not None:
+        chosen, n = _custom_timesteps(n_train, timesteps, origin, original_steps, strength)
+    else:
+        n = _positive_int("num_inference_steps", num_inference_steps)
+        chosen = _standard_timesteps(origin, n, n_train, original_steps, strength)
+    return Plan(chosen, next_timesteps(chosen, algorithm), n, timesteps is not None, algorithm)
+
+
 def tcd_timesteps(
     config: TCDConfig,
     num_inference_steps: int | None = None,
@@ -244,23 +248,9 @@ def tcd_timesteps(
     original_inference_steps: int | None = None,
     timesteps: Sequence[int] | None = None,
     strength: float = 1.0,
-) -> TCDPlan:
-    """The TCD timestep plan, identical to the reference's ``set_timesteps``.
-
-    Standard path (``num_inference_steps`` = n): the distillation grid has length L; reversed, it is
-    subsampled at ``floor(i·L/n)`` (float64, as in the reference). With ``original_inference_steps``
-    from the config, k = N // original_steps and the grid is ``[k−1, 2k−1, …]`` of length
-    ``int(original_steps·strength)``; passed explicitly (even with the config's value), the grid is
-    ``range(0, int(N·strength))``.
-
-    Custom path (``timesteps``): a strictly descending list below N, trimmed by ``strength``
-    (``num_inference_steps`` keeps the untrimmed length). The reference's warnings (first
-    timestep not N−1, values off the grid, longer than original_steps) are logged verbatim on the
-    ``tcd_core`` logger.
-
-    Errors: the reference's ValueErrors under the same conditions, plus ValueError where the
-    reference silently accepts nonsense: ``strength`` outside (0, 1], ``num_inference_steps`` < 1,
-    negative or non-integer custom timesteps, an empty list, or a strength that leaves no step.
+) -> Plan:
+    """TCD's plan (:func:`plan_timesteps` with :data:`~tcd_core.TCD`), identical to diffusers'
+    ``TCDScheduler.set_timesteps``.
 
     Example:
         >>> from tcd_core import TCDConfig
@@ -269,23 +259,42 @@ def tcd_timesteps(
         >>> tcd_timesteps(TCDConfig(), 4, original_inference_steps=50).timesteps.tolist()
         [999, 749, 499, 249]
     """
-    strength, original_steps = _opening_checks(
-        config, num_inference_steps, timesteps, original_inference_steps, strength
+    return plan_timesteps(
+        TCD,
+        config,
+        num_inference_steps,
+        original_inference_steps=original_inference_steps,
+        timesteps=timesteps,
+        strength=strength,
     )
-    n_train = config.num_train_timesteps
 
-    # 1. The distillation grid the model was trained on.
-    if original_inference_steps is None:
-        origin = _distillation_grid(n_train, original_steps, strength)
-    else:
-        origin = np.arange(0, int(n_train * strength), dtype=np.int64)
 
-    if timesteps is not None:
-        return _custom_plan(config, timesteps, origin, original_steps, strength)
+def lcm_timesteps(
+    config: TCDConfig,
+    num_inference_steps: int | None = None,
+    *,
+    original_inference_steps: int | None = None,
+    timesteps: Sequence[int] | None = None,
+    strength: float = 1.0,
+) -> Plan:
+    """LCM's plan (:func:`plan_timesteps` with :data:`~tcd_core.LCM`), identical to diffusers'
+    ``LCMScheduler.set_timesteps``.
 
-    n = _positive_int("num_inference_steps", num_inference_steps)
-    chosen = _standard_timesteps(origin, n, n_train, original_steps, strength)
-    return TCDPlan(chosen, previous_timesteps(chosen), n, False)
+    Example:
+        >>> from tcd_core import TCDConfig
+        >>> lcm_timesteps(TCDConfig(), 4, original_inference_steps=50).timesteps.tolist()
+        [999, 759, 499, 259]
+        >>> lcm_timesteps(TCDConfig(), 4).next_timesteps.tolist()
+        [759, 499, 259, 259]
+    """
+    return plan_timesteps(
+        LCM,
+        config,
+        num_inference_steps,
+        original_inference_steps=original_inference_steps,
+        timesteps=timesteps,
+        strength=strength,
+    )
 
 
 def _opening_checks(
@@ -360,19 +369,6 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
     return int(value)
-
-
-def _custom_plan(
-    config: TCDConfig,
-    timesteps: Sequence[Any],
-    origin: np.ndarray,
-    original_steps: int,
-    strength: float,
-) -> TCDPlan:
-    chosen, n = _custom_timesteps(
-        config.num_train_timesteps, timesteps, origin, original_steps, strength
-    )
-    return TCDPlan(chosen, previous_timesteps(chosen), n, True)
 
 
 def _custom_timesteps(

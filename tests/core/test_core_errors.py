@@ -165,7 +165,7 @@ def test_shape_mismatches_name_the_argument(backend):
         tcd_step(x, 999, x, 499, ac, noise=xp.zeros((1, 3, 4)))
     with pytest.raises(ValueError, match="`timestep`"):
         tcd_step(x, xp.asarray([999, 999, 999]), x, 499, ac)
-    with pytest.raises(ValueError, match="prev_timestep"):
+    with pytest.raises(ValueError, match="next_timestep"):
         tcd_step(x, 999, x, xp.zeros((2, 2), dtype=xp.int64), ac)
     with pytest.raises(ValueError, match="eta"):
         tcd_step(x, 999, x, 499, ac, eta=xp.zeros((2, 2)))
@@ -260,7 +260,7 @@ def test_timesteps_outside_the_table_name_the_argument_and_range(backend):
             lambda: tcd_step(x, float("nan"), x, 0, ac),
             lambda: tcd_step(x, math.inf, x, 0, ac),
         ),
-        "`prev_timestep`": (lambda: tcd_step(x, 999, x, -1, ac),),
+        "`next_timestep`": (lambda: tcd_step(x, 999, x, -1, ac),),
     }
     for name, calls in cases.items():
         for call in calls:
@@ -326,7 +326,7 @@ def test_arguments_of_the_wrong_type_name_themselves():
         "`sample`": lambda: lcm_step(X, 999, None, 999, AC, final=True),
         "`noise`": lambda: tcd_step(X, 999, X, 759, AC, noise=Z.tolist()),
         "`timestep`": lambda: tcd_step(X, "999", X, 0, AC),
-        "`prev_timestep`": lambda: tcd_step(X, 999, X, np.array([0.0, 0.0]), AC),
+        "`next_timestep`": lambda: tcd_step(X, 999, X, np.array([0.0, 0.0]), AC),
         "`config`": lambda: tcd_step(X, 999, X, 0, AC, config={"prediction_type": "sample"}),
         "`final`": lambda: lcm_step(X, 999, X, 999, AC, Z, final="yes"),
     }
@@ -363,3 +363,22 @@ def test_forward_noising_checks_its_arguments(function):
         function(AC, X, Z, np.array([999, 0, 1]))
     with pytest.raises(TypeError, match="`noise` must be an array"):
         function(AC, X, None, np.array([999, 0]))
+
+
+def test_the_former_keyword_prev_timestep_still_works():
+    """The next timestep is called ``next_timestep`` now; ``prev_timestep=``, its former name,
+    keeps working as a keyword (the same result), and passing both is a TypeError."""
+    cases = [
+        (tcd_step, (X, 999, X), {"alphas_cumprod": AC, "eta": 0.3, "noise": Z}),
+        (lcm_step, (X, 999, X), {"alphas_cumprod": AC, "noise": Z}),
+        (step_coefficients, (AC, 999), {"eta": 0.3}),
+        (lcm_step_coefficients, (AC, 999), {}),
+        (intermediate_timestep, (), {"eta": 0.3}),
+    ]
+    for function, args, kwargs in cases:
+        now = function(*args, next_timestep=759, **kwargs)
+        before = function(*args, prev_timestep=759, **kwargs)
+        for a, b in zip(np.atleast_1d(now), np.atleast_1d(before)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        with pytest.raises(TypeError, match="pass `next_timestep` only"):
+            function(*args, next_timestep=759, prev_timestep=759, **kwargs)

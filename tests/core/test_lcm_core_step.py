@@ -629,16 +629,16 @@ def test_final_step_returns_denoised_whatever_the_noise(backend):
         without = lcm_step(mo, 259, x, 259, ac, final=True)
         for out in (with_noise, without):
             np.testing.assert_array_equal(to_numpy(out.prev_sample), to_numpy(out.denoised))
-        # not final: the noise enters, and lcm_step requires it; lcm_update takes None as z = 0
+        # not final: the noise enters, and lcm_step requires it; lcm_update, unchecked, takes
+        # None as "no noise term" (the next sample is the estimate, as for every algorithm)
         renoised = lcm_step(mo, 759, x, 499, ac, z)
         assert not np.array_equal(to_numpy(renoised.prev_sample), to_numpy(renoised.denoised))
         with pytest.raises(ValueError, match="`noise`"):
             lcm_step(mo, 759, x, 499, ac)
         c = lcm_step_coefficients(ac, 759, 499)
-        np.testing.assert_array_equal(
-            to_numpy(lcm_update(c, mo, x, None).prev_sample),
-            to_numpy(lcm_update(c, mo, x, 0 * z).prev_sample),
-        )
+        quiet = lcm_update(c, mo, x, None)
+        np.testing.assert_array_equal(to_numpy(quiet.prev_sample), to_numpy(quiet.denoised))
+        np.testing.assert_array_equal(to_numpy(quiet.denoised), to_numpy(renoised.denoised))
 
 
 def test_boundary_condition_scalings_are_the_references():
@@ -664,7 +664,7 @@ def test_boundary_condition_scalings_are_the_references():
         ({"noise": np.zeros((2, 3), np.float32)}, "noise"),
         ({"final": np.zeros(3, bool)}, "final"),
         ({"timestep": -1}, "timestep"),
-        ({"prev_timestep": np.asarray([1, 2, 3])}, "prev_timestep"),
+        ({"next_timestep": np.asarray([1, 2, 3])}, "next_timestep"),
     ],
 )
 def test_lcm_step_rejects_bad_input(kwargs, name):
@@ -672,7 +672,7 @@ def test_lcm_step_rejects_bad_input(kwargs, name):
         "model_output": np.zeros((2, 4), np.float32),
         "timestep": 999,
         "sample": np.zeros((2, 4), np.float32),
-        "prev_timestep": 759,
+        "next_timestep": 759,
         "alphas_cumprod": alphas_cumprod(TCDConfig()),
         "noise": None,
         "final": False,
