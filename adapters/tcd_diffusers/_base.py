@@ -1,15 +1,15 @@
-"""What the adapter's schedulers share (private): diffusers' stateful scheduler conventions on top
-of a host-side :mod:`tcd_core` plan.
+"""diffusers' stateful scheduler convention on top of :mod:`tcd_core`, written once (private).
 
-:class:`ConsistencyScheduler` holds everything of ``TCDScheduler`` and ``LCMScheduler`` that is
-not the step itself: the float32 tables (:func:`tcd_core.noise_schedule`), the core config cached
-per diffusers config object, the plan cache and ``set_timesteps``, the index bookkeeping
-(``step_index``, ``begin_index``, ``index_for_timestep``, views of ``timesteps`` recognised
-without a device read), ``previous_timestep``, ``add_noise``, ``get_velocity``. A subclass
-supplies its ``@register_to_config`` constructor (diffusers reads the config fields from it),
-its plan and next-timestep rule (``_plan_function``, ``_previous_function``) and ``step``; the
-pieces of a step that do not depend on its maths are here too (``_ready_plan``,
-``_in_place_ok``, ``_cached_coefficients``, ``_general_inputs``).
+:class:`ConsistencyScheduler` is the whole scheduler for any :class:`tcd_core.Algorithm`: the
+float32 tables (:func:`tcd_core.noise_schedule`), the core config cached per diffusers config
+object, the plan cache and ``set_timesteps`` (:func:`tcd_core.plan_timesteps`), the index
+bookkeeping (``step_index``, ``begin_index``, ``index_for_timestep``, views of ``timesteps``
+recognised without a device read), ``previous_timestep``, ``add_noise``, ``get_velocity``, and
+the step (:meth:`ConsistencyScheduler._step`): the core's coefficients, cached per step, applied
+by the core's one update, in place on the fast path (:class:`~tcd_diffusers._inplace.InPlace`).
+``TCDScheduler`` and ``LCMScheduler`` are named configurations: their algorithm, output class,
+``@register_to_config`` constructor (diffusers reads the config fields from it) and ``step``
+signature.
 
 Host/device split: the plan (timesteps, next timesteps, the step counter) lives on the host as
 Python ints; steps index host lists with the host counter and never read a device value, so on a
@@ -31,6 +31,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 import tcd_core
+
+from ._inplace import IN_PLACE
 
 XP = array_api_compat.array_namespace(torch.empty(0))
 FLOATS = frozenset((torch.float32, torch.float16, torch.bfloat16, torch.float64))
@@ -62,11 +64,17 @@ def fast_output(cls: type[_O], first: str, second: str) -> Callable[[Any, Any], 
 def step_noise(model_output: torch.Tensor, generator: Any, dtype: torch.dtype) -> torch.Tensor:
     """z ~ N(0, I) for one step, drawn as the reference draws it: diffusers' ``randn_tensor`` with
     the model output's shape and device (so a seeded generator advances exactly as there)."""
-    if generator is not None and generator.__class__ is not torch.Generator:
+    device = model_output.device
+    if generator is None or (
+        generator.__class__ is torch.Generator and generator.device.type == device.type
+    ):
+        if device.type != "neuron":
+            # randn_tensor's own call for a generator on the tensor's device (or none): the same
+            # draw, without its device and list bookkeeping (a few microseconds per step)
+            return torch.randn(model_output.shape, generator=generator, device=device, dtype=dtype)
+    elif generator.__class__ is not torch.Generator:
         _check_generator(generator)
-    return randn_tensor(
-        model_output.shape, generator=generator, device=model_output.device, dtype=dtype
-    )
+    return randn_tensor(model_output.shape, generator=generator, device=device, dtype=dtype)
 
 
 def _check_generator(generator: Any) -> None:
@@ -77,6 +85,24 @@ def _check_generator(generator: Any) -> None:
             "`generator` must be a torch.Generator, a list of them (one per batch element) or "
             f"None, got {generator!r}"
         )
+
+
+def _checked_eta(eta: Any) -> Any:
+    """η as a host number; ValueError outside [0, 1] (the reference: a bare assert), TypeError
+    for anything but a real number or a one-element tensor."""
+    if isinstance(eta, torch.Tensor):
+        if eta.numel() != 1:
+            raise TypeError(
+                f"`eta` must be a real number in [0, 1], got a tensor of shape "
+                f"{tuple(eta.shape)} (`step` takes one η for the batch)"
+            )
+        eta = eta.item()  # the reference compares it in Python too (a read)
+    tcd_core.check_eta(eta)
+    if isinstance(eta, (list, tuple, np.ndarray)):
+        raise TypeError(
+            f"`eta` must be a real number in [0, 1], got {eta!r} (`step` takes one η for the batch)"
+        )
+    return eta
 
 
 def check_tensors(model_output: Any, sample: Any) -> None:
@@ -90,20 +116,16 @@ def check_tensors(model_output: Any, sample: Any) -> None:
             raise TypeError(f"`{name}` must be a floating-point tensor, got dtype {value.dtype}")
 
 
-class Plan:
-    """A timestep plan as a step needs it: the host int64 array, and host lists of the timesteps
-    and of each step's next timestep (the scheduler's own rule after the last entry)."""
+class Steps:
+    """A core :class:`tcd_core.Plan` as a step reads it: its timesteps and next timesteps also as
+    host lists of Python ints (indexed with the host step counter, no device read)."""
 
-    __slots__ = ("custom", "host", "num_inference_steps", "prev", "timesteps")
+    __slots__ = ("next", "plan", "timesteps")
 
-    def __init__(
-        self, timesteps: np.ndarray, prev: np.ndarray, num_inference_steps: int, custom: bool
-    ) -> None:
-        self.host = timesteps
-        self.timesteps: list[int] = timesteps.tolist()
-        self.prev: list[int] = prev.tolist()
-        self.num_inference_steps = num_inference_steps
-        self.custom = custom
+    def __init__(self, plan: tcd_core.Plan) -> None:
+        self.plan = plan
+        self.timesteps: list[int] = plan.timesteps.tolist()
+        self.next: list[int] = plan.next_timesteps.tolist()
 
 
 class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
@@ -116,10 +138,11 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
     # Set by diffusers' ``register_to_config`` (declared here for the type checker).
     _internal_dict: FrozenDict
 
-    #: The host plan (:func:`tcd_core.tcd_timesteps` / :func:`tcd_core.lcm_timesteps`).
-    _plan_function: ClassVar[Callable[..., Any]]
-    #: Each step's next timestep for a descending ``timesteps`` array (the plan's own rule).
-    _previous_function: ClassVar[Callable[[np.ndarray], np.ndarray]]
+    #: The algorithm (:data:`tcd_core.TCD` / :data:`tcd_core.LCM`): its plan, step and rules.
+    _algorithm: ClassVar[tcd_core.Algorithm]
+    #: ``Output(prev_sample, <the step's estimate>)``: the reference's output dataclass, built
+    #: by :func:`fast_output`.
+    _output: ClassVar[Callable[[Any, Any], Any]]
 
     num_inference_steps: int | None
     timesteps: torch.Tensor
@@ -141,9 +164,9 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
 
         self._step_index: int | None = None
         self._begin_index: int | None = None
-        self._plan: Plan | None = None
+        self._plan: Steps | None = None
         self._plan_tensor: torch.Tensor | None = None
-        self._plans: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()
+        self._plans: OrderedDict[tuple[Any, ...], Steps] = OrderedDict()
         self._plans_owner: tcd_core.TCDConfig | None = None
         self._tables_by_device: dict[torch.device, torch.Tensor] = {}
         self._coefficients: dict[Any, Any] = {}
@@ -157,24 +180,18 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         original_inference_steps: int | None,
         timesteps: list[int] | None,
         strength: float,
-    ) -> Plan:
-        """The scheduler's plan (``_plan_function``: :func:`tcd_core.tcd_timesteps` or
-        :func:`tcd_core.lcm_timesteps`)."""
-        plan = type(self)._plan_function(
-            core,
-            num_inference_steps,
-            original_inference_steps=original_inference_steps,
-            timesteps=timesteps,
-            strength=strength,
+    ) -> Steps:
+        """The scheduler's plan (:func:`tcd_core.plan_timesteps` for its algorithm)."""
+        return Steps(
+            tcd_core.plan_timesteps(
+                self._algorithm,
+                core,
+                num_inference_steps,
+                original_inference_steps=original_inference_steps,
+                timesteps=timesteps,
+                strength=strength,
+            )
         )
-        return Plan(
-            plan.timesteps, plan.prev_timesteps, plan.num_inference_steps, plan.custom_timesteps
-        )
-
-    def _previous_of(self, timesteps: np.ndarray) -> np.ndarray:
-        """Each step's next timestep for a hand-assigned ``timesteps`` array
-        (``_previous_function``)."""
-        return type(self)._previous_function(timesteps)
 
     def _on_new_config(self) -> None:
         """Drop the step coefficients (called when diffusers replaced the config: a new config
@@ -271,7 +288,7 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
     def _host_timesteps(self) -> np.ndarray:
         """``self.timesteps`` on the host: the plan's copy, unless the tensor was replaced."""
         if self._plan is not None and self.timesteps is self._plan_tensor:
-            return self._plan.host
+            return self._plan.plan.timesteps
         return self.timesteps.detach().cpu().numpy()
 
     def _view_position(self, timestep: Any) -> int | None:
@@ -298,20 +315,27 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         position = self._view_position(timestep)
         return position if position is not None else self.index_for_timestep(timestep)
 
-    def _current_plan(self) -> Plan:
+    def _current_plan(self) -> Steps:
         """The plan of ``self.timesteps`` (one host copy if the tensor was assigned by hand)."""
         plan = self._plan
         if plan is None or self.timesteps is not self._plan_tensor:
             plan = self._adopt_timesteps()
         return plan
 
-    def _adopt_timesteps(self) -> Plan:
+    def _adopt_timesteps(self) -> Steps:
         """A plan for a ``timesteps`` tensor assigned by hand (diffusers' step reads whatever
         ``self.timesteps`` holds): one host copy of it, then the step proceeds as usual."""
         host = self.timesteps.detach().cpu().numpy().astype(np.int64)
         assert self.num_inference_steps is not None  # checked by the callers
-        self._plan = Plan(
-            host, self._previous_of(host), self.num_inference_steps, self.custom_timesteps
+        algorithm = self._algorithm
+        self._plan = Steps(
+            tcd_core.Plan(
+                host,
+                tcd_core.next_timesteps(host, algorithm),
+                self.num_inference_steps,
+                self.custom_timesteps,
+                algorithm,
+            )
         )
         self._plan_tensor = self.timesteps
         return self._plan
@@ -369,10 +393,10 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             plan = self._build_plan(
                 core, num_inference_steps, original_inference_steps, timesteps, strength
             )
-        tensor = torch.from_numpy(plan.host.copy()).to(device=device, dtype=torch.long)
+        tensor = torch.from_numpy(plan.plan.timesteps.copy()).to(device=device, dtype=torch.long)
         self._plan = plan
-        self.num_inference_steps = plan.num_inference_steps
-        self.custom_timesteps = plan.custom
+        self.num_inference_steps = plan.plan.num_inference_steps
+        self.custom_timesteps = plan.plan.custom_timesteps
         self.timesteps = tensor
         self._plan_tensor = tensor
         self._step_index = None
@@ -399,8 +423,104 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             "creating the scheduler"
         )
 
+    # ------------------------------------------------------------------ the step
+    def _step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        eta: Any,
+        generator: Any,
+        return_dict: bool,
+    ) -> Any:
+        """One step of the scheduler's algorithm from ``timestep`` (``eta`` None for LCM).
+
+        The fast path (no clipping/thresholding, a host timestep, one floating dtype, no
+        autograd) applies cached coefficients with :func:`tcd_core.update` in place; anything
+        else runs :func:`tcd_core.step` itself. Noise is drawn where the reference draws it, with
+        its ``randn_tensor``, so a generator advances as there.
+        """
+        algorithm = self._algorithm
+        num_steps, plan = self._ready_plan(model_output, sample)
+        if algorithm.has_eta and (eta.__class__ is not float or not 0.0 <= eta <= 1.0):
+            eta = _checked_eta(eta)
+        index = self._step_index
+        if index is None:
+            index = self._first_step_index(timestep)  # stored once the step succeeded
+        final = index == num_steps - 1
+        draw = not final and (eta > 0 if algorithm.has_eta else True)
+
+        # Views of self.timesteps and CPU tensors become host ints (`source`: the 0-d tensor they
+        # were read from); device tensors stay on device.
+        t, source = self._resolve_timestep(timestep, plan)
+        if index + 1 < len(plan.timesteps):
+            next_t: Any = plan.next[index]
+        else:  # after the last entry: 0 (TCD), the timestep argument itself (LCM)
+            next_t = t if algorithm.next_after_last == "own" else 0
+        # LCM's c_skip/c_out take the timestep's operand type: float32 from a tensor
+        bound_by = source if algorithm.skip_connection else None
+
+        _, core, fast = self._core_state()
+        if fast and t.__class__ is int and self._in_place_ok(model_output, sample):
+            key = (t, next_t, eta, final, None if bound_by is None else bound_by.device)
+            c = self._coefficients.get(key)
+            if c is None or self._coefficients_table is not self.alphas_cumprod:
+                c = self._step_coefficients(key, bound_by, core)
+            noise = step_noise(model_output, generator, sample.dtype) if draw else None
+            out = tcd_core.update(
+                algorithm, c, model_output, sample, noise, core, arithmetic=IN_PLACE
+            )
+        else:
+            noise, table = self._general_inputs(model_output, sample, t, draw, generator)
+            out = tcd_core.step(
+                algorithm,
+                model_output,
+                t if bound_by is None else bound_by,
+                sample,
+                next_t,
+                table,
+                eta=eta,
+                noise=noise,
+                final=final if algorithm.skip_connection else False,
+                config=core,
+            )
+        self._step_index = index + 1
+        if not return_dict:
+            return (out.next_sample, out.estimate)
+        return self._output(out.next_sample, out.estimate)
+
+    def _step_coefficients(
+        self, key: tuple[Any, ...], bound_by: torch.Tensor | None, core: tcd_core.TCDConfig
+    ) -> tcd_core.Coefficients:
+        """The coefficients of the step ``key`` = (t, next, η, final, timestep device), computed
+        once per key (:meth:`_cached_coefficients`): ᾱ roots on the table's device; LCM's
+        c_skip/c_out from the timestep tensor ``bound_by`` on its device when there is one (where
+        the reference computes each)."""
+        t, next_t, eta, final, _ = key
+        algorithm = self._algorithm
+
+        def compute(table: torch.Tensor) -> tcd_core.Coefficients:
+            found = tcd_core.coefficients(
+                algorithm,
+                table,
+                t,
+                next_t,
+                eta=eta,
+                final=final if algorithm.skip_connection else False,
+                timestep_scaling=core.timestep_scaling,
+            )
+            if bound_by is None:
+                return found
+            c_skip, c_out = tcd_core.boundary_condition_scalings(
+                bound_by.detach(), core.timestep_scaling
+            )
+            return found._replace(other=c_skip, original=c_out)
+
+        coefficients: tcd_core.Coefficients = self._cached_coefficients(key, compute)
+        return coefficients
+
     # ------------------------------------------------------------------ what the steps share
-    def _ready_plan(self, model_output: Any, sample: Any) -> tuple[int, Plan]:
+    def _ready_plan(self, model_output: Any, sample: Any) -> tuple[int, Steps]:
         """(``num_inference_steps``, the plan of ``self.timesteps``) at the start of a step; the
         reference's error before ``set_timesteps``, a TypeError for inputs that are not tensors
         (:func:`check_tensors`; their dtypes are checked on the general path)."""
@@ -414,7 +534,7 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             plan = self._adopt_timesteps()
         return num_steps, plan
 
-    def _resolve_timestep(self, timestep: Any, plan: Plan) -> tuple[Any, torch.Tensor | None]:
+    def _resolve_timestep(self, timestep: Any, plan: Steps) -> tuple[Any, torch.Tensor | None]:
         """(t, source): which t the caller means, and the 0-d tensor it was read from.
 
         Views of ``self.timesteps`` (what pipelines pass) are looked up in the host plan, CPU 0-d
@@ -458,22 +578,6 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
                 self._coefficients.clear()
             found = self._coefficients[key] = compute(table)
         return found
-
-    def _finished(
-        self,
-        index: int,
-        prev_sample: torch.Tensor,
-        estimate: torch.Tensor,
-        return_dict: bool,
-        output: Callable[[Any, Any], Any],
-    ) -> Any:
-        """A step's result, once it succeeded: the step counter advanced past ``index``, then
-        ``output(prev_sample, estimate)`` (the scheduler's output dataclass) or, without
-        ``return_dict``, the tuple ``(prev_sample, estimate)``."""
-        self._step_index = index + 1
-        if not return_dict:
-            return (prev_sample, estimate)
-        return output(prev_sample, estimate)
 
     def _general_inputs(
         self,

@@ -1,12 +1,6 @@
-"""``LCMScheduler``: diffusers' multistep consistency sampler (Algorithm 1) on top of :mod:`tcd_core`.
-
-Same conventions as ``TCDScheduler`` (shared in ``_base``); the maths comes from the core: the
-noise schedule (:func:`tcd_core.noise_schedule`), the plan (:func:`tcd_core.lcm_timesteps`), the
-step (:func:`tcd_core.lcm_step`, or :func:`tcd_core.lcm_step_coefficients` cached per
-(t, previous t, final, timestep device) plus ``_coefficients``' in-place execution of
-:func:`tcd_core.lcm_update`), the boundary conditions
-(:func:`tcd_core.boundary_condition_scalings`) and the final-step rule
-(:func:`tcd_core.lcm_final_step`).
+"""``LCMScheduler``: diffusers' multistep consistency sampler (Algorithm 1) as a named
+configuration of the adapter's one scheduler (``_base.ConsistencyScheduler`` with
+:data:`tcd_core.LCM`): its config fields, ``step`` signature and boundary-condition method.
 """
 
 from __future__ import annotations
@@ -20,8 +14,7 @@ from diffusers.schedulers.scheduling_lcm import LCMSchedulerOutput
 
 import tcd_core
 
-from ._base import ConsistencyScheduler, fast_output, step_noise
-from ._coefficients import lcm_denoised, lcm_renoise
+from ._base import ConsistencyScheduler, fast_output
 
 __all__ = ["LCMScheduler", "LCMSchedulerOutput"]
 
@@ -67,8 +60,8 @@ class LCMScheduler(ConsistencyScheduler):
     """
 
     order = 1
-    _plan_function = tcd_core.lcm_timesteps
-    _previous_function = tcd_core.lcm_previous_timesteps
+    _algorithm = tcd_core.LCM
+    _output = staticmethod(_output)
 
     @register_to_config
     def __init__(
@@ -126,75 +119,4 @@ class LCMScheduler(ConsistencyScheduler):
         Raises:
             ValueError: before ``set_timesteps``; a first timestep that is not in the schedule.
         """
-        num_steps, plan = self._ready_plan(model_output, sample)
-        index = self._step_index
-        if index is None:
-            index = self._first_step_index(timestep)  # stored once the step succeeded
-        final = index == num_steps - 1
-
-        # Host numbers give double-precision c_skip/c_out (`source` None); a view of
-        # self.timesteps or a CPU tensor gives float32 ones computed from it (`source`).
-        t, source = self._resolve_timestep(timestep, plan)
-        # the reference's "previous" timestep after the last entry is the timestep argument
-        prev_timestep: Any = plan.prev[index] if index + 1 < len(plan.timesteps) else t
-
-        _, core, fast = self._core_state()
-        if fast and t.__class__ is int and self._in_place_ok(model_output, sample):
-            coefficients = self._step_coefficients(t, prev_timestep, final, source, core)
-            denoised, scratch = lcm_denoised(
-                coefficients, model_output, sample, core.prediction_type
-            )
-            if final:
-                prev_sample = denoised
-            else:
-                noise = step_noise(model_output, generator, denoised.dtype)
-                prev_sample = lcm_renoise(coefficients, denoised, noise, out=scratch)
-        else:
-            timestep_for_core = source if source is not None else t
-            prev_sample, denoised = self._core_step(
-                model_output, timestep_for_core, sample, prev_timestep, final, generator, core
-            )
-
-        return self._finished(index, prev_sample, denoised, return_dict, _output)
-
-    def _core_step(
-        self,
-        model_output: torch.Tensor,
-        t: Any,
-        sample: torch.Tensor,
-        prev_timestep: Any,
-        final: bool,
-        generator: Any,
-        core: tcd_core.TCDConfig,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The general path: :func:`tcd_core.lcm_step` itself (clipping/thresholding, device
-        timesteps, mixed dtypes, autograd)."""
-        noise, table = self._general_inputs(model_output, sample, t, not final, generator)
-        out = tcd_core.lcm_step(
-            model_output, t, sample, prev_timestep, table, noise, final=final, config=core
-        )
-        return out.prev_sample, out.denoised
-
-    def _step_coefficients(
-        self, t: int, p: int, final: bool, source: torch.Tensor | None, core: tcd_core.TCDConfig
-    ) -> tcd_core.LCMCoefficients:
-        """The step's coefficients, computed once per (t, p, final, timestep device): ᾱ roots on
-        the table's device, c_skip/c_out from the timestep tensor on its device (where the
-        reference computes each)."""
-        device = None if source is None else source.device
-
-        def compute(table: torch.Tensor) -> tcd_core.LCMCoefficients:
-            found = tcd_core.lcm_step_coefficients(
-                table, t, p, final=final, timestep_scaling=core.timestep_scaling
-            )
-            if source is None:
-                return found
-            c_skip, c_out = tcd_core.boundary_condition_scalings(
-                source.detach(), core.timestep_scaling
-            )
-            return found._replace(c_skip=c_skip, c_out=c_out)
-
-        coefficients: tcd_core.LCMCoefficients = self._cached_coefficients(
-            (t, p, final, device), compute
-        )
-        return coefficients
+        return self._step(model_output, timestep, sample, None, generator, return_dict)  # type: ignore[no-any-return]

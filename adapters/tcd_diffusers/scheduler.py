@@ -1,14 +1,6 @@
-"""``TCDScheduler``: diffusers' stateful scheduler interface on top of :mod:`tcd_core`.
-
-The class keeps diffusers' conventions (a config registered with ``@register_to_config``, a step
-counter, ``set_timesteps`` then ``step`` in a loop; the machinery it shares with
-``LCMScheduler`` lives in ``_base``) and delegates the maths to the core: the
-noise schedule (:func:`tcd_core.noise_schedule`), the timestep plan
-(:func:`tcd_core.tcd_timesteps`), the step (:func:`tcd_core.tcd_step`, or
-:func:`tcd_core.step_coefficients` cached per (t, p, η) plus ``_coefficients``' in-place execution
-of :func:`tcd_core.tcd_update`), forward noising and velocity (:func:`tcd_core.add_noise`,
-:func:`tcd_core.get_velocity`) and the rule for when noise is drawn
-(:func:`tcd_core.draws_noise`).
+"""``TCDScheduler``: diffusers' ``TCDScheduler`` as a named configuration of the adapter's one
+scheduler (``_base.ConsistencyScheduler`` with :data:`tcd_core.TCD`): its config fields and
+``step`` signature. The maths is :mod:`tcd_core`'s (plan, coefficients, update).
 
 Host/device split (see ``_base``): ``step`` indexes host lists with the host counter and never
 reads a device value, so on a GPU it makes no host-device synchronisation once
@@ -17,8 +9,6 @@ reads a device value, so on a GPU it makes no host-device synchronisation once
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from diffusers.configuration_utils import register_to_config
@@ -26,31 +16,12 @@ from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
 
 import tcd_core
 
-from ._base import ConsistencyScheduler, fast_output, step_noise
-from ._coefficients import noised_sample, renoise
+from ._base import ConsistencyScheduler, fast_output
 
 __all__ = ["TCDScheduler", "TCDSchedulerOutput"]
 
 #: ``TCDSchedulerOutput(prev_sample=..., pred_noised_sample=...)`` without the dataclass machinery
 _output = fast_output(TCDSchedulerOutput, "prev_sample", "pred_noised_sample")
-
-
-def _checked_eta(eta: Any) -> Any:
-    """η as a host number; ValueError outside [0, 1] (the reference: a bare assert), TypeError
-    for anything but a real number or a one-element tensor."""
-    if isinstance(eta, torch.Tensor):
-        if eta.numel() != 1:
-            raise TypeError(
-                f"`eta` must be a real number in [0, 1], got a tensor of shape "
-                f"{tuple(eta.shape)} (`step` takes one η for the batch)"
-            )
-        eta = eta.item()  # the reference compares it in Python too (a read)
-    tcd_core.check_eta(eta)
-    if isinstance(eta, (list, tuple, np.ndarray)):
-        raise TypeError(
-            f"`eta` must be a real number in [0, 1], got {eta!r} (`step` takes one η for the batch)"
-        )
-    return eta
 
 
 class TCDScheduler(ConsistencyScheduler):
@@ -88,8 +59,8 @@ class TCDScheduler(ConsistencyScheduler):
     """
 
     order = 1
-    _plan_function = tcd_core.tcd_timesteps
-    _previous_function = tcd_core.previous_timesteps
+    _algorithm = tcd_core.TCD
+    _output = staticmethod(_output)
 
     @register_to_config
     def __init__(
@@ -142,53 +113,4 @@ class TCDScheduler(ConsistencyScheduler):
             TypeError: η that is not a real number; inputs that are not floating-point
                 tensors; a ``generator`` that is not a ``torch.Generator`` (or a list of them).
         """
-        num_steps, plan = self._ready_plan(model_output, sample)
-        if eta.__class__ is not float or not 0.0 <= eta <= 1.0:
-            eta = _checked_eta(eta)
-        index = self._step_index
-        if index is None:
-            index = self._first_step_index(timestep)  # stored once the step succeeded
-        prev_timestep = plan.prev[index] if index < len(plan.prev) else 0
-        draw = tcd_core.draws_noise(index, eta, num_steps)
-
-        # Views of self.timesteps and CPU tensors become host ints; device tensors stay on device.
-        t, _ = self._resolve_timestep(timestep, plan)
-        _, core, fast = self._core_state()
-        if fast and t.__class__ is int and self._in_place_ok(model_output, sample):
-            coefficients = self._cached_coefficients(
-                (t, prev_timestep, eta),
-                lambda table: tcd_core.step_coefficients(table, t, prev_timestep, eta),
-            )
-            pred_noised_sample, scratch = noised_sample(
-                coefficients, model_output, sample, core.prediction_type
-            )
-            if draw:
-                noise = step_noise(model_output, generator, pred_noised_sample.dtype)
-                prev_sample = renoise(coefficients, pred_noised_sample, noise, out=scratch)
-            else:
-                prev_sample = pred_noised_sample
-        else:
-            prev_sample, pred_noised_sample = self._core_step(
-                model_output, t, sample, prev_timestep, eta, draw, generator, core
-            )
-
-        return self._finished(index, prev_sample, pred_noised_sample, return_dict, _output)
-
-    def _core_step(
-        self,
-        model_output: torch.Tensor,
-        t: Any,
-        sample: torch.Tensor,
-        prev_timestep: int,
-        eta: float,
-        draw: bool,
-        generator: Any,
-        core: tcd_core.TCDConfig,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The general path: :func:`tcd_core.tcd_step` itself (clipping/thresholding, device
-        timesteps that are not views of ``timesteps``, mixed dtypes)."""
-        noise, table = self._general_inputs(model_output, sample, t, draw, generator)
-        out = tcd_core.tcd_step(
-            model_output, t, sample, prev_timestep, table, eta=eta, noise=noise, config=core
-        )
-        return out.prev_sample, out.pred_noised_sample
+        return self._step(model_output, timestep, sample, eta, generator, return_dict)  # type: ignore[no-any-return]

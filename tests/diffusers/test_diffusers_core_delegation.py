@@ -1,4 +1,4 @@
-"""The adapter against the core: the precomputed fast path is tcd_core.tcd_step bit for bit,
+"""The adapter against the core: the in-place fast path is tcd_core.step bit for bit,
 clipping/thresholding go through the core, and the step reads nothing back from tensors."""
 
 from __future__ import annotations
@@ -15,25 +15,29 @@ from hypothesis import strategies as st
 from hypothesis_profiles import examples
 
 import tcd_core
-from tcd_core import step_coefficients
 from tcd_diffusers import TCDScheduler
-from tcd_diffusers._coefficients import noised_sample, renoise
+from tcd_diffusers._inplace import IN_PLACE
 from tcd_diffusers.scheduler import _output
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 
 
 @given(
+    algorithm=st.sampled_from([tcd_core.TCD, tcd_core.LCM]),
     prediction_type=st.sampled_from(["epsilon", "sample", "v_prediction"]),
     dtype=st.sampled_from(DTYPES),
     t=st.integers(0, 999),
     p_fraction=st.floats(0.0, 1.0),
     eta=st.floats(0.0, 1.0),
+    final=st.booleans(),
     seed=st.integers(0, 2**16),
     zero_snr=st.booleans(),
 )
 @settings(max_examples=examples(80))
-def test_fast_path_is_the_core_step(prediction_type, dtype, t, p_fraction, eta, seed, zero_snr):
+def test_fast_path_is_the_core_step(
+    algorithm, prediction_type, dtype, t, p_fraction, eta, final, seed, zero_snr
+):
+    """The in-place arithmetic runs the core's one update bit for bit, for both algorithms."""
     config = tcd_core.TCDConfig(prediction_type=prediction_type, rescale_betas_zero_snr=zero_snr)
     table = TCDScheduler(**config.to_dict()).alphas_cumprod
     p = int(p_fraction * t)
@@ -41,15 +45,21 @@ def test_fast_path_is_the_core_step(prediction_type, dtype, t, p_fraction, eta, 
     sample = torch.randn(2, 4, 6, 6, generator=gen).to(dtype)
     model_output = torch.randn(2, 4, 6, 6, generator=gen).to(dtype)
     noise = torch.randn(2, 4, 6, 6, generator=gen).to(dtype)
+    given = {"eta": eta} if algorithm.has_eta else {"final": final}
 
-    core = tcd_core.tcd_step(
-        model_output, t, sample, p, table, eta=eta, noise=noise.clone(), config=config
+    core = tcd_core.step(
+        algorithm, model_output, t, sample, p, table, noise=noise.clone(), config=config, **given
     )
-    c = step_coefficients(table, t, p, eta)
-    x_s, scratch = noised_sample(c, model_output, sample, prediction_type)
-    x_p = renoise(c, x_s, noise.clone(), out=scratch)
-    assert_same(x_s, core.pred_noised_sample)
-    assert_same(x_p, core.prev_sample)
+    c = tcd_core.coefficients(algorithm, table, t, p, **given)
+    inputs = (model_output.clone(), sample.clone())
+    fast = tcd_core.update(
+        algorithm, c, model_output, sample, noise.clone(), config, arithmetic=IN_PLACE
+    )
+    assert_same(fast.estimate, core.estimate)
+    assert_same(fast.next_sample, core.next_sample)
+    assert fast.pred_original_sample is None
+    # it writes only into what it made or owns: never into the model output or the sample
+    assert torch.equal(model_output, inputs[0]) and torch.equal(sample, inputs[1])
 
 
 def test_fast_output_is_the_dataclass_output() -> None:
