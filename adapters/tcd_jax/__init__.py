@@ -7,7 +7,8 @@
 * :func:`sample`: the whole loop compiled once (an unrolled ``lax.scan``); per-batch η and timesteps;
   runs unchanged on batches sharded over a ``jax.sharding.Mesh``.
 * :class:`FlaxLCMScheduler` and :func:`sample_lcm`: multistep consistency sampling (LCM, the
-  consistency models' Algorithm 1) in the same two forms, on :mod:`tcd_core`'s LCM plan and step.
+  consistency models' Algorithm 1) in the same two forms: each scheduler and loop is written once
+  for every :class:`tcd_core.Algorithm`, the TCD and LCM names are its two configurations.
 * :func:`prng_key`: choose the PRNG implementation (threefry, or ``rbg`` for accelerators).
 
 All maths is :mod:`tcd_core`'s; numerically diffusers' ``TCDScheduler`` given the same noise.
@@ -23,9 +24,16 @@ except ImportError as exc:  # pragma: no cover - exercised by the wheel test in 
 from tcd_core import TCDConfig
 
 from .lcm import FlaxLCMScheduler, FlaxLCMSchedulerOutput, FlaxLCMSchedulerState
-from .lcm_sampling import LCMSamplingPlan, lcm_sampling_plan, sample_lcm
 from .noise import PRNG_IMPLS, prng_key, step_noise
-from .sampling import SamplingPlan, sample, sampling_plan, stack_plans
+from .sampling import (
+    LCMSamplingPlan,
+    SamplingPlan,
+    lcm_sampling_plan,
+    sample,
+    sample_lcm,
+    sampling_plan,
+    stack_plans,
+)
 from .scheduler import (
     FlaxTCDScheduler,
     FlaxTCDSchedulerOutput,

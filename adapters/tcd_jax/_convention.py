@@ -78,7 +78,8 @@ def pytree_dataclass(cls: type[_T]) -> type[_T]:
 
 class StateMixin:
     """What every scheduler state (a :func:`pytree_dataclass` with ``common`` and ``key``
-    fields) shares: ``replace(**changes)`` and the ``alphas_cumprod`` shortcut."""
+    fields) shares: ``replace(**changes)``, the ``alphas_cumprod`` shortcut and the former name
+    ``prev_timesteps``."""
 
     common: Any
 
@@ -86,6 +87,11 @@ class StateMixin:
     def alphas_cumprod(self) -> jax.Array:
         """The float32 ᾱ table (``common.alphas_cumprod``)."""
         return cast(jax.Array, self.common.alphas_cumprod)
+
+    @property
+    def prev_timesteps(self) -> jax.Array:
+        """``next_timesteps`` under its former name (it holds each step's *next* timestep)."""
+        return cast(jax.Array, cast(Any, self).next_timesteps)
 
     def replace(self: _T, **changes: Any) -> _T:
         """A copy with some fields changed (``flax.struct`` style); ``key=`` accepts raw

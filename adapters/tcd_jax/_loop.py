@@ -1,117 +1,36 @@
-"""What the compiled loops of :func:`tcd_jax.sample` and :func:`tcd_jax.sample_lcm` share
-(private): host plans per strength and their sampling plans, the plan argument's conversion, a
-plan's rows from its begin index, the checks and dtype conversions of a loop's inputs, the config
-fields a traced step reads, and the scan over a plan's rows.
+"""The compiled sampling loop, written once for every algorithm (private): the checks and dtype
+conversions of a loop's inputs, the scan over a plan's rows, and the jitted loop itself
+(:func:`run`), which :func:`tcd_jax.sample` and :func:`tcd_jax.sample_lcm` configure.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tcd_core import LCMPlan, TCDConfig, TCDPlan
+from tcd_core import Algorithm, TCDConfig
+
+from ._scheduler_base import host_schedule
+from ._step import jax_step, keyed_step, step_config
 
 __all__ = [
     "DEFAULT_CONFIG",
     "FULL_UNROLL_MAX_STEPS",
-    "as_loop_plan",
-    "checked_begin",
     "checked_config",
-    "host_rows",
     "loop_inputs",
-    "loop_plan",
+    "run",
     "scan_rows",
-    "step_config",
 ]
 
 DEFAULT_CONFIG = TCDConfig()
-_P = TypeVar("_P", TCDPlan, LCMPlan)
-_L = TypeVar("_L")
 #: Loops with at most this many scanned steps are fully unrolled (longer ones stay a rolled scan,
 #: to bound compile time).
 FULL_UNROLL_MAX_STEPS = 16
-
-
-def checked_begin(plan: TCDPlan | LCMPlan, begin_index: int) -> int:
-    """``begin_index``; ValueError unless it is a row of ``plan``."""
-    n = len(plan.timesteps)
-    if not 0 <= begin_index < n:
-        raise ValueError(f"`begin_index` must be in [0, {n}), got {begin_index}")
-    return begin_index
-
-
-def host_rows(
-    plan: TCDPlan | LCMPlan, begin_index: int, final: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The rows of a host plan from ``begin_index`` on, as a sampling plan's fields."""
-    return (
-        np.asarray(plan.timesteps[begin_index:], dtype=np.int32),
-        np.asarray(plan.prev_timesteps[begin_index:], dtype=np.int32),
-        final,
-        begin_index,
-    )
-
-
-def host_plans(
-    plan_function: Callable[..., _P],
-    config: TCDConfig | None,
-    num_inference_steps: int | None,
-    original_inference_steps: int | None,
-    timesteps: Sequence[int] | None,
-    strength: float | Sequence[float],
-) -> _P | list[_P]:
-    """``plan_function``'s host plan, or one per strength when ``strength`` is a sequence."""
-    config = DEFAULT_CONFIG if config is None else config
-
-    def plan_for(strength: float) -> _P:
-        return plan_function(
-            config,
-            num_inference_steps,
-            original_inference_steps=original_inference_steps,
-            timesteps=timesteps,
-            strength=strength,
-        )
-
-    if isinstance(strength, (list, tuple, np.ndarray)):
-        return [plan_for(float(s)) for s in strength]
-    return plan_for(cast(float, strength))
-
-
-def loop_plan(
-    plan_function: Callable[..., _P],
-    from_plan: Callable[[_P], _L],
-    stack: Callable[[list[_P]], _L],
-    config: TCDConfig | None,
-    num_inference_steps: int | None,
-    original_inference_steps: int | None,
-    timesteps: Sequence[int] | None,
-    strength: float | Sequence[float],
-) -> _L:
-    """A loop's sampling plan: ``plan_function``'s host plan converted by ``from_plan`` or, when
-    ``strength`` is a sequence, one host plan per strength, stacked by ``stack``."""
-    plans = host_plans(
-        plan_function, config, num_inference_steps, original_inference_steps, timesteps, strength
-    )
-    if isinstance(plans, list):
-        return stack(plans)
-    return from_plan(plans)
-
-
-def as_loop_plan(plan: Any, host_type: type, loop_type: Any, accepted: str, note: str = "") -> Any:
-    """``plan`` as the loop's plan type ``loop_type``: a ``host_type`` plan (a
-    :class:`tcd_core.TCDPlan` or :class:`tcd_core.LCMPlan`) converted with
-    ``loop_type.from_plan``, a ``loop_type`` plan as it is; otherwise ValueError saying what is
-    ``accepted`` (and ``note``)."""
-    if isinstance(plan, host_type):
-        return loop_type.from_plan(plan)
-    if isinstance(plan, loop_type):
-        return plan
-    raise ValueError(f"`plan` must be {accepted}, got {type(plan).__name__}{note}")
 
 
 def checked_config(config: Any) -> TCDConfig:
@@ -127,8 +46,7 @@ _Rows = TypeVar("_Rows", bound=tuple[Any, ...])
 
 def loop_inputs(latents: Any, plan: _Rows) -> tuple[jax.Array, _Rows, int]:
     """(latents, plan, batch size) for a compiled loop: the latents checked (floating point),
-    the plan's shape checked against them, and its rows in the loop's dtypes (``plan``'s type:
-    :class:`SamplingPlan` or ``LCMSamplingPlan``)."""
+    the plan's shape checked against them, and its rows in the loop's dtypes."""
     latents = jnp.asarray(latents) if not isinstance(latents, jax.Array) else latents
     if not jnp.issubdtype(latents.dtype, jnp.floating):
         raise ValueError(f"`latents` must be a floating-point array, got {latents.dtype}")
@@ -141,28 +59,13 @@ def loop_inputs(latents: Any, plan: _Rows) -> tuple[jax.Array, _Rows, int]:
     # Host (NumPy) plans and tables go to the jitted loop as they are: its dispatch transfers
     # them, which costs less than converting each with jnp.asarray first.
     xp = np if all(isinstance(a, np.ndarray) for a in plan[:3]) else jnp
-    make = cast(Callable[..., _Rows], type(plan))  # a NamedTuple class: positional fields
-    rows = make(
-        xp.asarray(plan[0], dtype=np.int32),
-        xp.asarray(plan[1], dtype=np.int32),
-        xp.asarray(plan[2], dtype=bool),
-        xp.asarray(plan[3], dtype=np.int32),
+    rows = cast(Any, plan)._replace(
+        timesteps=xp.asarray(plan[0], dtype=np.int32),
+        next_timesteps=xp.asarray(plan[1], dtype=np.int32),
+        final=xp.asarray(plan[2], dtype=bool),
+        begin_index=xp.asarray(plan[3], dtype=np.int32),
     )
     return latents, rows, batch
-
-
-@functools.lru_cache(maxsize=64)
-def step_config(config: TCDConfig) -> TCDConfig:
-    """The fields the traced step reads; the schedule enters as an array, so configs that differ
-    only in their noise schedule share one compiled loop (and one compiled eager step)."""
-    return TCDConfig(
-        prediction_type=config.prediction_type,
-        clip_sample=config.clip_sample,
-        clip_sample_range=config.clip_sample_range,
-        thresholding=config.thresholding,
-        dynamic_thresholding_ratio=config.dynamic_thresholding_ratio,
-        sample_max_value=config.sample_max_value,
-    )
 
 
 #: One step of a compiled loop: ``step(x, i, t, p, final) -> x`` for the step index i (the
@@ -171,17 +74,17 @@ RowStep = Callable[[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array], jax.
 
 
 def scan_rows(step: RowStep, latents: jax.Array, plan: Any, *, scan_last: bool) -> jax.Array:
-    """x after ``step`` over the rows of a sampling plan (``SamplingPlan`` or
-    ``LCMSamplingPlan``) in one ``lax.scan``, with i = ``plan.begin_index`` + the row number:
-    every row when ``scan_last``, else every row but the last (the caller runs that one).
+    """x after ``step`` over the rows of a sampling plan in one ``lax.scan``, with
+    i = ``plan.begin_index`` + the row number: every row when ``scan_last``, else every row but
+    the last (the caller runs that one).
 
-    Few-step loops (TCD's and LCM's 2-8 steps) are fully unrolled (at most
-    ``FULL_UNROLL_MAX_STEPS`` scanned rows): XLA then schedules the steps' draws and updates
-    together, which measured 1.2x (threefry) to 2.5x (rbg) faster per step on CPU.
+    Few-step loops (2-8 steps) are fully unrolled (at most ``FULL_UNROLL_MAX_STEPS`` scanned
+    rows): XLA then schedules the steps' draws and updates together, which measured 1.2x
+    (threefry) to 2.5x (rbg) faster per step on CPU.
     """
     steps = plan.timesteps.shape[0]
     index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
-    rows = (index, plan.timesteps, plan.prev_timesteps, plan.final)
+    rows = (index, plan.timesteps, plan.next_timesteps, plan.final)
     if not scan_last:
         rows = tuple(r[:-1] for r in rows)
 
@@ -192,3 +95,68 @@ def scan_rows(step: RowStep, latents: jax.Array, plan: Any, *, scan_last: bool) 
     scanned = steps if scan_last else steps - 1
     x, _ = jax.lax.scan(body, latents, rows, unroll=scanned <= FULL_UNROLL_MAX_STEPS)
     return x
+
+
+def run(
+    algorithm: Algorithm,
+    model_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    latents: jax.Array,
+    key: jax.Array,
+    plan: Any,
+    eta: Any,
+    one_minus_eta: Any,
+    config: TCDConfig,
+) -> jax.Array:
+    """The whole loop of ``algorithm`` over a checked sampling plan (``eta`` and
+    ``one_minus_eta`` None for LCM), compiled once per (algorithm, model, step config, shapes)."""
+    table = host_schedule(config).alphas_cumprod
+    return _loop(
+        algorithm,
+        model_fn,
+        step_config(config, algorithm),
+        latents,
+        key,
+        plan,
+        eta,
+        one_minus_eta,
+        table,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("algorithm", "model_fn", "config"))
+def _loop(
+    algorithm: Algorithm,
+    model_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    config: TCDConfig,
+    latents: jax.Array,
+    key: jax.Array,
+    plan: Any,
+    eta: jax.Array | None,
+    one_minus_eta: jax.Array | None,
+    alphas_cumprod: jax.Array,
+) -> jax.Array:
+    has_eta = algorithm.has_eta
+
+    def step(x: jax.Array, i: jax.Array, t: jax.Array, p: jax.Array, final: jax.Array) -> jax.Array:
+        model_output = model_fn(x, t)
+        # No batch element draws (η = 0, or a final row): the step runs without the normal draw.
+        draw = (eta > 0) & jnp.logical_not(final) if has_eta else jnp.logical_not(final)
+        out = keyed_step(
+            algorithm, model_output, t, x, p, alphas_cumprod, one_minus_eta,
+            None if has_eta else final, draw, key, i, config,
+        )  # fmt: skip
+        return out.next_sample
+
+    if algorithm.next_after_last != "zero":
+        # LCM: the last row of a plan is not always noise-free (a custom plan trimmed by strength
+        # renoises there), so every row runs in the scan; a final row skips its draw in the cond.
+        return scan_rows(step, latents, plan, scan_last=True)
+    # TCD: the last row always has p = 0, hence s = 0 and a transition that is exactly the
+    # identity: its noise term is exactly zero whatever is drawn, so it runs after the scan
+    # without drawing (the draw would cost as much as the rest of the step).
+    x = scan_rows(step, latents, plan, scan_last=False)
+    t, p = plan.timesteps[-1], plan.next_timesteps[-1]
+    last = jax_step(
+        algorithm, model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, None, config
+    )
+    return last.next_sample

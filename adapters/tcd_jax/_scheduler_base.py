@@ -1,14 +1,15 @@
-"""What ``FlaxTCDScheduler`` and ``FlaxLCMScheduler`` share (private): the scheduler half of
-diffusers' former Flax convention, independent of the step's maths.
+"""diffusers' former Flax scheduler convention on top of :mod:`tcd_core`, written once (private).
 
-:class:`FlaxConsistencyScheduler` holds the configuration handling (constructor, ``config``,
-equality, ``from_config`` / ``from_pretrained`` / ``save_pretrained``), the state fields every
-consistency scheduler has (:meth:`~FlaxConsistencyScheduler._initial_fields`), ``set_timesteps``'
-plan-to-state conversion, ``set_begin_index``, ``scale_model_input``, the step's index and key
-bookkeeping and output, ``add_noise`` and ``get_velocity``. A subclass names the diffusers class
-its config is saved as (``_class_name``), its plan (``_plan_function``), its rule for the step
-after the last timestep (``_previous_function``), its output type, and writes ``create_state``,
-``set_timesteps`` (its public signature) and ``step`` (its maths).
+:class:`FlaxConsistencyScheduler` is the whole scheduler for any :class:`tcd_core.Algorithm`: the
+configuration handling (constructor, ``config``, equality, ``from_config`` /
+``from_pretrained`` / ``save_pretrained``), the state fields every consistency scheduler has
+(:meth:`~FlaxConsistencyScheduler._initial_fields`), ``set_timesteps``' plan-to-state
+conversion (:func:`tcd_core.plan_timesteps`), ``set_begin_index``, ``scale_model_input``, the
+step (:meth:`~FlaxConsistencyScheduler._step`: its index and key bookkeeping, then the one keyed
+step of ``_step.keyed_step``), ``add_noise`` and ``get_velocity``. ``FlaxTCDScheduler`` and
+``FlaxLCMScheduler`` are named configurations: their algorithm, the diffusers class their config
+is saved as (``_class_name``), their state and output types, and the public signatures of
+``create_state``, ``set_timesteps`` and ``step``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tcd_core._array import is_array
 from tcd_core._step_common import check_array, check_index
 
 from ._convention import check_dtype, load_config, state_key, step_index, write_config
-from ._step import is_host
+from ._step import eta_arrays, is_host, keyed_step, step_config
 from .noise import as_typed_key
 
 __all__ = ["FlaxConsistencyScheduler", "host_schedule", "jax_schedule"]
@@ -42,7 +43,7 @@ class _State(Protocol):
     @property
     def timesteps(self) -> jax.Array: ...
     @property
-    def prev_timesteps(self) -> jax.Array: ...
+    def next_timesteps(self) -> jax.Array: ...
     @property
     def num_inference_steps(self) -> jax.Array | None: ...
     @property
@@ -83,10 +84,8 @@ class FlaxConsistencyScheduler(Generic[_S]):
 
     #: The diffusers class written as ``_class_name`` by :meth:`save_pretrained`.
     _class_name: ClassVar[str]
-    #: The host plan: :func:`tcd_core.tcd_timesteps` or :func:`tcd_core.lcm_timesteps`.
-    _plan_function: ClassVar[Callable[..., Any]]
-    #: Each step's next timestep for a descending ``timesteps`` array (the plan's own rule).
-    _previous_function: ClassVar[Callable[[np.ndarray], np.ndarray]]
+    #: The algorithm (:data:`tcd_core.TCD` / :data:`tcd_core.LCM`): its plan, step and rules.
+    _algorithm: ClassVar[tcd_core.Algorithm]
     #: The ``step`` output: ``(prev_sample, state, <the step's estimate>, pred_original_sample)``.
     _output_type: ClassVar[Callable[..., Any]]
 
@@ -184,7 +183,9 @@ class FlaxConsistencyScheduler(Generic[_S]):
             common=jax_schedule(self._config),
             init_noise_sigma=jnp.asarray(1.0, dtype=self.dtype),
             timesteps=jnp.asarray(timesteps, dtype=jnp.int32),
-            prev_timesteps=jnp.asarray(type(self)._previous_function(timesteps), dtype=jnp.int32),
+            next_timesteps=jnp.asarray(
+                tcd_core.next_timesteps(timesteps, self._algorithm), dtype=jnp.int32
+            ),
             num_inference_steps=None,
             step_index=jnp.asarray(-1, dtype=jnp.int32),
             key=state_key(key),
@@ -199,9 +200,10 @@ class FlaxConsistencyScheduler(Generic[_S]):
         strength: float,
         changes: dict[str, Any],
     ) -> _S:
-        """``state`` with the plan of ``_plan_function``, the step index reset to -1, and the
-        non-None entries of ``changes`` (``key``, ``eta``) replaced."""
-        plan = type(self)._plan_function(
+        """``state`` with the algorithm's plan (:func:`tcd_core.plan_timesteps`), the step index
+        reset to -1, and the non-None entries of ``changes`` (``key``, ``eta``) replaced."""
+        plan = tcd_core.plan_timesteps(
+            self._algorithm,
             self._config,
             num_inference_steps,
             original_inference_steps=original_inference_steps,
@@ -211,7 +213,7 @@ class FlaxConsistencyScheduler(Generic[_S]):
         given = {name: value for name, value in changes.items() if value is not None}
         return state.replace(
             timesteps=jnp.asarray(plan.timesteps, dtype=jnp.int32),
-            prev_timesteps=jnp.asarray(plan.prev_timesteps, dtype=jnp.int32),
+            next_timesteps=jnp.asarray(plan.next_timesteps, dtype=jnp.int32),
             num_inference_steps=jnp.asarray(plan.num_inference_steps, dtype=jnp.int32),
             step_index=jnp.asarray(-1, dtype=jnp.int32),
             **given,
@@ -255,14 +257,60 @@ class FlaxConsistencyScheduler(Generic[_S]):
     def _position(
         state: _State, timestep: Any, key: jax.Array | None
     ) -> tuple[jax.Array, jax.Array, Any, jax.Array]:
-        """(key, step index, timestep, previous timestep) of a step: the state's key unless one
+        """(key, step index, timestep, next timestep) of a step: the state's key unless one
         is given; the index from the state (found in ``timesteps`` on a fresh state); a host
         ``timestep`` as given (the reference's double-precision path), else as an array."""
         key = state.key if key is None else as_typed_key(key)
         # host values in the table's range (JAX would clamp them), arrays of an integer dtype
         check_index("timestep", timestep, state.common.alphas_cumprod.shape[0])
         index, t = step_index(state.timesteps, state.step_index, timestep)
-        return key, index, timestep if is_host(timestep) else t, state.prev_timesteps[index]
+        return key, index, timestep if is_host(timestep) else t, state.next_timesteps[index]
+
+    def _step(
+        self,
+        state: _S,
+        model_output: jax.Array,
+        timestep: Any,
+        sample: jax.Array,
+        key: jax.Array | None,
+        eta: Any,
+        return_dict: bool,
+    ) -> Any:
+        """One step of the scheduler's algorithm at ``timestep`` (``eta``: TCD's override of the
+        state's η, None for the state's; always None for LCM)."""
+        algorithm = self._algorithm
+        num_steps = self._ready_steps(state, model_output, sample)
+        one_minus = None
+        if algorithm.has_eta:
+            if eta is None:
+                eta, one_minus = state.eta, state.one_minus_eta  # type: ignore[attr-defined]
+            else:
+                eta, one_minus = eta_arrays(eta)
+        key, index, t, next_t = self._position(state, timestep, key)
+        if algorithm.has_eta:
+            final = None  # TCD's last step is p = 0: the transition is exactly the identity
+            draw = (jnp.asarray(eta) > 0) & (index != num_steps - 1)
+        else:
+            final = index == num_steps - 1
+            draw = jnp.logical_not(final)
+        out = keyed_step(
+            algorithm,
+            model_output,
+            t,
+            sample,
+            next_t,
+            state.common.alphas_cumprod,
+            one_minus,
+            final,
+            draw,
+            key,
+            index,
+            # a schedule-only change of config compiles nothing new
+            step_config(self._config, algorithm),
+        )
+        return self._output(
+            state, index, out.next_sample, out.estimate, out.pred_original_sample, return_dict
+        )
 
     def _output(
         self,

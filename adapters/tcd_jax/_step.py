@@ -1,19 +1,17 @@
-"""The TCD step on JAX arrays, shared by the scheduler and the functional loop (private).
+"""One consistency step on JAX arrays, for every algorithm: shared by the Flax schedulers and the
+compiled loop (private).
 
-Everything that touches latents is tcd_core (:func:`tcd_core.step_coefficients` then
-:func:`tcd_core.tcd_update`); this module only adds what a jitted, key-driven loop needs around it:
+Everything that touches latents is tcd_core (:func:`tcd_core.coefficients` then
+:func:`tcd_core.update`); this module only adds what a jitted, key-driven loop needs around it:
 
-* η arrives as a traced float32 array (so that changing it never retraces), but the reference
-  rounds ``1 − η`` *once*, from a double, to float32. A float32 η rounds twice and gives a
-  different s = ⌊f32(1−η)·p⌋ for some (η, p) pairs (η = 0.33, 0.8, …). So host η values are turned
-  into ``f32(1 − η)`` on the host, exactly, and s is formed from that in the graph
-  (:func:`tcd_core.intermediate_timestep` with ``one_minus_eta=``).
-* the noise is masked to zero where the reference draws none (η = 0, the last step), which the
-  core's exact ratio r = 1 would give anyway; the mask makes it explicit and fuses into the update.
-* when no batch element draws at a step (η = 0 everywhere, or the last step), the normal draw is
-  skipped altogether: :func:`jax_tcd_step_keyed` takes a ``lax.cond`` branch without it. Both
-  branches give the same values there (the ratio r is exactly 1), and the predicate is traced, so
-  switching η between 0 and > 0 reuses the compiled code.
+* η arrives as a traced float32 array (so that changing it never retraces), with f32(1 − η)
+  computed on the host beside it (:func:`eta_arrays`; why: :func:`tcd_core.intermediate_timestep`);
+* the noise is masked to zero where the reference draws none (``draw`` false), which the core's
+  coefficients give anyway (TCD's transition is exactly the identity there, LCM's final step
+  exactly 1 and 0); the mask makes it explicit and fuses into the update;
+* when no batch element draws, the normal draw is skipped altogether: :func:`keyed_step` takes a
+  ``lax.cond`` branch without it. Both branches give the same values there, and the predicate is
+  traced, so switching between drawing and not drawing reuses the compiled code.
 """
 
 from __future__ import annotations
@@ -26,18 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tcd_core import (
-    TCDConfig,
-    TCDStepOutput,
-    check_eta,
-    intermediate_timestep,
-    step_coefficients,
-    tcd_update,
-)
+from tcd_core import TCD, Algorithm, StepOutput, TCDConfig, check_eta, coefficients, update
+from tcd_core import intermediate_timestep as core_intermediate
+from tcd_core._step_common import check_per_batch
 
 from .noise import step_noise
 
-__all__ = ["eta_arrays", "intermediate", "is_host", "jax_tcd_step", "jax_tcd_step_keyed"]
+__all__ = ["eta_arrays", "intermediate", "is_host", "jax_step", "keyed_step"]
 
 
 def is_host(x: Any) -> bool:
@@ -70,9 +63,9 @@ def eta_arrays(eta: Any) -> tuple[Any, Any]:
     return eta, 1.0 - eta
 
 
-def intermediate(prev_timestep: Any, one_minus_eta: jax.Array) -> jax.Array:
+def intermediate(next_timestep: Any, one_minus_eta: jax.Array) -> jax.Array:
     """s = ⌊f32(1−η)·f32(p)⌋ from a given f32(1−η) (:func:`tcd_core.intermediate_timestep`)."""
-    return intermediate_timestep(jnp.asarray(prev_timestep), one_minus_eta=one_minus_eta)
+    return core_intermediate(jnp.asarray(next_timestep), one_minus_eta=one_minus_eta)
 
 
 def _broadcast(mask: jax.Array, ndim: int) -> jax.Array:
@@ -82,81 +75,110 @@ def _broadcast(mask: jax.Array, ndim: int) -> jax.Array:
     return mask
 
 
-def jax_tcd_step(
+def jax_step(
+    algorithm: Algorithm,
     model_output: jax.Array,
     timestep: Any,
     sample: jax.Array,
-    prev_timestep: Any,
+    next_timestep: Any,
     alphas_cumprod: jax.Array,
-    one_minus_eta: jax.Array,
+    one_minus_eta: jax.Array | None,
+    final: Any,
     draw: Any,
     noise: jax.Array | None,
     config: TCDConfig,
-) -> TCDStepOutput:
-    """One TCD step t → p with s from ``one_minus_eta``; ``noise`` enters where ``draw`` is true.
-
-    Where ``draw`` is false (η = 0 or the reference's last step) the ratio ᾱ_p/ᾱ_s is exactly 1
-    anyway; the mask makes "no noise there" explicit and costs nothing (it fuses into the update).
-    """
+) -> StepOutput:
+    """One step of ``algorithm`` from t to the next timestep; ``noise`` enters where ``draw`` is
+    true. TCD takes s from ``one_minus_eta`` (and no ``final``); LCM takes ``final``."""
     for name, other in (("model_output", model_output), ("noise", noise)):
         if other is not None and tuple(other.shape) != tuple(sample.shape):
             raise ValueError(
                 f"`{name}` must have the sample's shape {tuple(sample.shape)}, "
                 f"got {tuple(other.shape)}"
             )
-    p = jnp.asarray(prev_timestep)
-    s = intermediate(p, one_minus_eta)
-    if s.ndim == 1 and s.shape[0] != (sample.shape[0] if sample.ndim else 1):
-        raise ValueError(
-            f"per-batch `eta`/timesteps must have one entry per batch element "
-            f"({sample.shape[0] if sample.ndim else 1}), got {s.shape[0]}"
+    batch = sample.shape[0] if sample.ndim else 1
+    if algorithm.has_eta:
+        p = jnp.asarray(next_timestep)
+        s = intermediate(p, one_minus_eta)
+        if s.ndim == 1 and s.shape[0] != batch:
+            raise ValueError(
+                f"per-batch `eta`/timesteps must have one entry per batch element "
+                f"({batch}), got {s.shape[0]}"
+            )
+        c = coefficients(
+            algorithm, alphas_cumprod, jnp.asarray(timestep), p, intermediate=s, ndim=sample.ndim
         )
-    coefficients = step_coefficients(
-        alphas_cumprod, jnp.asarray(timestep), p, intermediate=s, ndim=sample.ndim
-    )
+    else:
+        check_per_batch("final", tuple(jnp.shape(final)), batch, "a bool or a 1-D boolean array")
+        c = coefficients(
+            algorithm, alphas_cumprod, timestep, next_timestep, final=final,
+            timestep_scaling=config.timestep_scaling, ndim=sample.ndim,
+        )  # fmt: skip
     if noise is not None and draw is not None:
         noise = jnp.where(_broadcast(draw, sample.ndim), noise, jnp.zeros((), noise.dtype))
-    return tcd_update(coefficients, model_output, sample, noise, config)
+    return update(algorithm, c, model_output, sample, noise, config)
 
 
-# Jitted so that an eager call (a hand-written Python loop over ``FlaxTCDScheduler.step``) compiles
-# the step and its two ``lax.cond`` branches once per shape, dtype and config instead of tracing
-# and compiling fresh branch closures on every call (about 0.6-1 s per eager step). Inside an
-# outer ``jit``/``scan`` the call is inlined as usual.
-@functools.partial(jax.jit, static_argnames=("config",))
-def jax_tcd_step_keyed(
+# Jitted so that an eager call (a hand-written Python loop over a Flax scheduler's ``step``)
+# compiles the step and its two ``lax.cond`` branches once per shape, dtype, algorithm and config
+# instead of tracing and compiling fresh branch closures on every call (about 0.6-1 s per eager
+# step). Inside an outer ``jit``/``scan`` the call is inlined as usual.
+@functools.partial(jax.jit, static_argnames=("algorithm", "config"))
+def keyed_step(
+    algorithm: Algorithm,
     model_output: jax.Array,
     timestep: Any,
     sample: jax.Array,
-    prev_timestep: Any,
+    next_timestep: Any,
     alphas_cumprod: jax.Array,
-    one_minus_eta: jax.Array,
+    one_minus_eta: jax.Array | None,
+    final: Any,
     draw: jax.Array,
     key: jax.Array,
     index: Any,
     config: TCDConfig,
-) -> TCDStepOutput:
-    """:func:`jax_tcd_step` with z = ``normal(fold_in(key, index))`` where ``draw`` is true.
+) -> StepOutput:
+    """:func:`jax_step` with z = ``normal(fold_in(key, index))`` where ``draw`` is true.
 
     ``draw`` (0-d or one per batch element) is traced; when no element draws, a ``lax.cond``
-    branch without the normal draw runs (same values: the ratio ᾱ_p/ᾱ_s is exactly 1 there), so a
-    compiled loop pays for the draw only where the reference draws. Under ``vmap`` with a batched
-    ``draw`` the cond becomes a select and both branches run.
+    branch without the normal draw runs (same values: the core's coefficients make the noise term
+    exactly zero there), so a compiled loop pays for the draw only where the reference draws.
+    Under ``vmap`` with a batched ``draw`` the cond becomes a select and both branches run.
     """
     draw = jnp.asarray(draw)
     operands = (model_output, sample)
 
-    def noisy(operands: tuple[jax.Array, jax.Array]) -> TCDStepOutput:
+    def noisy(operands: tuple[jax.Array, jax.Array]) -> StepOutput:
         out, x = operands
         noise = step_noise(key, index, x.shape, x.dtype)
-        return jax_tcd_step(
-            out, timestep, x, prev_timestep, alphas_cumprod, one_minus_eta, draw, noise, config
-        )
+        return jax_step(
+            algorithm, out, timestep, x, next_timestep, alphas_cumprod, one_minus_eta, final,
+            draw, noise, config,
+        )  # fmt: skip
 
-    def quiet(operands: tuple[jax.Array, jax.Array]) -> TCDStepOutput:
+    def quiet(operands: tuple[jax.Array, jax.Array]) -> StepOutput:
         out, x = operands
-        return jax_tcd_step(
-            out, timestep, x, prev_timestep, alphas_cumprod, one_minus_eta, None, None, config
-        )
+        return jax_step(
+            algorithm, out, timestep, x, next_timestep, alphas_cumprod, one_minus_eta, final,
+            None, None, config,
+        )  # fmt: skip
 
     return jax.lax.cond(jnp.any(draw), noisy, quiet, operands)
+
+
+@functools.lru_cache(maxsize=64)
+def step_config(config: TCDConfig, algorithm: Algorithm = TCD) -> TCDConfig:
+    """The fields the traced step reads (LCM's also ``timestep_scaling``); the schedule enters as
+    an array, so configs that differ only in their noise schedule share one compiled loop (and
+    one compiled eager step)."""
+    fields = TCDConfig(
+        prediction_type=config.prediction_type,
+        clip_sample=config.clip_sample,
+        clip_sample_range=config.clip_sample_range,
+        thresholding=config.thresholding,
+        dynamic_thresholding_ratio=config.dynamic_thresholding_ratio,
+        sample_max_value=config.sample_max_value,
+    )
+    if algorithm.skip_connection:
+        return fields.replace(timestep_scaling=config.timestep_scaling)
+    return fields

@@ -5,8 +5,8 @@ The same convention as :class:`tcd_jax.FlaxTCDScheduler` (config + immutable sta
 step index and the PRNG key *in the state as arrays*, so ``step`` runs inside ``jax.jit``,
 ``lax.fori_loop``, ``lax.scan`` and ``pmap`` with a traced timestep, and the Flax pipelines of
 diffusers ≤ 0.39 run it unmodified). LCM has no η. The plan is :func:`tcd_core.lcm_timesteps`,
-the step :func:`tcd_core.lcm_step`; the convention machinery is shared (``_convention``,
-``_scheduler_base``).
+the step :func:`tcd_core.lcm_step`; the scheduler itself is written once (``_scheduler_base``,
+``_convention``), this module names its configuration.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from typing import Any
 import jax
 
 import tcd_core
-from tcd_core import lcm_previous_timesteps, lcm_timesteps
 
 from ._convention import OutputMixin, StateMixin, pytree_dataclass
 from ._scheduler_base import FlaxConsistencyScheduler
-from .lcm_step import jax_lcm_step_keyed
 
 __all__ = ["FlaxLCMScheduler", "FlaxLCMSchedulerOutput", "FlaxLCMSchedulerState"]
 
@@ -34,7 +32,7 @@ class FlaxLCMSchedulerState(StateMixin):
             ``final_alpha_cumprod``), a :class:`tcd_core.NoiseSchedule` of JAX arrays.
         init_noise_sigma: 1.0 (LCM's initial latents are unit Gaussians).
         timesteps: int32 (n,), the timesteps to visit (the reference's ``scheduler.timesteps``).
-        prev_timesteps: int32 (n,), each step's "previous" timestep: the next entry, and the
+        next_timesteps: int32 (n,), each step's next timestep: the next entry, and the
             step's own timestep after the last entry (:func:`tcd_core.lcm_previous_timesteps`).
         num_inference_steps: int32 0-d, the reference's ``num_inference_steps`` (untrimmed for
             custom timesteps with strength); it decides which step is final. None until
@@ -50,7 +48,7 @@ class FlaxLCMSchedulerState(StateMixin):
     common: tcd_core.NoiseSchedule
     init_noise_sigma: jax.Array
     timesteps: jax.Array
-    prev_timesteps: jax.Array
+    next_timesteps: jax.Array
     num_inference_steps: jax.Array | None
     step_index: jax.Array
     key: jax.Array
@@ -115,8 +113,7 @@ class FlaxLCMScheduler(FlaxConsistencyScheduler[FlaxLCMSchedulerState]):
     """
 
     _class_name = "LCMScheduler"
-    _plan_function = lcm_timesteps
-    _previous_function = lcm_previous_timesteps
+    _algorithm = tcd_core.LCM
     _output_type = FlaxLCMSchedulerOutput
 
     # ------------------------------------------------------------------ state
@@ -155,7 +152,7 @@ class FlaxLCMScheduler(FlaxConsistencyScheduler[FlaxLCMSchedulerState]):
             >>> from tcd_jax import FlaxLCMScheduler
             >>> scheduler = FlaxLCMScheduler()
             >>> state = scheduler.set_timesteps(scheduler.create_state(), 4)
-            >>> state.timesteps.tolist(), state.prev_timesteps.tolist()
+            >>> state.timesteps.tolist(), state.next_timesteps.tolist()
             ([999, 759, 499, 259], [759, 499, 259, 259])
         """
         del shape
@@ -192,20 +189,4 @@ class FlaxLCMScheduler(FlaxConsistencyScheduler[FlaxLCMSchedulerState]):
         (``.to_tuple()`` gives ``(prev_sample, state)``) or, with ``return_dict=False``,
         ``(prev_sample, state)``.
         """
-        num_steps = self._ready_steps(state, model_output, sample)
-        key, index, t, prev = self._position(state, timestep, key)
-        final = index == num_steps - 1
-        out = jax_lcm_step_keyed(
-            model_output,
-            t,
-            sample,
-            prev,
-            state.common.alphas_cumprod,
-            final,
-            key,
-            index,
-            self._config,
-        )
-        return self._output(
-            state, index, out.prev_sample, out.denoised, out.pred_original_sample, return_dict
-        )
+        return self._step(state, model_output, timestep, sample, key, None, return_dict)

@@ -1,57 +1,70 @@
-"""The whole TCD sampling loop as one compiled function (``lax.scan``).
+"""The whole sampling loop as one compiled function (``lax.scan``), for TCD and LCM.
 
-``sample(model_fn, latents, key, plan, eta)`` traces once per (model, config, shapes, dtypes,
-shardings): η, the key, the latents' values and the plan's values are all traced arguments, so
-changing them reuses the compiled loop. η may be one value or one per batch element, and a plan
-may give every batch element its own timesteps (``(steps, B)`` arrays, e.g. img2img with a
-strength per image), as long as all have the same number of steps.
+``sample(model_fn, latents, key, plan, eta)`` (TCD) and ``sample_lcm(model_fn, latents, key,
+plan)`` (LCM) are two named configurations of one loop (``_loop.run``). Each traces once per
+(model, config's step fields, shapes, dtypes, shardings): η, the key, the latents' values and the
+plan's values are all traced arguments, so changing them reuses the compiled loop. η may be one
+value or one per batch element, and a plan may give every batch element its own timesteps
+(``(steps, B)`` arrays, e.g. img2img with a strength per image), as long as all have the same
+number of steps.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tcd_core import TCDConfig, TCDPlan, tcd_timesteps
+from tcd_core import LCM, TCD, Algorithm, Plan, TCDConfig, plan_timesteps
 
-from ._loop import (
-    as_loop_plan,
-    checked_begin,
-    checked_config,
-    host_rows,
-    loop_inputs,
-    loop_plan,
-    scan_rows,
-    step_config,
-)
-from ._scheduler_base import host_schedule
-from ._step import eta_arrays, jax_tcd_step, jax_tcd_step_keyed
+from ._loop import DEFAULT_CONFIG, checked_config, loop_inputs, run
+from ._step import eta_arrays
 
-__all__ = ["SamplingPlan", "sample", "sampling_plan", "stack_plans"]
+__all__ = [
+    "LCMSamplingPlan",
+    "SamplingPlan",
+    "lcm_sampling_plan",
+    "sample",
+    "sample_lcm",
+    "sampling_plan",
+    "stack_plans",
+]
+
+# An algorithm is static data of a plan's pytree (no leaves): plans of different algorithms are
+# different trees, and a compiled loop is specialised to its algorithm.
+jax.tree_util.register_static(Algorithm)
 
 
 class SamplingPlan(NamedTuple):
-    """A timestep plan as fixed-shape arrays (a pytree; its values are traced, not static).
+    """A timestep plan as fixed-shape arrays (a pytree; its values are traced, not static), for
+    either algorithm.
 
     Attributes:
         timesteps: int32 ``(steps,)``, or ``(steps, B)`` for one plan per batch element.
-        prev_timesteps: int32, same shape: each step's next timestep p (0 after the last).
-        final: bool, same shape: the reference's last step (``step_index ==
-            num_inference_steps − 1``), where it draws no noise whatever η is.
+        next_timesteps: int32, same shape: each step's next timestep (0 after TCD's last step,
+            the last timestep itself for LCM: :func:`tcd_core.next_timesteps`). Also
+            ``prev_timesteps``, its former name.
+        final: bool, same shape: the reference's final step (``step_index ==
+            num_inference_steps − 1``), where it draws no noise (and LCM returns its denoised
+            sample). A custom plan trimmed by ``strength`` has none.
         begin_index: the reference's step index of the first row (0 unless the plan starts part
             way, as img2img pipelines do with ``set_begin_index``); step i draws its noise from
-            ``fold_in(key, begin_index + i)``, as ``FlaxTCDScheduler.step`` does.
+            ``fold_in(key, begin_index + i)``, as the Flax schedulers' ``step`` does.
+        algorithm: :data:`tcd_core.TCD` or :data:`tcd_core.LCM` (static: no leaves).
     """
 
     timesteps: Any
-    prev_timesteps: Any
+    next_timesteps: Any
     final: Any
     begin_index: Any = 0
+    algorithm: Algorithm = TCD
+
+    @property
+    def prev_timesteps(self) -> Any:
+        """:attr:`next_timesteps` under its former name."""
+        return self.next_timesteps
 
     @property
     def num_steps(self) -> int:
@@ -59,14 +72,46 @@ class SamplingPlan(NamedTuple):
         return int(self.timesteps.shape[0])
 
     @classmethod
-    def from_plan(cls, plan: TCDPlan, begin_index: int = 0) -> SamplingPlan:
-        """From a host :class:`tcd_core.TCDPlan`, optionally starting at ``begin_index``."""
-        index = np.arange(checked_begin(plan, begin_index), len(plan.timesteps))
-        return cls(*host_rows(plan, begin_index, index == plan.num_inference_steps - 1))
+    def from_plan(cls, plan: Plan, begin_index: int = 0) -> SamplingPlan:
+        """From a host :class:`tcd_core.Plan` (of either algorithm), optionally starting at
+        ``begin_index``.
+
+        Example:
+            >>> from tcd_core import TCDConfig, lcm_timesteps
+            >>> from tcd_jax import SamplingPlan
+            >>> plan = SamplingPlan.from_plan(lcm_timesteps(TCDConfig(), 4), begin_index=1)
+            >>> plan.timesteps.tolist(), plan.final.tolist()
+            ([759, 499, 259], [False, False, True])
+        """
+        if not isinstance(plan, Plan):
+            raise ValueError(
+                f"`plan` must be a tcd_core.Plan (tcd_core.tcd_timesteps or "
+                f"tcd_core.lcm_timesteps), got {type(plan).__name__}"
+            )
+        n = len(plan.timesteps)
+        if not 0 <= begin_index < n:
+            raise ValueError(f"`begin_index` must be in [0, {n}), got {begin_index}")
+        return cls(
+            np.asarray(plan.timesteps[begin_index:], dtype=np.int32),
+            np.asarray(plan.next_timesteps[begin_index:], dtype=np.int32),
+            plan.final_steps(begin_index),
+            begin_index,
+            plan.algorithm,
+        )
+
+    @classmethod
+    def stack(cls, plans: Sequence[SamplingPlan | Plan]) -> SamplingPlan:
+        """One plan per batch element, stacked into ``(steps, B)`` arrays (:func:`stack_plans`)."""
+        return stack_plans(plans)
 
 
-def stack_plans(plans: Sequence[SamplingPlan | TCDPlan]) -> SamplingPlan:
-    """One plan per batch element, stacked into ``(steps, B)`` arrays (equal step counts)."""
+#: The plan type under its former name (one type serves both algorithms).
+LCMSamplingPlan = SamplingPlan
+
+
+def stack_plans(plans: Sequence[SamplingPlan | Plan]) -> SamplingPlan:
+    """One plan per batch element, stacked into ``(steps, B)`` arrays (equal step counts, begin
+    indices and algorithms)."""
     converted = [p if isinstance(p, SamplingPlan) else SamplingPlan.from_plan(p) for p in plans]
     if not converted:
         raise ValueError("`plans` must not be empty")
@@ -78,10 +123,44 @@ def stack_plans(plans: Sequence[SamplingPlan | TCDPlan]) -> SamplingPlan:
     begins = sorted({int(p.begin_index) for p in converted})
     if len(begins) != 1:
         raise ValueError(f"per-sample plans must share their begin_index, got {begins}")
-    timesteps, prev, final = (
+    algorithms = {p.algorithm for p in converted}
+    if len(algorithms) != 1:
+        raise ValueError(
+            f"per-sample plans must share their algorithm, got {sorted(map(repr, algorithms))}"
+        )
+    timesteps, next_timesteps, final = (
         np.stack([np.asarray(p[i]) for p in converted], axis=1) for i in range(3)
     )
-    return SamplingPlan(timesteps, prev, final, begins[0])
+    return SamplingPlan(timesteps, next_timesteps, final, begins[0], algorithms.pop())
+
+
+def _planned(
+    algorithm: Algorithm,
+    config: TCDConfig | None,
+    num_inference_steps: int | None,
+    original_inference_steps: int | None,
+    timesteps: Sequence[int] | None,
+    strength: float | Sequence[float],
+) -> SamplingPlan:
+    """``algorithm``'s host plan as a sampling plan, or one per strength (stacked) when
+    ``strength`` is a sequence."""
+    config = DEFAULT_CONFIG if config is None else config
+
+    def plan_for(strength: float) -> SamplingPlan:
+        return SamplingPlan.from_plan(
+            plan_timesteps(
+                algorithm,
+                config,
+                num_inference_steps,
+                original_inference_steps=original_inference_steps,
+                timesteps=timesteps,
+                strength=strength,
+            )
+        )
+
+    if isinstance(strength, (list, tuple, np.ndarray)):
+        return stack_plans([plan_for(float(s)) for s in strength])
+    return plan_for(strength)  # type: ignore[arg-type]
 
 
 def sampling_plan(
@@ -92,7 +171,7 @@ def sampling_plan(
     timesteps: Sequence[int] | None = None,
     strength: float | Sequence[float] = 1.0,
 ) -> SamplingPlan:
-    """The reference's timestep plan (:func:`tcd_core.tcd_timesteps`) for :func:`sample`.
+    """The reference's TCD plan (:func:`tcd_core.tcd_timesteps`) for :func:`sample`.
 
     ``strength`` may be a sequence, one value per batch element: the result then has ``(steps,
     B)`` arrays (every strength must give the same number of steps, which the standard path
@@ -105,23 +184,59 @@ def sampling_plan(
         >>> tcd_jax.sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
         [[999, 499], [499, 259]]
     """
-    return loop_plan(
-        tcd_timesteps,
-        SamplingPlan.from_plan,
-        stack_plans,
-        config,
-        num_inference_steps,
-        original_inference_steps,
-        timesteps,
-        strength,
-    )
+    return _planned(TCD, config, num_inference_steps, original_inference_steps, timesteps, strength)
+
+
+def lcm_sampling_plan(
+    config: TCDConfig | None = None,
+    num_inference_steps: int | None = None,
+    *,
+    original_inference_steps: int | None = None,
+    timesteps: Sequence[int] | None = None,
+    strength: float | Sequence[float] = 1.0,
+) -> SamplingPlan:
+    """The reference ``LCMScheduler``'s plan (:func:`tcd_core.lcm_timesteps`) for
+    :func:`sample_lcm`; ``strength`` as in :func:`sampling_plan`.
+
+    Example:
+        >>> import tcd_jax
+        >>> tcd_jax.lcm_sampling_plan(num_inference_steps=4).next_timesteps.tolist()
+        [759, 499, 259, 259]
+        >>> tcd_jax.lcm_sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
+        [[999, 499], [499, 259]]
+    """
+    return _planned(LCM, config, num_inference_steps, original_inference_steps, timesteps, strength)
+
+
+def _a(algorithm: Algorithm) -> str:
+    """ "a TCD", "an LCM"."""
+    return f"{'an' if repr(algorithm)[0] in 'AEFHILMNORSX' else 'a'} {algorithm!r}"
+
+
+def _loop_plan(plan: Any, algorithm: Algorithm, maker: str) -> SamplingPlan:
+    """``plan`` (a :class:`SamplingPlan` or a host :class:`tcd_core.Plan`) as a sampling plan of
+    ``algorithm``; ValueError for anything else, or for the other algorithm's plan (their plans
+    differ for the same arguments)."""
+    if isinstance(plan, Plan):
+        plan = SamplingPlan.from_plan(plan)
+    if not isinstance(plan, SamplingPlan):
+        raise ValueError(
+            f"`plan` must be a SamplingPlan (tcd_jax.{maker}) or a tcd_core.Plan, "
+            f"got {type(plan).__name__}"
+        )
+    if plan.algorithm is not algorithm:
+        raise ValueError(
+            f"`plan` must be {_a(algorithm)} plan (tcd_jax.{maker}), got {_a(plan.algorithm)} "
+            f"plan ({algorithm!r} and {plan.algorithm!r} plans differ for the same arguments)"
+        )
+    return plan
 
 
 def sample(
     model_fn: Callable[[jax.Array, jax.Array], jax.Array],
     latents: jax.Array,
     key: jax.Array,
-    plan: SamplingPlan | TCDPlan,
+    plan: SamplingPlan | Plan,
     eta: Any = 0.3,
     *,
     config: TCDConfig | None = None,
@@ -142,7 +257,8 @@ def sample(
             The output keeps its sharding.
         key: a PRNG key (any implementation, see :func:`tcd_jax.prng_key`), or one per batch
             element (shape ``(B,)``).
-        plan: :func:`sampling_plan` / :func:`stack_plans` output, or a :class:`tcd_core.TCDPlan`.
+        plan: :func:`sampling_plan` / :func:`stack_plans` output, or a TCD
+            :class:`tcd_core.Plan`.
         eta: η ∈ [0, 1], a number or one per batch element. Python/NumPy values are checked
             (ValueError) and rounded exactly like the reference; JAX arrays are used as given.
         config: the scheduler config (prediction type, schedule, clipping); default TCDConfig().
@@ -157,43 +273,53 @@ def sample(
         (2, 4, 8, 8)
     """
     config = checked_config(config)
-    plan = as_loop_plan(
-        plan, TCDPlan, SamplingPlan, "a SamplingPlan (tcd_jax.sampling_plan) or a tcd_core.TCDPlan"
-    )
+    plan = _loop_plan(plan, TCD, "sampling_plan")
     eta_f32, one_minus = eta_arrays(eta)
     latents, plan, batch = loop_inputs(latents, plan)
     if eta_f32.ndim == 1 and eta_f32.shape[0] != batch:
         raise ValueError(f"per-batch `eta` has {eta_f32.shape[0]} entries for a batch of {batch}")
-    alphas_cumprod = host_schedule(config).alphas_cumprod
-    return _sample_loop(
-        model_fn, step_config(config), latents, key, plan, eta_f32, one_minus, alphas_cumprod
-    )
+    return run(TCD, model_fn, latents, key, plan, eta_f32, one_minus, config)
 
 
-@functools.partial(jax.jit, static_argnames=("model_fn", "config"))
-def _sample_loop(
+def sample_lcm(
     model_fn: Callable[[jax.Array, jax.Array], jax.Array],
-    config: TCDConfig,
     latents: jax.Array,
     key: jax.Array,
-    plan: SamplingPlan,
-    eta: jax.Array,
-    one_minus_eta: jax.Array,
-    alphas_cumprod: jax.Array,
+    plan: SamplingPlan | Plan,
+    *,
+    config: TCDConfig | None = None,
 ) -> jax.Array:
-    def step(x: jax.Array, i: jax.Array, t: jax.Array, p: jax.Array, final: jax.Array) -> jax.Array:
-        model_output = model_fn(x, t)
-        # No batch element draws (η = 0, or a final row): the step runs without the normal draw.
-        draw = (eta > 0) & jnp.logical_not(final)
-        out = jax_tcd_step_keyed(
-            model_output, t, x, p, alphas_cumprod, one_minus_eta, draw, key, i, config
-        )
-        return out.prev_sample
+    r"""Run the whole LCM loop (Algorithm 1), compiled once with ``lax.scan``; the final latents.
 
-    # Every row but the last runs in the scan. The last row always has p = 0, hence s = 0 and a
-    # re-noising ratio of exactly 1: its noise term is exactly zero whatever is drawn, so it runs
-    # after the scan without drawing (the draw would cost as much as the rest of the step).
-    x = scan_rows(step, latents, plan, scan_last=False)
-    t, p = plan.timesteps[-1], plan.prev_timesteps[-1]
-    last = jax_tcd_step(model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, config)
-    return last.prev_sample
+    For step i with timestep t and next timestep p: ``out = model_fn(x, t)`` (t int32, 0-d or
+    one per batch element), then x ← :func:`tcd_core.lcm_step`: x̂₀ from ``out``,
+    denoised = c_out·x̂₀ + c_skip·x, and x = √ᾱ_p·denoised + √(1−ᾱ_p)·z with
+    z = ``normal(fold_in(key, begin_index + i))`` in the latents' dtype, except at the final step,
+    which returns ``denoised`` and draws nothing (a ``lax.cond`` skips the draw). Equal to
+    ``FlaxLCMScheduler.step`` in a loop with the same key, and to diffusers' ``LCMScheduler``
+    given the same noise.
+
+    Args:
+        model_fn: the consistency model, ``model_fn(x, t) -> model output`` (ε, x₀ or v per the
+            config). It is a static argument: define it once (a new function object compiles
+            anew).
+        latents: x at ``plan.timesteps[0]``; any float dtype, kept. The output keeps its
+            sharding.
+        key: a PRNG key, or one per batch element (shape ``(B,)``).
+        plan: :func:`lcm_sampling_plan` / :func:`stack_plans` output, or an LCM
+            :class:`tcd_core.Plan`.
+        config: the scheduler config (prediction type, schedule, ``timestep_scaling``,
+            clipping/thresholding); default ``TCDConfig()`` (LCM's defaults too).
+
+    Example:
+        >>> import jax, tcd_jax
+        >>> plan = tcd_jax.lcm_sampling_plan(num_inference_steps=4)
+        >>> model = lambda x, t: 0.1 * x                      # a consistency model goes here
+        >>> x = jax.random.normal(jax.random.key(0), (2, 4, 8, 8))
+        >>> tcd_jax.sample_lcm(model, x, jax.random.key(1), plan).shape
+        (2, 4, 8, 8)
+    """
+    config = checked_config(config)
+    plan = _loop_plan(plan, LCM, "lcm_sampling_plan")
+    latents, plan, _ = loop_inputs(latents, plan)
+    return run(LCM, model_fn, latents, key, plan, None, None, config)

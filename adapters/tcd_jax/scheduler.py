@@ -15,15 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 import tcd_core
-from tcd_core import NoiseSchedule, tcd_timesteps
+from tcd_core import NoiseSchedule
 
 from ._convention import OutputMixin, StateMixin, pytree_dataclass, state_eta
-from ._loop import step_config
 from ._scheduler_base import FlaxConsistencyScheduler, host_schedule, jax_schedule
-from ._step import eta_arrays, jax_tcd_step_keyed
 
 __all__ = [
     "FlaxTCDScheduler",
@@ -46,7 +43,8 @@ class FlaxTCDSchedulerState(StateMixin):
             ``final_alpha_cumprod``), a :class:`tcd_core.NoiseSchedule` of JAX arrays.
         init_noise_sigma: 1.0 (TCD's initial latents are unit Gaussians).
         timesteps: int32 (n,), the timesteps to visit (the reference's ``scheduler.timesteps``).
-        prev_timesteps: int32 (n,), each step's next timestep p (0 after the last).
+        next_timesteps: int32 (n,), each step's next timestep p (0 after the last); also
+            ``prev_timesteps``, its former name.
         num_inference_steps: int32 0-d, the reference's ``num_inference_steps`` (untrimmed for
             custom timesteps with strength); None until ``set_timesteps`` has run.
         step_index: int32 0-d; -1 until the first step (which then looks its timestep up in
@@ -67,7 +65,7 @@ class FlaxTCDSchedulerState(StateMixin):
     common: NoiseSchedule
     init_noise_sigma: jax.Array
     timesteps: jax.Array
-    prev_timesteps: jax.Array
+    next_timesteps: jax.Array
     num_inference_steps: jax.Array | None
     step_index: jax.Array
     key: jax.Array
@@ -146,8 +144,7 @@ class FlaxTCDScheduler(FlaxConsistencyScheduler[FlaxTCDSchedulerState]):
     """
 
     _class_name = "TCDScheduler"
-    _plan_function = tcd_timesteps
-    _previous_function = tcd_core.previous_timesteps
+    _algorithm = tcd_core.TCD
     _output_type = FlaxTCDSchedulerOutput
 
     # ------------------------------------------------------------------ state
@@ -230,30 +227,4 @@ class FlaxTCDScheduler(FlaxConsistencyScheduler[FlaxTCDSchedulerState]):
         Returns ``FlaxTCDSchedulerOutput(prev_sample, state, …)`` (``.to_tuple()`` gives
         ``(prev_sample, state)``) or, with ``return_dict=False``, ``(prev_sample, state)``.
         """
-        num_steps = self._ready_steps(state, model_output, sample)
-        if eta is None:
-            eta_f32, one_minus = state.eta, state.one_minus_eta
-        else:
-            eta_f32, one_minus = eta_arrays(eta)
-        key, index, t, prev = self._position(state, timestep, key)
-        draw = (jnp.asarray(eta_f32) > 0) & (index != num_steps - 1)
-        out = jax_tcd_step_keyed(
-            model_output,
-            t,
-            sample,
-            prev,
-            state.common.alphas_cumprod,
-            one_minus,
-            draw,
-            key,
-            index,
-            step_config(self._config),  # a schedule-only change of config compiles nothing new
-        )
-        return self._output(
-            state,
-            index,
-            out.prev_sample,
-            out.pred_noised_sample,
-            out.pred_original_sample,
-            return_dict,
-        )
+        return self._step(state, model_output, timestep, sample, key, eta, return_dict)

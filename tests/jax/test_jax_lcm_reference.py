@@ -28,7 +28,7 @@ from jax_helpers import (
 )
 
 import tcd_jax
-from tcd_core import TCDConfig, lcm_timesteps
+from tcd_core import TCDConfig, lcm_timesteps, tcd_timesteps
 
 SHAPE = (2, 3, 4, 4)
 
@@ -347,9 +347,14 @@ def test_plans_of_the_two_samplers_are_not_interchangeable():
     assert lcm.timesteps.tolist() == [999, 759, 499, 259]
     assert tcd.timesteps.tolist() == [999, 749, 499, 249]
     x = jnp.zeros((1, 2, 2, 2))
-    with pytest.raises(ValueError, match="LCMSamplingPlan"):
+    with pytest.raises(ValueError, match=r"must be an LCM plan .*got a TCD plan"):
         tcd_jax.sample_lcm(toy_model_jax, x, jax.random.key(0), tcd)
-    with pytest.raises(ValueError, match="SamplingPlan"):
+    with pytest.raises(ValueError, match=r"must be a TCD plan .*got an LCM plan"):
         tcd_jax.sample(toy_model_jax, x, jax.random.key(0), lcm)
-    with pytest.raises(ValueError, match="LCMPlan"):
+    # host plans carry their algorithm too
+    with pytest.raises(ValueError, match="must be an LCM plan"):
+        tcd_jax.sample_lcm(toy_model_jax, x, jax.random.key(0), tcd_timesteps(config, 4))
+    with pytest.raises(ValueError, match="must be a TCD plan"):
+        tcd_jax.sample(toy_model_jax, x, jax.random.key(0), lcm_timesteps(config, 4))
+    with pytest.raises(ValueError, match=r"tcd_core\.Plan"):
         tcd_jax.LCMSamplingPlan.from_plan(tcd_jax.sampling_plan(config, 4))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import torch
 from diffusers import LCMScheduler
 from jax_helpers import toy_model_jax
 
+import tcd_core
 import tcd_jax
 from tcd_core import TCDConfig
 
@@ -106,15 +107,16 @@ def _conds(jaxpr) -> list:
 def test_the_step_has_a_branch_without_the_draw_taken_at_the_final_step():
     """The step is a lax.cond between a branch that draws the normal and one that does not; the
     predicate is the traced `final` mask, and both give the same result at a final step."""
-    from tcd_jax.lcm_step import jax_lcm_step_keyed
+    from tcd_jax._step import keyed_step
 
     ac = jnp.asarray(tcd_jax.jax_schedule(CONFIG).alphas_cumprod)
     x = _x(2)
 
     def step(final, key):
-        return jax_lcm_step_keyed(
-            toy_model_jax(x, 259), jnp.int32(259), x, jnp.int32(259), ac, final, key, 3, CONFIG
-        ).prev_sample
+        return keyed_step(
+            tcd_core.LCM, toy_model_jax(x, 259), jnp.int32(259), x, jnp.int32(259), ac, None,
+            final, jnp.logical_not(final), key, 3, CONFIG,
+        ).prev_sample  # fmt: skip
 
     jaxpr = jax.make_jaxpr(step)(jnp.bool_(True), jax.random.key(0)).jaxpr
     (cond,) = _conds(jaxpr)
@@ -338,9 +340,12 @@ def test_bad_input_raises_value_errors():
         tcd_jax.LCMSamplingPlan.from_plan(lcm_timesteps(CONFIG, 4), begin_index=4)
 
 
-@pytest.mark.parametrize("module", ["tcd_jax.lcm", "tcd_jax.lcm_sampling"])
-def test_lcm_docstring_examples_run(module):
-    """The examples in the LCM modules' docstrings (rendered in the API reference) run."""
+@pytest.mark.parametrize(
+    "module", ["tcd_jax.lcm", "tcd_jax.scheduler", "tcd_jax.sampling", "tcd_jax.noise"]
+)
+def test_docstring_examples_run(module):
+    """The examples in the modules' docstrings (rendered in the API reference) run: the two
+    schedulers' and the one sampling module that serves both algorithms."""
     import doctest
     import importlib
 

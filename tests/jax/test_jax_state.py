@@ -344,21 +344,26 @@ def test_bad_key_and_eta_in_the_state_are_value_errors():
         scheduler.set_timesteps(scheduler.create_state(), 4, eta=2.0)
 
 
-def test_eager_steps_compile_once(monkeypatch):
+@pytest.mark.parametrize(
+    ("scheduler_class", "shape"),
+    # shapes no other test compiles
+    [(tcd_jax.FlaxTCDScheduler, (1, 3, 5, 7)), (tcd_jax.FlaxLCMScheduler, (1, 3, 5, 9))],
+)
+def test_eager_steps_compile_once(monkeypatch, scheduler_class, shape):
     # A Python loop over step (no jit around it) must not trace the step's cond branches afresh
-    # on every call: it did, and each eager step cost a compilation (~1 s).
+    # on every call: it did, and each eager step cost a compilation (~1 s). Both schedulers run
+    # the one keyed step, so both compile it once.
     import tcd_jax._step as step_module
 
     traces = []
-    real = step_module.step_coefficients
+    real = step_module.coefficients
 
     def counting(*args, **kwargs):
         traces.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(step_module, "step_coefficients", counting)
-    scheduler = tcd_jax.FlaxTCDScheduler()
-    shape = (1, 3, 5, 7)  # a shape no other test compiles
+    monkeypatch.setattr(step_module, "coefficients", counting)
+    scheduler = scheduler_class()
     state = scheduler.set_timesteps(scheduler.create_state(), 4, shape=shape)
     x = jnp.ones(shape)
     per_step = []
