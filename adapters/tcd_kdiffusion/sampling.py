@@ -31,10 +31,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from tcd_core import TCDConfig, check_eta, intermediate_timestep, step_coefficients, tcd_update
+from tcd_core import TCD, TCDConfig, check_eta, intermediate_timestep, step_coefficients, tcd_update
 
 from .noise import NoiseSampler, default_noise_sampler
-from .schedule import Table, resolve_table, timesteps_of
+from .schedule import Table, host_1d, resolve_table, timesteps_of
 
 __all__ = ["sample_tcd"]
 
@@ -47,8 +47,9 @@ _X, _DENOISED, _NOISE = np.eye(3)
 _PLAN_CACHE_SIZE = 64
 
 
-class _HostPlan(NamedTuple):
-    """The steps of one (table, sigmas, η), prepared on the host (cached; never mutated).
+class _Folded(NamedTuple):
+    """The folded weights of one (table, sigmas, η)'s steps, prepared on the host (cached;
+    never mutated).
 
     Attributes:
         weights: float32, shape (steps, batch, 3): per step and batch row, (a, b, c) of
@@ -64,15 +65,7 @@ class _HostPlan(NamedTuple):
 
 def _host_sigmas(sigmas: Any) -> np.ndarray:
     """The σ's as a read-only float64 host array, validated (cached by value)."""
-    if isinstance(sigmas, torch.Tensor):
-        host = sigmas.detach().to("cpu", torch.float64).numpy()
-    else:
-        try:
-            host = np.asarray(sigmas, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"`sigmas` must be a 1-D tensor of noise levels: {err}") from None
-    if host.ndim != 1 or host.size == 0:
-        raise ValueError(f"`sigmas` must be a non-empty 1-D tensor, got shape {host.shape}")
+    host = host_1d(sigmas, "`sigmas`", "a 1-D tensor of noise levels")
     return _checked_sigmas(host.tobytes())
 
 
@@ -155,7 +148,7 @@ def _folded_weights(
 
 
 @functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
-def _host_plan(table: Table, sigmas: bytes, eta: float | bytes) -> _HostPlan:
+def _host_plan(table: Table, sigmas: bytes, eta: float | bytes) -> _Folded:
     """σ's → integer timesteps → each step's weights (all validation). Cached: a UI samples
     with the same table, sigmas and η call after call; the arguments are the values' bytes."""
     sig = np.frombuffer(sigmas, dtype=np.float64)
@@ -179,14 +172,15 @@ def _host_plan(table: Table, sigmas: bytes, eta: float | bytes) -> _HostPlan:
     s = intermediate_timestep(p[:, None], eta_host)
     weights = _folded_weights(table.alphas_cumprod, t, p, s, is_final)
     weights.flags.writeable = False
-    draws = bool(np.any(np.asarray(eta_host) > 0))
+    # the reference's rule (any batch element's η > 0 draws one noise for the batch)
+    positive = float(np.max(eta_host))
     scalars = None
     if isinstance(eta_host, float):
         scalars = tuple((float(a), float(b), float(c)) for a, b, c in weights[:, 0].tolist())
-    return _HostPlan(weights, scalars, tuple(draws and not is_final[i] for i in range(n)))
+    return _Folded(weights, scalars, tuple(TCD.draws(positive, bool(f)) for f in is_final))
 
 
-def _device_weights(plan: _HostPlan, x: torch.Tensor) -> list[tuple[Any, Any, Any]]:
+def _device_weights(plan: _Folded, x: torch.Tensor) -> list[tuple[Any, Any, Any]]:
     """Each step's (a, b, c): Python floats for a scalar η (torch's scalar path, no device
     tensor), else float32 device tensors of shape (B, 1, …, 1) moved in one transfer."""
     if plan.scalars is not None:

@@ -32,15 +32,15 @@ entry also allows the change of σ that two float32 ulps of ᾱ_t make."""
 _MAX_DEPTH = 6
 
 
-def _host_1d(values: Any, label: str) -> np.ndarray:
+def host_1d(values: Any, label: str, what: str = "a 1-D sequence of numbers") -> np.ndarray:
     """A 1-D float64 host copy of a tensor, array or sequence (ValueError naming ``label``: an
-    argument's name in backticks, or a model attribute's path)."""
+    argument's name in backticks, or a model attribute's path; ``what`` it must be)."""
     if isinstance(values, torch.Tensor):
         values = values.detach().to("cpu", torch.float64).numpy()
     try:
         out = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{label} must be a 1-D sequence of numbers: {err}") from None
+        raise ValueError(f"{label} must be {what}: {err}") from None
     if out.ndim != 1 or out.size == 0:
         raise ValueError(f"{label} must be a non-empty 1-D tensor, got shape {out.shape}")
     return out
@@ -60,7 +60,7 @@ def alphas_cumprod_from_sigmas(sigmas: Any) -> torch.Tensor:
         >>> ac.tolist(), sigmas_from_alphas_cumprod(ac).tolist()
         ([0.8, 0.5, 0.1], [0.5, 1.0, 3.0])
     """
-    sig = _host_1d(sigmas, "`sigmas`")
+    sig = host_1d(sigmas, "`sigmas`")
     if not np.all(np.isfinite(sig)) or np.any(sig < 0):
         raise ValueError("`sigmas` must be finite and non-negative")
     return torch.from_numpy(1.0 / (1.0 + sig * sig))
@@ -82,7 +82,7 @@ def sigmas_from_alphas_cumprod(alphas_cumprod: Any) -> torch.Tensor:
 
 def check_alphas_cumprod(alphas_cumprod: Any, name: str) -> np.ndarray:
     """The ᾱ table as a float64 host copy of its values, checked to lie in [0, 1]."""
-    ac = _host_1d(alphas_cumprod, f"`{name}`")
+    ac = host_1d(alphas_cumprod, f"`{name}`")
     _check_alphas(ac, f"`{name}`")
     return ac
 
@@ -165,11 +165,11 @@ def _cached_table(kind: str, values: bytes, source: str) -> Table:
 
 
 def _from_sigmas(sigmas: Any, source: str) -> Table:
-    return _cached_table("sigmas", _host_1d(sigmas, source).tobytes(), source)
+    return _cached_table("sigmas", host_1d(sigmas, source).tobytes(), source)
 
 
 def _from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
-    return _cached_table("alphas_cumprod", _host_1d(alphas_cumprod, source).tobytes(), source)
+    return _cached_table("alphas_cumprod", host_1d(alphas_cumprod, source).tobytes(), source)
 
 
 def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:
