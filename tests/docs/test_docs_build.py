@@ -1,8 +1,10 @@
 """The documentation site builds in strict mode: a broken link, anchor, nav entry or API
 reference fails the build (this is how CI builds the docs)."""
 
+import html
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +39,20 @@ def _own_public_methods(cls: type) -> list[str]:
     return out
 
 
+def _former_name(module: object, name: str, obj: type) -> bool:
+    """Whether ``name`` is another exported name of the class ``obj`` (``TCDPlan`` for
+    ``Plan``): an alias kept for old code."""
+    canonical = obj.__name__
+    return canonical != name and canonical in module.__all__ and getattr(module, canonical) is obj
+
+
+def _heading(page: str, entry: str) -> str:
+    """The text of ``entry``'s heading on the built page (tags removed)."""
+    start = page.index(f'id="{entry}"')
+    heading = page[start : page.index("</h", start)]
+    return html.unescape(re.sub(r"<[^>]+>", "", heading))
+
+
 def test_mkdocs_build_strict(tmp_path):
     site = tmp_path / "site"
     proc = _mkdocs(
@@ -62,6 +78,12 @@ def test_mkdocs_build_strict(tmp_path):
             if name.startswith("__") or foreign:  # diffusers' output classes, re-exported
                 continue
             assert f'id="{package}.{name}"' in api, f"{package}.{name} is not in the API page"
+            if isinstance(obj, type) and _former_name(module, name, obj):
+                # TCDPlan = Plan: the entry says which name it stands for; the members are that
+                # name's, checked under it
+                heading = _heading(api, f"{package}.{name}")
+                assert f"{name} = {obj.__name__}" in heading, heading
+                continue
             if isinstance(obj, type):  # and its public methods, inherited from our bases too
                 for member in _own_public_methods(obj):
                     entry = f"{package}.{name}.{member}"
