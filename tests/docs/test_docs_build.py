@@ -90,6 +90,10 @@ def test_mkdocs_build_strict(tmp_path):
                     assert f'id="{entry}"' in api, f"{entry} is not in the API page"
     concepts = (site / "concepts" / "index.html").read_text(encoding="utf-8")
     assert 'class="arithmatex"' in concepts  # the maths is typeset, not left as dollars
+    architecture = (site / "architecture" / "index.html").read_text(encoding="utf-8")
+    assert 'class="arithmatex"' in architecture
+    # the diagrams are mermaid blocks for mkdocs-material to draw, not code listings
+    assert architecture.count('<pre class="mermaid"><code>flowchart') == 2
 
 
 def test_strict_mode_fails_on_a_broken_link(tmp_path):

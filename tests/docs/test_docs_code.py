@@ -63,6 +63,7 @@ def test_the_docs_have_examples_to_run():
     names = {str(p.relative_to(ROOT)) for p in FILES}
     for must in (
         "docs/getting-started.md",
+        "docs/architecture.md",
         "docs/guides/custom-sampler.md",
         "docs/concepts.md",
         "docs/sample.md",
