@@ -131,16 +131,46 @@ class Coefficients(NamedTuple):
     keep: Any
     noise: Any
 
-    sqrt_alpha_t = property(lambda self: self.alpha_t, doc="alpha_t (former name)")
-    sqrt_beta_t = property(lambda self: self.sigma_t, doc="sigma_t (former name)")
-    sqrt_alpha_s = property(lambda self: self.original, doc="TCD's original (former name)")
-    sqrt_beta_s = property(lambda self: self.other, doc="TCD's other (former name)")
-    sqrt_ratio = property(lambda self: self.keep, doc="TCD's keep (former name)")
-    sqrt_one_minus_ratio = property(lambda self: self.noise, doc="TCD's noise (former name)")
-    c_out = property(lambda self: self.original, doc="LCM's original (former name)")
-    c_skip = property(lambda self: self.other, doc="LCM's other (former name)")
-    sqrt_alpha_prev = property(lambda self: self.keep, doc="LCM's keep (former name)")
-    sqrt_beta_prev = property(lambda self: self.noise, doc="LCM's noise (former name)")
+    # the former field names (TCD's, then LCM's)
+    @property
+    def sqrt_alpha_t(self) -> Any:
+        return self.alpha_t
+
+    @property
+    def sqrt_beta_t(self) -> Any:
+        return self.sigma_t
+
+    @property
+    def sqrt_alpha_s(self) -> Any:
+        return self.original
+
+    @property
+    def sqrt_beta_s(self) -> Any:
+        return self.other
+
+    @property
+    def sqrt_ratio(self) -> Any:
+        return self.keep
+
+    @property
+    def sqrt_one_minus_ratio(self) -> Any:
+        return self.noise
+
+    @property
+    def c_out(self) -> Any:
+        return self.original
+
+    @property
+    def c_skip(self) -> Any:
+        return self.other
+
+    @property
+    def sqrt_alpha_prev(self) -> Any:
+        return self.keep
+
+    @property
+    def sqrt_beta_prev(self) -> Any:
+        return self.noise
 
 
 #: The coefficient type under its former names (one type serves both algorithms).

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 import array_api_compat
 import numpy as np
 import torch
-from diffusers.configuration_utils import ConfigMixin, FrozenDict
+from diffusers.configuration_utils import ConfigMixin, FrozenDict, register_to_config
 from diffusers.schedulers.scheduling_utils import SCHEDULER_CONFIG_NAME, SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -142,12 +142,37 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
     _algorithm: ClassVar[tcd_core.Algorithm]
     #: ``Output(prev_sample, <the step's estimate>)``: the reference's output dataclass, built
     #: by :func:`fast_output`.
-    _output: ClassVar[Callable[[Any, Any], Any]]
+    _output: ClassVar[staticmethod[[Any, Any], Any]]
 
     num_inference_steps: int | None
     timesteps: torch.Tensor
     custom_timesteps: bool
     alphas_cumprod: torch.Tensor
+
+    # diffusers reads a scheduler's config fields from its constructor's signature; TCDScheduler
+    # and LCMScheduler have the same fields (those of diffusers' two classes), so they share it.
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.00085,
+        beta_end: float = 0.012,
+        beta_schedule: str = "scaled_linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        original_inference_steps: int = 50,
+        clip_sample: bool = False,
+        clip_sample_range: float = 1.0,
+        set_alpha_to_one: bool = True,
+        steps_offset: int = 0,
+        prediction_type: str = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        sample_max_value: float = 1.0,
+        timestep_spacing: str = "leading",
+        timestep_scaling: float = 10.0,
+        rescale_betas_zero_snr: bool = False,
+    ) -> None:
+        self._setup(num_train_timesteps)
 
     def _setup(self, num_train_timesteps: int) -> None:
         """The state diffusers' constructor sets up, from the core's tables."""

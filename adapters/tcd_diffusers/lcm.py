@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_lcm import LCMSchedulerOutput
 
 import tcd_core
@@ -63,29 +61,6 @@ class LCMScheduler(ConsistencyScheduler):
     _algorithm = tcd_core.LCM
     _output = staticmethod(_output)
 
-    @register_to_config
-    def __init__(
-        self,
-        num_train_timesteps: int = 1000,
-        beta_start: float = 0.00085,
-        beta_end: float = 0.012,
-        beta_schedule: str = "scaled_linear",
-        trained_betas: np.ndarray | list[float] | None = None,
-        original_inference_steps: int = 50,
-        clip_sample: bool = False,
-        clip_sample_range: float = 1.0,
-        set_alpha_to_one: bool = True,
-        steps_offset: int = 0,
-        prediction_type: str = "epsilon",
-        thresholding: bool = False,
-        dynamic_thresholding_ratio: float = 0.995,
-        sample_max_value: float = 1.0,
-        timestep_spacing: str = "leading",
-        timestep_scaling: float = 10.0,
-        rescale_betas_zero_snr: bool = False,
-    ) -> None:
-        self._setup(num_train_timesteps)
-
     def get_scalings_for_boundary_condition_discrete(self, timestep: Any) -> tuple[Any, Any]:
         """The consistency boundary conditions (c_skip, c_out) at ``timestep``
         (:func:`tcd_core.boundary_condition_scalings` with σ_d = 0.5 and the config's
@@ -119,4 +94,4 @@ class LCMScheduler(ConsistencyScheduler):
         Raises:
             ValueError: before ``set_timesteps``; a first timestep that is not in the schedule.
         """
-        return self._step(model_output, timestep, sample, None, generator, return_dict)  # type: ignore[no-any-return]
+        return self._step(model_output, timestep, sample, None, generator, return_dict)

@@ -9,9 +9,7 @@ reads a device value, so on a GPU it makes no host-device synchronisation once
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
 
 import tcd_core
@@ -62,29 +60,6 @@ class TCDScheduler(ConsistencyScheduler):
     _algorithm = tcd_core.TCD
     _output = staticmethod(_output)
 
-    @register_to_config
-    def __init__(
-        self,
-        num_train_timesteps: int = 1000,
-        beta_start: float = 0.00085,
-        beta_end: float = 0.012,
-        beta_schedule: str = "scaled_linear",
-        trained_betas: np.ndarray | list[float] | None = None,
-        original_inference_steps: int = 50,
-        clip_sample: bool = False,
-        clip_sample_range: float = 1.0,
-        set_alpha_to_one: bool = True,
-        steps_offset: int = 0,
-        prediction_type: str = "epsilon",
-        thresholding: bool = False,
-        dynamic_thresholding_ratio: float = 0.995,
-        sample_max_value: float = 1.0,
-        timestep_spacing: str = "leading",
-        timestep_scaling: float = 10.0,
-        rescale_betas_zero_snr: bool = False,
-    ) -> None:
-        self._setup(num_train_timesteps)
-
     # ------------------------------------------------------------------ the step
     def step(
         self,
@@ -113,4 +88,4 @@ class TCDScheduler(ConsistencyScheduler):
             TypeError: η that is not a real number; inputs that are not floating-point
                 tensors; a ``generator`` that is not a ``torch.Generator`` (or a list of them).
         """
-        return self._step(model_output, timestep, sample, eta, generator, return_dict)  # type: ignore[no-any-return]
+        return self._step(model_output, timestep, sample, eta, generator, return_dict)

@@ -41,6 +41,7 @@ from .noise import as_typed_key
 __all__ = [
     "DEFAULT_SEED",
     "SCHEDULER_CONFIG_NAME",
+    "ConsistencyState",
     "OutputMixin",
     "StateMixin",
     "check_dtype",
@@ -78,8 +79,7 @@ def pytree_dataclass(cls: type[_T]) -> type[_T]:
 
 class StateMixin:
     """What every scheduler state (a :func:`pytree_dataclass` with ``common`` and ``key``
-    fields) shares: ``replace(**changes)``, the ``alphas_cumprod`` shortcut and the former name
-    ``prev_timesteps``."""
+    fields) shares: ``replace(**changes)`` and the ``alphas_cumprod`` shortcut."""
 
     common: Any
 
@@ -88,17 +88,50 @@ class StateMixin:
         """The float32 ᾱ table (``common.alphas_cumprod``)."""
         return cast(jax.Array, self.common.alphas_cumprod)
 
-    @property
-    def prev_timesteps(self) -> jax.Array:
-        """``next_timesteps`` under its former name (it holds each step's *next* timestep)."""
-        return cast(jax.Array, cast(Any, self).next_timesteps)
-
     def replace(self: _T, **changes: Any) -> _T:
         """A copy with some fields changed (``flax.struct`` style); ``key=`` accepts raw
         ``uint32`` threefry keys (:func:`state_key`)."""
         if "key" in changes:
             changes["key"] = state_key(changes["key"])
         return cast(_T, dataclasses.replace(cast(Any, self), **changes))
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsistencyState(StateMixin):
+    """The fields every scheduler state has (a frozen dataclass; each scheduler's state class
+    adds its own fields after these and is registered as a pytree with :func:`pytree_dataclass`).
+
+    Attributes:
+        common: the float32 noise schedule (``betas``, ``alphas``, ``alphas_cumprod``,
+            ``final_alpha_cumprod``), a :class:`tcd_core.NoiseSchedule` of JAX arrays.
+        init_noise_sigma: 1.0 (consistency samplers start from unit Gaussians).
+        timesteps: int32 (n,), the timesteps to visit (the reference's ``scheduler.timesteps``).
+        next_timesteps: int32 (n,), each step's next timestep (:func:`tcd_core.next_timesteps`:
+            0 after TCD's last step, the last timestep itself for LCM); also ``prev_timesteps``,
+            its former name.
+        num_inference_steps: int32 0-d, the reference's ``num_inference_steps`` (untrimmed for
+            custom timesteps with strength); it decides which step is final. None until
+            ``set_timesteps`` has run.
+        step_index: int32 0-d; -1 until the first step (which then looks its timestep up in
+            ``timesteps``, as the reference does), or the begin index set by ``set_begin_index``.
+        key: the PRNG key of the re-noising draws (step i draws ``normal(fold_in(key, i))``); a
+            typed key, one (shape ``()``) or one per batch element (``(B,)``).
+
+    Shapes and dtypes do not change after ``set_timesteps``, so a state can be a loop carry.
+    """
+
+    common: Any
+    init_noise_sigma: jax.Array
+    timesteps: jax.Array
+    next_timesteps: jax.Array
+    num_inference_steps: jax.Array | None
+    step_index: jax.Array
+    key: jax.Array
+
+    @property
+    def prev_timesteps(self) -> jax.Array:
+        """:attr:`next_timesteps` under its former name (it holds each step's *next* timestep)."""
+        return self.next_timesteps
 
 
 class OutputMixin:

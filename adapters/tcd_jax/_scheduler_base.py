@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -28,32 +28,21 @@ from tcd_core import NoiseSchedule, TCDConfig, add_noise, get_velocity, noise_sc
 from tcd_core._array import is_array
 from tcd_core._step_common import check_array, check_index
 
-from ._convention import check_dtype, load_config, state_key, step_index, write_config
+from ._convention import (
+    ConsistencyState,
+    check_dtype,
+    load_config,
+    state_key,
+    step_index,
+    write_config,
+)
 from ._step import eta_arrays, is_host, keyed_step, step_config
 from .noise import as_typed_key
 
 __all__ = ["FlaxConsistencyScheduler", "host_schedule", "jax_schedule"]
 
 
-class _State(Protocol):
-    """What the shared methods read of a state (both states have these fields)."""
-
-    @property
-    def common(self) -> NoiseSchedule: ...
-    @property
-    def timesteps(self) -> jax.Array: ...
-    @property
-    def next_timesteps(self) -> jax.Array: ...
-    @property
-    def num_inference_steps(self) -> jax.Array | None: ...
-    @property
-    def step_index(self) -> jax.Array: ...
-    @property
-    def key(self) -> jax.Array: ...
-    def replace(self, **changes: Any) -> Self: ...
-
-
-_S = TypeVar("_S", bound=_State)
+_S = TypeVar("_S", bound=ConsistencyState)
 
 
 @functools.lru_cache(maxsize=32)
@@ -241,7 +230,7 @@ class FlaxConsistencyScheduler(Generic[_S]):
 
     # ------------------------------------------------------------------ the step's bookkeeping
     @staticmethod
-    def _ready_steps(state: _State, model_output: Any, sample: Any) -> jax.Array:
+    def _ready_steps(state: ConsistencyState, model_output: Any, sample: Any) -> jax.Array:
         """``state.num_inference_steps``; the reference's ValueError before ``set_timesteps``;
         TypeError for a ``model_output`` or ``sample`` that is not an array."""
         check_array("model_output", model_output)
@@ -255,7 +244,7 @@ class FlaxConsistencyScheduler(Generic[_S]):
 
     @staticmethod
     def _position(
-        state: _State, timestep: Any, key: jax.Array | None
+        state: ConsistencyState, timestep: Any, key: jax.Array | None
     ) -> tuple[jax.Array, jax.Array, Any, jax.Array]:
         """(key, step index, timestep, next timestep) of a step: the state's key unless one
         is given; the index from the state (found in ``timesteps`` on a fresh state); a host

@@ -99,6 +99,7 @@ def jax_step(
     batch = sample.shape[0] if sample.ndim else 1
     if algorithm.has_eta:
         p = jnp.asarray(next_timestep)
+        assert one_minus_eta is not None  # TCD's steps get f32(1 − η)
         s = intermediate(p, one_minus_eta)
         if s.ndim == 1 and s.shape[0] != batch:
             raise ValueError(

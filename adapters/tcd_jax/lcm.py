@@ -17,41 +17,17 @@ import jax
 
 import tcd_core
 
-from ._convention import OutputMixin, StateMixin, pytree_dataclass
+from ._convention import ConsistencyState, OutputMixin, pytree_dataclass
 from ._scheduler_base import FlaxConsistencyScheduler
 
 __all__ = ["FlaxLCMScheduler", "FlaxLCMSchedulerOutput", "FlaxLCMSchedulerState"]
 
 
 @pytree_dataclass
-class FlaxLCMSchedulerState(StateMixin):
-    """The LCM scheduler's state: a frozen dataclass registered as a JAX pytree.
-
-    Attributes:
-        common: the float32 noise schedule (``betas``, ``alphas``, ``alphas_cumprod``,
-            ``final_alpha_cumprod``), a :class:`tcd_core.NoiseSchedule` of JAX arrays.
-        init_noise_sigma: 1.0 (LCM's initial latents are unit Gaussians).
-        timesteps: int32 (n,), the timesteps to visit (the reference's ``scheduler.timesteps``).
-        next_timesteps: int32 (n,), each step's next timestep: the next entry, and the
-            step's own timestep after the last entry (:func:`tcd_core.lcm_previous_timesteps`).
-        num_inference_steps: int32 0-d, the reference's ``num_inference_steps`` (untrimmed for
-            custom timesteps with strength); it decides which step is final. None until
-            ``set_timesteps`` has run.
-        step_index: int32 0-d; -1 until the first step (which then looks its timestep up in
-            ``timesteps``, as the reference does), or the begin index set by ``set_begin_index``.
-        key: the PRNG key of the renoising draws (step i draws ``normal(fold_in(key, i))``); a
-            typed key, one (shape ``()``) or one per batch element (``(B,)``).
-
-    Shapes and dtypes do not change after ``set_timesteps``, so the state can be a loop carry.
-    """
-
-    common: tcd_core.NoiseSchedule
-    init_noise_sigma: jax.Array
-    timesteps: jax.Array
-    next_timesteps: jax.Array
-    num_inference_steps: jax.Array | None
-    step_index: jax.Array
-    key: jax.Array
+class FlaxLCMSchedulerState(ConsistencyState):
+    """The LCM scheduler's state: a frozen dataclass registered as a JAX pytree, with exactly the
+    fields every scheduler state has (:class:`~tcd_jax._convention.ConsistencyState`: the noise
+    schedule, the plan, the step index and the PRNG key). LCM has no η."""
 
 
 @pytree_dataclass

@@ -17,9 +17,8 @@ from typing import Any
 import jax
 
 import tcd_core
-from tcd_core import NoiseSchedule
 
-from ._convention import OutputMixin, StateMixin, pytree_dataclass, state_eta
+from ._convention import ConsistencyState, OutputMixin, pytree_dataclass, state_eta
 from ._scheduler_base import FlaxConsistencyScheduler, host_schedule, jax_schedule
 
 __all__ = [
@@ -35,40 +34,20 @@ DEFAULT_ETA = 0.3
 
 
 @pytree_dataclass
-class FlaxTCDSchedulerState(StateMixin):
-    """The scheduler's state: a frozen dataclass registered as a JAX pytree.
+class FlaxTCDSchedulerState(ConsistencyState):
+    """The TCD scheduler's state: a frozen dataclass registered as a JAX pytree, with the fields
+    every scheduler state has (:class:`~tcd_jax._convention.ConsistencyState`: the noise schedule,
+    the plan, the step index and the PRNG key) and η.
 
     Attributes:
-        common: the float32 noise schedule (``betas``, ``alphas``, ``alphas_cumprod``,
-            ``final_alpha_cumprod``), a :class:`tcd_core.NoiseSchedule` of JAX arrays.
-        init_noise_sigma: 1.0 (TCD's initial latents are unit Gaussians).
-        timesteps: int32 (n,), the timesteps to visit (the reference's ``scheduler.timesteps``).
-        next_timesteps: int32 (n,), each step's next timestep p (0 after the last); also
-            ``prev_timesteps``, its former name.
-        num_inference_steps: int32 0-d, the reference's ``num_inference_steps`` (untrimmed for
-            custom timesteps with strength); None until ``set_timesteps`` has run.
-        step_index: int32 0-d; -1 until the first step (which then looks its timestep up in
-            ``timesteps``, as the reference does), or the begin index set by ``set_begin_index``.
-        key: the PRNG key of the re-noising draws (step i draws ``normal(fold_in(key, i))``); a
-            typed key, one (shape ``()``) or one per batch element (``(B,)``).
         eta: float32 η ∈ [0, 1], 0-d or one per batch element: an array, so a new value
             reuses the compiled loop.
-        one_minus_eta: float32 f32(1 − η), the factor of s = ⌊f32(1 − η)·p⌋. Kept next to η
-            because the reference rounds ``1 − η`` once from double precision, which a float32 η
-            cannot reproduce (η = 0.33: ⌊f32(1 − η)·p⌋ differs at some p). It is derived from η
-            on the host whenever η is set (``create_state``, ``set_timesteps``, ``replace(eta=)``);
-            set only ``eta``.
-
-    Shapes and dtypes do not change after ``set_timesteps``, so the state can be a loop carry.
+        one_minus_eta: float32 f32(1 − η), the factor of s = ⌊f32(1 − η)·p⌋, derived from η on
+            the host whenever η is set (``create_state``, ``set_timesteps``, ``replace(eta=)``),
+            for the reference's rounding (:func:`tcd_core.intermediate_timestep`); set only
+            ``eta``.
     """
 
-    common: NoiseSchedule
-    init_noise_sigma: jax.Array
-    timesteps: jax.Array
-    next_timesteps: jax.Array
-    num_inference_steps: jax.Array | None
-    step_index: jax.Array
-    key: jax.Array
     eta: jax.Array
     one_minus_eta: jax.Array
 
