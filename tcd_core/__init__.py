@@ -21,6 +21,23 @@ from .algorithms import (
     lcm_final_step,
 )
 from .config import BETA_SCHEDULES, PREDICTION_TYPES, TIMESTEP_SPACINGS, TCDConfig
+from .consistency import (
+    Coefficients,
+    LCMCoefficients,
+    LCMStepOutput,
+    StepCoefficients,
+    StepOutput,
+    TCDStepOutput,
+    coefficients,
+    lcm_step,
+    lcm_step_coefficients,
+    lcm_update,
+    step,
+    step_coefficients,
+    tcd_step,
+    tcd_update,
+    update,
+)
 from .parameterization import (
     FRESH,
     Arithmetic,
@@ -52,23 +69,6 @@ from .schedule import (
     linspace_f32,
     noise_schedule,
     rescale_zero_terminal_snr,
-)
-from .step import (
-    Coefficients,
-    LCMCoefficients,
-    LCMStepOutput,
-    StepCoefficients,
-    StepOutput,
-    TCDStepOutput,
-    coefficients,
-    lcm_step,
-    lcm_step_coefficients,
-    lcm_update,
-    step,
-    step_coefficients,
-    tcd_step,
-    tcd_update,
-    update,
 )
 from .thresholding import clip_sample, dynamic_threshold, quantile
 

@@ -242,14 +242,10 @@ def plan_timesteps(
 
 
 def tcd_timesteps(
-    config: TCDConfig,
-    num_inference_steps: int | None = None,
-    *,
-    original_inference_steps: int | None = None,
-    timesteps: Sequence[int] | None = None,
-    strength: float = 1.0,
+    config: TCDConfig, num_inference_steps: int | None = None, **options: Any
 ) -> Plan:
-    """TCD's plan (:func:`plan_timesteps` with :data:`~tcd_core.TCD`), identical to diffusers'
+    """TCD's plan: :func:`plan_timesteps` with :data:`~tcd_core.TCD` (``options``:
+    ``original_inference_steps``, ``timesteps``, ``strength``), identical to diffusers'
     ``TCDScheduler.set_timesteps``.
 
     Example:
@@ -259,25 +255,14 @@ def tcd_timesteps(
         >>> tcd_timesteps(TCDConfig(), 4, original_inference_steps=50).timesteps.tolist()
         [999, 749, 499, 249]
     """
-    return plan_timesteps(
-        TCD,
-        config,
-        num_inference_steps,
-        original_inference_steps=original_inference_steps,
-        timesteps=timesteps,
-        strength=strength,
-    )
+    return plan_timesteps(TCD, config, num_inference_steps, **options)
 
 
 def lcm_timesteps(
-    config: TCDConfig,
-    num_inference_steps: int | None = None,
-    *,
-    original_inference_steps: int | None = None,
-    timesteps: Sequence[int] | None = None,
-    strength: float = 1.0,
+    config: TCDConfig, num_inference_steps: int | None = None, **options: Any
 ) -> Plan:
-    """LCM's plan (:func:`plan_timesteps` with :data:`~tcd_core.LCM`), identical to diffusers'
+    """LCM's plan: :func:`plan_timesteps` with :data:`~tcd_core.LCM` (``options``:
+    ``original_inference_steps``, ``timesteps``, ``strength``), identical to diffusers'
     ``LCMScheduler.set_timesteps``.
 
     Example:
@@ -287,14 +272,7 @@ def lcm_timesteps(
         >>> lcm_timesteps(TCDConfig(), 4).next_timesteps.tolist()
         [759, 499, 259, 259]
     """
-    return plan_timesteps(
-        LCM,
-        config,
-        num_inference_steps,
-        original_inference_steps=original_inference_steps,
-        timesteps=timesteps,
-        strength=strength,
-    )
+    return plan_timesteps(LCM, config, num_inference_steps, **options)
 
 
 def _opening_checks(

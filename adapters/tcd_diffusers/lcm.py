@@ -41,20 +41,15 @@ class LCMScheduler(ConsistencyScheduler):
     warnings are logged on the ``tcd_core`` logger; mixed ``model_output``/``sample`` dtypes give
     the sample's dtype.
 
-    Example:
-        >>> import torch
+    Example (built from a diffusers ``LCMScheduler``'s config, as ``pipe.scheduler`` would be):
+        >>> import diffusers, torch
         >>> from tcd_diffusers import LCMScheduler
-        >>> scheduler = LCMScheduler()
-        >>> scheduler.set_timesteps(4)
-        >>> scheduler.timesteps.tolist()
-        [999, 759, 499, 259]
-        >>> g = torch.Generator().manual_seed(0)
-        >>> x = torch.randn(1, 4, 8, 8, generator=g)
-        >>> for t in scheduler.timesteps:
-        ...     eps = 0.1 * x                         # a denoising model would go here
-        ...     x, denoised = scheduler.step(eps, t, x, generator=g, return_dict=False)
-        >>> torch.equal(x, denoised)                  # the final step returns the denoised sample
-        True
+        >>> scheduler = LCMScheduler.from_config(diffusers.LCMScheduler(timestep_scaling=10.0).config)
+        >>> scheduler.set_timesteps(2, original_inference_steps=50)
+        >>> x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+        >>> steps = [scheduler.step(0.1 * x, t, x, return_dict=False) for t in scheduler.timesteps]
+        >>> [torch.equal(nxt, denoised) for nxt, denoised in steps]  # only the final step returns it
+        [False, True]
     """
 
     order = 1

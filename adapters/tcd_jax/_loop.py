@@ -160,6 +160,7 @@ def _loop(
     x = scan_rows(step, latents, plan, scan_last=False)
     t, p = plan.timesteps[-1], plan.next_timesteps[-1]
     last = jax_step(
-        algorithm, model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, None, config
-    )
+        algorithm, model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, None, None,
+        config,
+    )  # fmt: skip
     return last.next_sample

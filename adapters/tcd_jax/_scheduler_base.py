@@ -180,26 +180,49 @@ class FlaxConsistencyScheduler(Generic[_S]):
             key=state_key(key),
         )
 
-    def _planned(
+    def set_timesteps(
         self,
         state: _S,
-        num_inference_steps: int | None,
-        original_inference_steps: int | None,
-        timesteps: list[int] | None,
-        strength: float,
-        changes: dict[str, Any],
+        num_inference_steps: int | None = None,
+        shape: tuple[int, ...] = (),
+        original_inference_steps: int | None = None,
+        timesteps: list[int] | None = None,
+        strength: float = 1.0,
+        *,
+        key: Any = None,
+        eta: Any = None,
     ) -> _S:
-        """``state`` with the algorithm's plan (:func:`tcd_core.plan_timesteps`), the step index
-        reset to -1, and the non-None entries of ``changes`` (``key``, ``eta``) replaced."""
+        """The state for a new sampling run (host-side: the plan is
+        :func:`tcd_core.plan_timesteps` for the scheduler's algorithm).
+
+        Exactly the reference's ``set_timesteps`` plan, errors and warnings. ``shape`` is accepted
+        for the Flax convention and unused (no per-sample buffers). The step index is reset (-1:
+        the first step finds its timestep, like the reference). The state's key (and TCD's η)
+        are kept, or replaced by ``key`` / ``eta`` when given (``eta`` is TCD's: ValueError for
+        LCM). Works on a traced state (the pipelines call it inside ``jit`` / ``pmap``): the plan
+        depends only on the config and the arguments.
+
+        Example:
+            >>> from tcd_jax import FlaxLCMScheduler, FlaxTCDScheduler
+            >>> for scheduler in (FlaxTCDScheduler(), FlaxLCMScheduler()):
+            ...     state = scheduler.set_timesteps(scheduler.create_state(), 4)
+            ...     print(state.timesteps.tolist(), state.next_timesteps.tolist())
+            [999, 759, 499, 259] [759, 499, 259, 0]
+            [999, 759, 499, 259] [759, 499, 259, 259]
+        """
+        del shape
+        algorithm = self._algorithm
+        if eta is not None and not algorithm.has_eta:
+            raise ValueError(f"`eta` must be None: {algorithm!r} has no η")
         plan = tcd_core.plan_timesteps(
-            self._algorithm,
+            algorithm,
             self._config,
             num_inference_steps,
             original_inference_steps=original_inference_steps,
             timesteps=timesteps,
             strength=strength,
         )
-        given = {name: value for name, value in changes.items() if value is not None}
+        given = {name: value for name, value in (("key", key), ("eta", eta)) if value is not None}
         return state.replace(
             timesteps=jnp.asarray(plan.timesteps, dtype=jnp.int32),
             next_timesteps=jnp.asarray(plan.next_timesteps, dtype=jnp.int32),

@@ -30,7 +30,7 @@ from tcd_core._step_common import check_per_batch
 
 from .noise import step_noise
 
-__all__ = ["eta_arrays", "intermediate", "is_host", "jax_step", "keyed_step"]
+__all__ = ["eta_arrays", "intermediate", "is_host", "jax_step", "keyed_step", "step_config"]
 
 
 def is_host(x: Any) -> bool:
@@ -85,86 +85,72 @@ def jax_step(
     one_minus_eta: jax.Array | None,
     final: Any,
     draw: Any,
-    noise: jax.Array | None,
+    key: jax.Array | None,
+    index: Any,
     config: TCDConfig,
 ) -> StepOutput:
-    """One step of ``algorithm`` from t to the next timestep; ``noise`` enters where ``draw`` is
-    true. TCD takes s from ``one_minus_eta`` (and no ``final``); LCM takes ``final``."""
-    for name, other in (("model_output", model_output), ("noise", noise)):
-        if other is not None and tuple(other.shape) != tuple(sample.shape):
-            raise ValueError(
-                f"`{name}` must have the sample's shape {tuple(sample.shape)}, "
-                f"got {tuple(other.shape)}"
-            )
-    batch = sample.shape[0] if sample.ndim else 1
-    if algorithm.has_eta:
-        p = jnp.asarray(next_timestep)
-        assert one_minus_eta is not None  # TCD's steps get f32(1 − η)
-        s = intermediate(p, one_minus_eta)
-        if s.ndim == 1 and s.shape[0] != batch:
-            raise ValueError(
-                f"per-batch `eta`/timesteps must have one entry per batch element "
-                f"({batch}), got {s.shape[0]}"
-            )
-        c = coefficients(
-            algorithm, alphas_cumprod, jnp.asarray(timestep), p, intermediate=s, ndim=sample.ndim
+    """One step of ``algorithm`` from t to the next timestep: TCD takes s from
+    ``one_minus_eta`` (and no ``final``), LCM takes ``final``. z = ``normal(fold_in(key,
+    index))`` enters where ``draw`` is true (0-d or one per batch element, traced).
+
+    When no element draws, a ``lax.cond`` branch without the normal draw runs (same values: the
+    core's coefficients make the noise term exactly zero there), so a compiled loop pays for the
+    draw only where the reference draws; under ``vmap`` with a batched ``draw`` the cond becomes
+    a select and both branches run. ``draw`` None (a step known on the host to draw nothing, such
+    as TCD's last row) runs that branch alone, with no cond and no key.
+    """
+    if model_output.shape != sample.shape:
+        raise ValueError(
+            f"`model_output` must have the sample's shape {tuple(sample.shape)}, "
+            f"got {tuple(model_output.shape)}"
         )
-    else:
-        check_per_batch("final", tuple(jnp.shape(final)), batch, "a bool or a 1-D boolean array")
-        c = coefficients(
-            algorithm, alphas_cumprod, timestep, next_timestep, final=final,
-            timestep_scaling=config.timestep_scaling, ndim=sample.ndim,
-        )  # fmt: skip
-    if noise is not None and draw is not None:
-        noise = jnp.where(_broadcast(draw, sample.ndim), noise, jnp.zeros((), noise.dtype))
-    return update(algorithm, c, model_output, sample, noise, config)
+    batch = sample.shape[0] if sample.ndim else 1
+
+    def apply(out: jax.Array, x: jax.Array, noise: jax.Array | None) -> StepOutput:
+        if algorithm.has_eta:
+            p = jnp.asarray(next_timestep)
+            assert one_minus_eta is not None  # TCD's steps get f32(1 − η)
+            s = intermediate(p, one_minus_eta)
+            if s.ndim == 1 and s.shape[0] != batch:
+                raise ValueError(
+                    f"per-batch `eta`/timesteps must have one entry per batch element "
+                    f"({batch}), got {s.shape[0]}"
+                )
+            c = coefficients(
+                algorithm, alphas_cumprod, jnp.asarray(timestep), p, intermediate=s, ndim=x.ndim
+            )
+        else:
+            check_per_batch(
+                "final", tuple(jnp.shape(final)), batch, "a bool or a 1-D boolean array"
+            )
+            c = coefficients(
+                algorithm, alphas_cumprod, timestep, next_timestep, final=final,
+                timestep_scaling=config.timestep_scaling, ndim=x.ndim,
+            )  # fmt: skip
+        if noise is not None:
+            noise = jnp.where(_broadcast(draw, x.ndim), noise, jnp.zeros((), noise.dtype))
+        return update(algorithm, c, out, x, noise, config)
+
+    if draw is None:
+        return apply(model_output, sample, None)
+    draw = jnp.asarray(draw)
+
+    def noisy(operands: tuple[jax.Array, jax.Array]) -> StepOutput:
+        out, x = operands
+        return apply(out, x, step_noise(key, index, x.shape, x.dtype))
+
+    def quiet(operands: tuple[jax.Array, jax.Array]) -> StepOutput:
+        out, x = operands
+        return apply(out, x, None)
+
+    return jax.lax.cond(jnp.any(draw), noisy, quiet, (model_output, sample))
 
 
 # Jitted so that an eager call (a hand-written Python loop over a Flax scheduler's ``step``)
 # compiles the step and its two ``lax.cond`` branches once per shape, dtype, algorithm and config
 # instead of tracing and compiling fresh branch closures on every call (about 0.6-1 s per eager
 # step). Inside an outer ``jit``/``scan`` the call is inlined as usual.
-@functools.partial(jax.jit, static_argnames=("algorithm", "config"))
-def keyed_step(
-    algorithm: Algorithm,
-    model_output: jax.Array,
-    timestep: Any,
-    sample: jax.Array,
-    next_timestep: Any,
-    alphas_cumprod: jax.Array,
-    one_minus_eta: jax.Array | None,
-    final: Any,
-    draw: jax.Array,
-    key: jax.Array,
-    index: Any,
-    config: TCDConfig,
-) -> StepOutput:
-    """:func:`jax_step` with z = ``normal(fold_in(key, index))`` where ``draw`` is true.
-
-    ``draw`` (0-d or one per batch element) is traced; when no element draws, a ``lax.cond``
-    branch without the normal draw runs (same values: the core's coefficients make the noise term
-    exactly zero there), so a compiled loop pays for the draw only where the reference draws.
-    Under ``vmap`` with a batched ``draw`` the cond becomes a select and both branches run.
-    """
-    draw = jnp.asarray(draw)
-    operands = (model_output, sample)
-
-    def noisy(operands: tuple[jax.Array, jax.Array]) -> StepOutput:
-        out, x = operands
-        noise = step_noise(key, index, x.shape, x.dtype)
-        return jax_step(
-            algorithm, out, timestep, x, next_timestep, alphas_cumprod, one_minus_eta, final,
-            draw, noise, config,
-        )  # fmt: skip
-
-    def quiet(operands: tuple[jax.Array, jax.Array]) -> StepOutput:
-        out, x = operands
-        return jax_step(
-            algorithm, out, timestep, x, next_timestep, alphas_cumprod, one_minus_eta, final,
-            None, None, config,
-        )  # fmt: skip
-
-    return jax.lax.cond(jnp.any(draw), noisy, quiet, operands)
+keyed_step = jax.jit(jax_step, static_argnames=("algorithm", "config"))
 
 
 @functools.lru_cache(maxsize=64)

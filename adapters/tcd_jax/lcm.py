@@ -72,18 +72,16 @@ class FlaxLCMScheduler(FlaxConsistencyScheduler[FlaxLCMSchedulerState]):
         dtype: the dtype of ``state.init_noise_sigma`` (diffusers' Flax ``dtype=``); the ᾱ
             tables and step coefficients stay float32, the step keeps the sample's dtype.
 
-    Example:
+    Example (a ``lax.scan`` over the plan, the state as the carry):
         >>> import jax
         >>> from tcd_jax import FlaxLCMScheduler
         >>> scheduler = FlaxLCMScheduler(beta_schedule="scaled_linear")
         >>> state = scheduler.set_timesteps(scheduler.create_state(key=jax.random.key(1)), 4)
-        >>> x = jax.random.normal(jax.random.key(0), (1, 4, 8, 8))
-        >>> def body(i, carry):
+        >>> def body(carry, t):
         ...     x, state = carry
-        ...     t = state.timesteps[i]
-        ...     eps = 0.1 * x                               # the model goes here
-        ...     return scheduler.step(state, eps, t, x).to_tuple()
-        >>> x, state = jax.lax.fori_loop(0, 4, body, (x, state))
+        ...     return scheduler.step(state, 0.1 * x, t, x).to_tuple(), None  # model: 0.1 * x
+        >>> x0 = jax.random.normal(jax.random.key(0), (1, 4, 8, 8))
+        >>> (x, state), _ = jax.lax.scan(body, (x0, state), state.timesteps)
         >>> x.shape, int(state.step_index)
         ((1, 4, 8, 8), 4)
     """
@@ -104,37 +102,6 @@ class FlaxLCMScheduler(FlaxConsistencyScheduler[FlaxLCMSchedulerState]):
                 are reproducible; give another key for other noise.
         """
         return FlaxLCMSchedulerState(**self._initial_fields(key))
-
-    def set_timesteps(
-        self,
-        state: FlaxLCMSchedulerState,
-        num_inference_steps: int | None = None,
-        shape: tuple[int, ...] = (),
-        original_inference_steps: int | None = None,
-        timesteps: list[int] | None = None,
-        strength: float = 1.0,
-        *,
-        key: Any = None,
-    ) -> FlaxLCMSchedulerState:
-        """The state for a new sampling run (host-side: the plan is :func:`tcd_core.lcm_timesteps`).
-
-        Exactly the reference ``LCMScheduler.set_timesteps``'s plan, errors and warnings.
-        ``shape`` is accepted for the Flax convention and unused. The step index is reset (-1:
-        the first step finds its timestep, like the reference). The state's key is kept, or
-        replaced by ``key`` when given. Works on a traced state (the pipelines call it inside
-        ``jit`` / ``pmap``): the plan depends only on the config and the arguments.
-
-        Example:
-            >>> from tcd_jax import FlaxLCMScheduler
-            >>> scheduler = FlaxLCMScheduler()
-            >>> state = scheduler.set_timesteps(scheduler.create_state(), 4)
-            >>> state.timesteps.tolist(), state.next_timesteps.tolist()
-            ([999, 759, 499, 259], [759, 499, 259, 259])
-        """
-        del shape
-        return self._planned(
-            state, num_inference_steps, original_inference_steps, timesteps, strength, {"key": key}
-        )
 
     # ------------------------------------------------------------------ the step
     def step(

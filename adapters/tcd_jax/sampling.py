@@ -138,25 +138,17 @@ def _planned(
     algorithm: Algorithm,
     config: TCDConfig | None,
     num_inference_steps: int | None,
-    original_inference_steps: int | None,
-    timesteps: Sequence[int] | None,
-    strength: float | Sequence[float],
+    strength: float | Sequence[float] = 1.0,
+    **options: Any,
 ) -> SamplingPlan:
-    """``algorithm``'s host plan as a sampling plan, or one per strength (stacked) when
-    ``strength`` is a sequence."""
+    """``algorithm``'s host plan (:func:`tcd_core.plan_timesteps`; ``options``:
+    ``original_inference_steps``, ``timesteps``) as a sampling plan, or one per strength
+    (stacked) when ``strength`` is a sequence."""
     config = DEFAULT_CONFIG if config is None else config
 
     def plan_for(strength: float) -> SamplingPlan:
-        return SamplingPlan.from_plan(
-            plan_timesteps(
-                algorithm,
-                config,
-                num_inference_steps,
-                original_inference_steps=original_inference_steps,
-                timesteps=timesteps,
-                strength=strength,
-            )
-        )
+        host = plan_timesteps(algorithm, config, num_inference_steps, strength=strength, **options)
+        return SamplingPlan.from_plan(host)
 
     if isinstance(strength, (list, tuple, np.ndarray)):
         return stack_plans([plan_for(float(s)) for s in strength])
@@ -164,14 +156,10 @@ def _planned(
 
 
 def sampling_plan(
-    config: TCDConfig | None = None,
-    num_inference_steps: int | None = None,
-    *,
-    original_inference_steps: int | None = None,
-    timesteps: Sequence[int] | None = None,
-    strength: float | Sequence[float] = 1.0,
+    config: TCDConfig | None = None, num_inference_steps: int | None = None, **options: Any
 ) -> SamplingPlan:
-    """The reference's TCD plan (:func:`tcd_core.tcd_timesteps`) for :func:`sample`.
+    """The reference's TCD plan (:func:`tcd_core.tcd_timesteps`; ``options``:
+    ``original_inference_steps``, ``timesteps``, ``strength``) for :func:`sample`.
 
     ``strength`` may be a sequence, one value per batch element: the result then has ``(steps,
     B)`` arrays (every strength must give the same number of steps, which the standard path
@@ -184,19 +172,14 @@ def sampling_plan(
         >>> tcd_jax.sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
         [[999, 499], [499, 259]]
     """
-    return _planned(TCD, config, num_inference_steps, original_inference_steps, timesteps, strength)
+    return _planned(TCD, config, num_inference_steps, **options)
 
 
 def lcm_sampling_plan(
-    config: TCDConfig | None = None,
-    num_inference_steps: int | None = None,
-    *,
-    original_inference_steps: int | None = None,
-    timesteps: Sequence[int] | None = None,
-    strength: float | Sequence[float] = 1.0,
+    config: TCDConfig | None = None, num_inference_steps: int | None = None, **options: Any
 ) -> SamplingPlan:
-    """The reference ``LCMScheduler``'s plan (:func:`tcd_core.lcm_timesteps`) for
-    :func:`sample_lcm`; ``strength`` as in :func:`sampling_plan`.
+    """The reference ``LCMScheduler``'s plan (:func:`tcd_core.lcm_timesteps`; ``options`` and
+    a per-sample ``strength`` as in :func:`sampling_plan`) for :func:`sample_lcm`.
 
     Example:
         >>> import tcd_jax
@@ -205,7 +188,7 @@ def lcm_sampling_plan(
         >>> tcd_jax.lcm_sampling_plan(num_inference_steps=2, strength=[1.0, 0.5]).timesteps.tolist()
         [[999, 499], [499, 259]]
     """
-    return _planned(LCM, config, num_inference_steps, original_inference_steps, timesteps, strength)
+    return _planned(LCM, config, num_inference_steps, **options)
 
 
 def _a(algorithm: Algorithm) -> str:

@@ -146,36 +146,6 @@ class FlaxTCDScheduler(FlaxConsistencyScheduler[FlaxTCDSchedulerState]):
             **self._initial_fields(key), eta=eta_f32, one_minus_eta=one_minus
         )
 
-    def set_timesteps(
-        self,
-        state: FlaxTCDSchedulerState,
-        num_inference_steps: int | None = None,
-        shape: tuple[int, ...] = (),
-        original_inference_steps: int | None = None,
-        timesteps: list[int] | None = None,
-        strength: float = 1.0,
-        *,
-        key: Any = None,
-        eta: Any = None,
-    ) -> FlaxTCDSchedulerState:
-        """The state for a new sampling run (host-side: the plan is :func:`tcd_core.tcd_timesteps`).
-
-        Exactly the reference's ``set_timesteps`` plan, errors and warnings. ``shape`` is accepted
-        for the Flax convention and unused (TCD keeps no per-sample buffers). The step index is
-        reset (-1: the first step finds its timestep, like the reference). The state's key and η
-        are kept, or replaced by ``key`` / ``eta`` when given. Works on a traced state (the
-        pipelines call it inside ``jit`` / ``pmap``): the plan depends only on the config.
-        """
-        del shape
-        return self._planned(
-            state,
-            num_inference_steps,
-            original_inference_steps,
-            timesteps,
-            strength,
-            {"key": key, "eta": eta},
-        )
-
     # ------------------------------------------------------------------ the step
     def step(
         self,

@@ -1,4 +1,5 @@
-"""The consistency step of every algorithm and path: coefficients, then one latent-sized update.
+"""The consistency step of every algorithm and path: coefficients, then one latent-sized update
+(``tcd_core.consistency``; its functions are re-exported by ``tcd_core``).
 
 A step at timestep t towards the next timestep, for an :class:`~tcd_core.Algorithm` on a noise
 path (:class:`~tcd_core.VPPath`), is
@@ -119,7 +120,7 @@ class Coefficients(NamedTuple):
         keep: the weight of the estimate in the next sample (TCD: √(ᾱ_p/ᾱ_s); LCM: √ᾱ_next).
         noise: the weight of z (TCD: √(1−ᾱ_p/ᾱ_s); LCM: √(1−ᾱ_next)).
 
-    The former field names are properties: ``sqrt_alpha_t``/``sqrt_beta_t``, TCD's
+    The former field names still read: ``sqrt_alpha_t``/``sqrt_beta_t``, TCD's
     ``sqrt_alpha_s``/``sqrt_beta_s``/``sqrt_ratio``/``sqrt_one_minus_ratio``, LCM's
     ``c_out``/``c_skip``/``sqrt_alpha_prev``/``sqrt_beta_prev``.
     """
@@ -131,47 +132,29 @@ class Coefficients(NamedTuple):
     keep: Any
     noise: Any
 
-    # the former field names (TCD's, then LCM's)
-    @property
-    def sqrt_alpha_t(self) -> Any:
-        return self.alpha_t
+    def __getattr__(self, name: str) -> Any:
+        """The former field names: TCD's ``sqrt_alpha_t``, ``sqrt_beta_t``, ``sqrt_alpha_s``,
+        ``sqrt_beta_s``, ``sqrt_ratio``, ``sqrt_one_minus_ratio`` and LCM's ``c_out``,
+        ``c_skip``, ``sqrt_alpha_prev``, ``sqrt_beta_prev`` (only called for names that are not
+        fields)."""
+        field = _FORMER_FIELDS.get(name)
+        if field is None:
+            raise AttributeError(f"'Coefficients' object has no attribute {name!r}")
+        return getattr(self, field)
 
-    @property
-    def sqrt_beta_t(self) -> Any:
-        return self.sigma_t
 
-    @property
-    def sqrt_alpha_s(self) -> Any:
-        return self.original
-
-    @property
-    def sqrt_beta_s(self) -> Any:
-        return self.other
-
-    @property
-    def sqrt_ratio(self) -> Any:
-        return self.keep
-
-    @property
-    def sqrt_one_minus_ratio(self) -> Any:
-        return self.noise
-
-    @property
-    def c_out(self) -> Any:
-        return self.original
-
-    @property
-    def c_skip(self) -> Any:
-        return self.other
-
-    @property
-    def sqrt_alpha_prev(self) -> Any:
-        return self.keep
-
-    @property
-    def sqrt_beta_prev(self) -> Any:
-        return self.noise
-
+_FORMER_FIELDS = {
+    "sqrt_alpha_t": "alpha_t",
+    "sqrt_beta_t": "sigma_t",
+    "sqrt_alpha_s": "original",
+    "sqrt_beta_s": "other",
+    "sqrt_ratio": "keep",
+    "sqrt_one_minus_ratio": "noise",
+    "c_out": "original",
+    "c_skip": "other",
+    "sqrt_alpha_prev": "keep",
+    "sqrt_beta_prev": "noise",
+}
 
 #: The coefficient type under its former names (one type serves both algorithms).
 StepCoefficients = Coefficients
