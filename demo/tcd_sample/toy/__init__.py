@@ -20,7 +20,7 @@ from .models import (
     probability_flow,
     teacher_epsilon,
 )
-from .sampling import SampleRun, lcm_sample, tcd_sample
+from .sampling import SampleRun, lcm_sample, sample, tcd_sample
 
 __all__ = [
     "PRESETS",
@@ -33,6 +33,7 @@ __all__ = [
     "lcm_sample",
     "preset",
     "probability_flow",
+    "sample",
     "sliced_wasserstein",
     "tcd_sample",
     "teacher_epsilon",
