@@ -8,12 +8,18 @@ from collections.abc import Iterator
 
 import array_api_compat
 import array_api_strict
+import diffusers
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import torch
-from diffusers import TCDScheduler
+from diffusers import LCMScheduler, TCDScheduler
 
-from tcd_core import TCDConfig
+from tcd_core import LCM, TCD, Algorithm, TCDConfig
+
+#: A test parametrised over the two algorithms (ids ``TCD``, ``LCM``): one test of the one core
+#: for both, each against its own reference (:func:`reference`).
+each_algorithm = pytest.mark.parametrize("algorithm", (TCD, LCM), ids=repr)
 
 BACKENDS = ("numpy", "torch", "jax", "array_api_strict")
 NON_TORCH = ("numpy", "jax", "array_api_strict")
@@ -159,9 +165,10 @@ def assert_identical(ours: torch.Tensor, ref: torch.Tensor, what: str = "") -> N
         )
 
 
-def reference(config: TCDConfig) -> TCDScheduler:
-    """diffusers' TCDScheduler built from our config's dict."""
-    return TCDScheduler(**config.to_dict())
+def reference(config: TCDConfig, algorithm: Algorithm = TCD) -> TCDScheduler | LCMScheduler:
+    """The ``algorithm``'s diffusers scheduler (``TCDScheduler``, ``LCMScheduler``: its
+    ``reference``) built from our config's dict."""
+    return getattr(diffusers, algorithm.reference)(**config.to_dict())
 
 
 class _ListHandler(logging.Handler):
@@ -190,14 +197,14 @@ def captured_warnings(logger_name: str) -> Iterator[list[str]]:
         log.setLevel(old_level)
 
 
-REF_LOGGER = "diffusers.schedulers.scheduling_tcd"
 OUR_LOGGER = "tcd_core"
 
 
-def ref_plan(config: TCDConfig, **kwargs):
-    """(timesteps, num_inference_steps, warnings) of the reference, or the exception it raised."""
-    sched = reference(config)
-    with captured_warnings(REF_LOGGER) as msgs:
+def ref_plan(config: TCDConfig, algorithm: Algorithm = TCD, **kwargs):
+    """(timesteps, num_inference_steps, warnings) of the ``algorithm``'s reference, or the
+    exception it raised (warnings from its module's logger)."""
+    sched = reference(config, algorithm)
+    with captured_warnings(type(sched).__module__) as msgs:
         try:
             sched.set_timesteps(**kwargs)
         except Exception as err:

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis_profiles import examples  # noqa: F401 (re-exported for tests/core)
 
-from tcd_core import PREDICTION_TYPES, TCDConfig
+from tcd_core import PREDICTION_TYPES, TCD, Algorithm, TCDConfig
 
 #: η values that matter: the ends, the recommended 0.3, and ones where a float64 floor of
 #: (1−η)·p differs from the reference's float32 one for some p (0.3 at p=90, 0.9 at p=10).
@@ -93,12 +93,13 @@ def plan_kwargs(draw, config: TCDConfig, *, allow_custom: bool = True) -> dict:
     return kwargs
 
 
-def valid_plan_kwargs(config: TCDConfig, **kw):
-    """plan_kwargs whose plan the reference builds (non-empty); invalid draws are rejected."""
+def valid_plan_kwargs(config: TCDConfig, algorithm: Algorithm = TCD, **kw):
+    """plan_kwargs whose plan the ``algorithm``'s reference builds (non-empty); invalid draws are
+    rejected."""
     from core_helpers import ref_plan
 
     def ok(kwargs: dict) -> bool:
-        ts, _, _ = ref_plan(config, **kwargs)
+        ts, _, _ = ref_plan(config, algorithm, **kwargs)
         return not isinstance(ts, Exception) and len(ts) > 0
 
     return plan_kwargs(config, **kw).filter(ok)

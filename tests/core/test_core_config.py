@@ -1,5 +1,5 @@
-"""TCDConfig: the reference's fields and defaults, dict round trips both ways, unknown keys
-ignored, hashable (a jax.jit static argument)."""
+"""TCDConfig: the references' fields and defaults (TCDScheduler's and LCMScheduler's), dict
+round trips both ways, unknown keys ignored, hashable (a jax.jit static argument)."""
 
 from __future__ import annotations
 
@@ -70,11 +70,15 @@ def _ref_fields(config) -> dict:
     return {k: v for k, v in dict(config).items() if k in TCDConfig.field_names()}
 
 
-def test_fields_and_defaults_are_the_references():
-    params = inspect.signature(TCDScheduler.__init__).parameters
+@pytest.mark.parametrize("cls", (TCDScheduler, LCMScheduler), ids=lambda cls: cls.__name__)
+def test_fields_and_defaults_are_the_references(cls):
+    """TCDConfig serves both schedulers: each constructor has exactly its fields, in its order,
+    with its defaults (and a config saved by one loads in the other)."""
+    params = inspect.signature(cls.__init__).parameters
     ref = {name: p.default for name, p in params.items() if name != "self"}
     assert TCDConfig.field_names() == tuple(ref)
     assert TCDConfig().to_dict() == ref
+    assert TCDConfig.from_dict(cls(timestep_scaling=2.5).config).timestep_scaling == 2.5
 
 
 @settings(max_examples=examples(25))
