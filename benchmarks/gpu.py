@@ -122,10 +122,10 @@ def _core_loop(torch: Any, cfg: TCDConfig, wl: Workload, x0, eps, dev, compiled:
         state = {"x": x0, "draws": plan.noise_mask(wl.eta)}
         if compiled is None:
             state["t"] = plan.timesteps.tolist()
-            state["p"] = plan.prev_timesteps.tolist()
+            state["p"] = plan.next_timesteps.tolist()
         else:
             state["t"] = torch.from_numpy(plan.timesteps).to(dev, non_blocking=True)
-            state["p"] = torch.from_numpy(plan.prev_timesteps).to(dev, non_blocking=True)
+            state["p"] = torch.from_numpy(plan.next_timesteps).to(dev, non_blocking=True)
             state["eta"] = torch.tensor(wl.eta, dtype=torch.float64, device=dev)
         return state
 

@@ -112,7 +112,7 @@ class TcdJaxLoop(Contender):
             f"tcd_jax loop ({impl}, {'jit' if jit else 'call'}{', traced η' if traced_eta else ''})",
             "jax",
             f"floor-jax-{impl}",
-            f"tcd_jax.sample(model_fn, latents, key, TCDPlan, eta) ({how}): the whole loop "
+            f"tcd_jax.sample(model_fn, latents, key, plan, eta) ({how}): the whole loop "
             f"compiled (lax.scan), {impl} key"
             + (
                 "; per call only the compiled loop runs"

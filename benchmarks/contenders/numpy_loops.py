@@ -40,7 +40,7 @@ class CoreNumpy(Contender):
             plan = tcd_timesteps(cfg, wl.steps)
             draws = plan.noise_mask(wl.eta)
             x = x0
-            for i, (t, p) in enumerate(zip(plan.timesteps.tolist(), plan.prev_timesteps.tolist())):
+            for i, (t, p) in enumerate(zip(plan.timesteps.tolist(), plan.next_timesteps.tolist())):
                 noise = rng.standard_normal(x.shape, dtype=np.float32) if draws[i] else None
                 x = tcd_step(eps, t, x, p, ac, wl.eta, noise, cfg).prev_sample
             return x

@@ -144,7 +144,7 @@ class CoreTorchEager(TorchContender):
             plan = tcd_timesteps(cfg, wl.steps)
             draws = plan.noise_mask(wl.eta)
             x = x0
-            for i, (t, p) in enumerate(zip(plan.timesteps.tolist(), plan.prev_timesteps.tolist())):
+            for i, (t, p) in enumerate(zip(plan.timesteps.tolist(), plan.next_timesteps.tolist())):
                 noise = torch.randn(x.shape, generator=g, dtype=x.dtype) if draws[i] else None
                 x = tcd_step(model(x, t), t, x, p, ac, wl.eta, noise, cfg).prev_sample
             return x
@@ -189,7 +189,7 @@ class CoreTorchCompile(TorchContender):
             plan = tcd_timesteps(cfg, wl.steps)
             draws = plan.noise_mask(wl.eta)
             ts = torch.from_numpy(plan.timesteps)
-            ps = torch.from_numpy(plan.prev_timesteps)
+            ps = torch.from_numpy(plan.next_timesteps)
             eta = torch.tensor(wl.eta, dtype=torch.float64)
             x = x0
             for i in range(len(ts)):
