@@ -31,6 +31,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 import tcd_core
+from tcd_core._step_common import check_index
 
 from ._inplace import IN_PLACE
 
@@ -652,7 +653,7 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
 
     def _noise_index(self, sample: Any, timesteps: Any) -> Any:
         """``timesteps`` ready for the core's forward noising (which checks the rest): a CPU
-        tensor's values checked against the table here, as the core checks host values (a
+        tensor's values checked against the table with the core's check of host values (a
         device tensor is not read); the table moved to the sample's device, as the reference
         does, and a tensor index with it."""
         if (
@@ -660,12 +661,7 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
             and timesteps.device.type == "cpu"
             and not (timesteps.dtype.is_floating_point or timesteps.dtype == torch.bool)
         ):
-            n = len(self.alphas_cumprod)
-            if timesteps.numel() and (int(timesteps.min()) < 0 or int(timesteps.max()) >= n):
-                raise ValueError(
-                    f"`timesteps` must be integers in [0, {n - 1}] (indices into "
-                    f"`alphas_cumprod`), got {timesteps.tolist()}"
-                )
+            check_index("timesteps", timesteps.numpy(), len(self.alphas_cumprod))
         if isinstance(sample, torch.Tensor):
             self.alphas_cumprod = self.alphas_cumprod.to(device=sample.device)
             if isinstance(timesteps, torch.Tensor):
