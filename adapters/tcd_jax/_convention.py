@@ -167,10 +167,7 @@ def state_key(key: Any) -> jax.Array:
 def state_eta(eta: Any) -> tuple[jax.Array, jax.Array]:
     """(η, f32(1 − η)) as float32 JAX arrays (0-d or one per batch element) to keep in a state.
 
-    A host η (Python float, NumPy array, list) is checked against [0, 1] (``ValueError``) and
-    ``1 − η`` is evaluated in float64 and rounded once to float32, as the reference does, so the
-    intermediate timestep s = ⌊f32(1 − η)·p⌋ is the reference's. A JAX array η (for example a
-    traced one) gives ``1 − η`` in float32.
+    :func:`~tcd_jax._step.eta_arrays`, as JAX arrays.
     """
     eta_f32, one_minus = eta_arrays(eta)
     return jnp.asarray(eta_f32, dtype=jnp.float32), jnp.asarray(one_minus, dtype=jnp.float32)

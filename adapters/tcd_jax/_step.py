@@ -43,9 +43,9 @@ def eta_arrays(eta: Any) -> tuple[Any, Any]:
 
     (NumPy for host η: a jitted function takes them as arguments and transfers them on dispatch.)
 
-    Host η (a Python float or a NumPy array) is checked against [0, 1] (``ValueError``) and
-    ``1 − η`` is evaluated in float64 and rounded once, as the reference does. A JAX array η is
-    used as given (no device read, no check): ``1 − η`` is then evaluated in float32.
+    Host η is checked (:func:`tcd_core.check_eta`) and f32(1 − η) rounded as the reference
+    rounds it (why: :func:`tcd_core.intermediate_timestep`); a JAX array η is used as given (no
+    device read, no check), with ``1 − η`` in float32.
     """
     check_eta(eta)  # TypeError for what is not η; host values in [0, 1]
     if is_host(eta):
