@@ -1,18 +1,21 @@
-"""Bad input: clear ValueErrors where the reference asserts, fails obscurely or accepts nonsense."""
+"""Bad input: clear ValueErrors where the reference asserts, fails obscurely or accepts nonsense
+(both schedulers: tests parametrised over ``pair`` or ``cls``; η is TCD's alone)."""
 
 from __future__ import annotations
 
 import math
 
-import diffusers
 import pytest
 import torch
+from diffusers_helpers import BOTH, LCM, PAIRS, Pair
 
 from tcd_diffusers import LCMScheduler, TCDScheduler
 
+SCHEDULERS = (TCDScheduler, LCMScheduler)
 
-def _ready(n: int = 4) -> TCDScheduler:
-    scheduler = TCDScheduler()
+
+def _ready(cls: type = TCDScheduler, n: int = 4) -> TCDScheduler | LCMScheduler:
+    scheduler = cls()
     scheduler.set_timesteps(n)
     return scheduler
 
@@ -36,18 +39,21 @@ def test_eta_edges_and_forms_accepted(eta) -> None:
     assert out.prev_sample.shape == x.shape
 
 
-def test_step_before_set_timesteps_gives_the_reference_error() -> None:
+@pytest.mark.parametrize("pair", PAIRS)
+def test_step_before_set_timesteps_gives_the_reference_error(pair: Pair) -> None:
     x = torch.zeros(1, 4, 8, 8)
     with pytest.raises(ValueError) as ref:
-        diffusers.TCDScheduler().step(x, 999, x)
+        pair.ref().step(x, 999, x)
     with pytest.raises(ValueError) as ours:
-        TCDScheduler().step(x, 999, x)
+        pair.ours().step(x, 999, x)
     assert str(ours.value) == str(ref.value)
 
 
 @pytest.mark.parametrize("timestep", [500, torch.tensor(998), torch.tensor([998])])
-def test_first_timestep_not_in_schedule(timestep) -> None:
-    scheduler = _ready()
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_first_timestep_not_in_schedule(cls: type, timestep) -> None:
+    """diffusers: an IndexError. A failed call leaves the scheduler unchanged."""
+    scheduler = _ready(cls)
     x = torch.zeros(1, 4, 8, 8)
     with pytest.raises(ValueError, match=r"998|500") as err:
         scheduler.step(x, timestep, x)
@@ -56,46 +62,60 @@ def test_first_timestep_not_in_schedule(timestep) -> None:
     assert scheduler.step_index is None
 
 
-def test_index_for_timestep_names_the_missing_timestep() -> None:
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_index_for_timestep_names_the_missing_timestep(cls: type) -> None:
     with pytest.raises(ValueError, match=r"timestep 5 is not in the timestep schedule \[999"):
-        _ready().index_for_timestep(5)
+        _ready(cls).index_for_timestep(5)
+
+
+REFERENCE_ERRORS = [
+    {},
+    {"num_inference_steps": 4, "timesteps": [999, 499]},
+    {"num_inference_steps": 51},
+    {"num_inference_steps": 2000},
+    {"timesteps": [499, 999]},
+    {"timesteps": [1000, 10]},
+]
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("pair", "kwargs"),
     [
-        {},
-        {"num_inference_steps": 4, "timesteps": [999, 499]},
-        {"num_inference_steps": 51},
-        {"num_inference_steps": 2000},
-        {"timesteps": [499, 999]},
-        {"timesteps": [1000, 10]},
-    ],
+        pytest.param(p, kwargs, id=f"{p.name}-{i}")
+        for p in BOTH
+        for i, kwargs in enumerate(REFERENCE_ERRORS)
+    ]
+    # LCM only: an explicit original_inference_steps > N (TCD's switches to the custom grid)
+    + [pytest.param(LCM, {"num_inference_steps": 4, "original_inference_steps": 2000}, id="lcm-6")],
 )
-def test_set_timesteps_errors_like_the_reference(kwargs: dict) -> None:
+def test_set_timesteps_errors_like_the_reference(pair: Pair, kwargs: dict) -> None:
     with pytest.raises(ValueError) as ref:
-        diffusers.TCDScheduler().set_timesteps(**kwargs)
+        pair.ref().set_timesteps(**kwargs)
     with pytest.raises(ValueError) as ours:
-        TCDScheduler().set_timesteps(**kwargs)
+        pair.ours().set_timesteps(**kwargs)
     # verbatim, but naming the argument `timesteps` as the caller does
     assert str(ours.value) == str(ref.value).replace("`custom_timesteps`", "`timesteps`")
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "name"),
     [
-        {"num_inference_steps": 4, "strength": 0.0},
-        {"num_inference_steps": 4, "strength": 1.5},
-        {"num_inference_steps": 0},
-        {"timesteps": [999, 500, -1]},
-        {"timesteps": [999, 500], "strength": 0.2},
+        ({"num_inference_steps": 4, "strength": 0.0}, "strength"),
+        ({"num_inference_steps": 4, "strength": 1.5}, "strength"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"timesteps": [999, 500, -1]}, "timesteps"),
+        ({"timesteps": [999, 500], "strength": 0.2}, "strength"),
+        ({"num_inference_steps": 4, "original_inference_steps": 0}, "original_inference_steps"),
     ],
 )
-def test_set_timesteps_rejects_what_the_reference_accepts(kwargs: dict) -> None:
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_set_timesteps_rejects_what_the_reference_accepts(cls: type, kwargs: dict, name) -> None:
     """Nonsense the reference runs with (strength 1.5 gives timesteps ≥ 1000, negative custom
-    timesteps wrap around, strength 0.2 keeps no custom step) or crashes on (n = 0)."""
-    with pytest.raises(ValueError):
-        TCDScheduler().set_timesteps(**kwargs)
+    timesteps wrap around, strength 0.2 keeps no custom step), crashes on (n = 0, LCM's
+    original_inference_steps = 0: ZeroDivisionError) or refuses with a misleading message
+    (strength 0, TCD's original_inference_steps = 0): a ValueError naming the argument."""
+    with pytest.raises(ValueError, match=name):
+        cls().set_timesteps(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -108,13 +128,15 @@ def test_set_timesteps_rejects_what_the_reference_accepts(kwargs: dict) -> None:
         {"dynamic_thresholding_ratio": 1.5},
     ],
 )
-def test_invalid_config_values(config: dict) -> None:
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_invalid_config_values(cls: type, config: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(config))):
-        TCDScheduler(**config)
+        cls(**config)
 
 
-def test_mismatched_shapes_change_nothing() -> None:
-    scheduler = _ready()
+@pytest.mark.parametrize("cls", SCHEDULERS)
+def test_mismatched_shapes_change_nothing(cls: type) -> None:
+    scheduler = _ready(cls)
     g = torch.Generator().manual_seed(0)
     state = g.get_state()
     with pytest.raises(ValueError, match="shape"):
@@ -124,14 +146,6 @@ def test_mismatched_shapes_change_nothing() -> None:
 
 
 # ------------------------------------------------------------------ misuse is loud (issue 16)
-
-SCHEDULERS = (TCDScheduler, LCMScheduler)
-
-
-def _planned(cls: type, n: int = 4) -> TCDScheduler | LCMScheduler:
-    scheduler = cls()
-    scheduler.set_timesteps(n)
-    return scheduler
 
 
 @pytest.mark.parametrize("eta", ["0.3", None, [0.3], torch.tensor([0.3, 0.3]), 0.3j])
@@ -153,7 +167,7 @@ def test_step_inputs_of_the_wrong_type_name_themselves(cls: type) -> None:
         "`generator` must be a torch.Generator": (x, x, "seed"),
     }
     for match, (model_output, sample, generator) in cases.items():
-        scheduler = _planned(cls)
+        scheduler = _ready(cls)
         with pytest.raises(TypeError, match=match):
             scheduler.step(model_output, scheduler.timesteps[0], sample, generator=generator)
         assert scheduler.step_index is None
@@ -161,7 +175,7 @@ def test_step_inputs_of_the_wrong_type_name_themselves(cls: type) -> None:
 
 @pytest.mark.parametrize("cls", SCHEDULERS)
 def test_begin_index_is_checked(cls: type) -> None:
-    scheduler = _planned(cls)
+    scheduler = _ready(cls)
     with pytest.raises(TypeError, match="`begin_index`"):
         scheduler.set_begin_index(1.5)
     with pytest.raises(ValueError, match="`begin_index`"):
@@ -177,7 +191,7 @@ def test_begin_index_is_checked(cls: type) -> None:
 
 @pytest.mark.parametrize("cls", SCHEDULERS)
 def test_a_bad_device_leaves_the_scheduler_unchanged(cls: type) -> None:
-    scheduler = _planned(cls)
+    scheduler = _ready(cls)
     with pytest.raises(ValueError, match="`device`"):
         scheduler.set_timesteps(8, device="nodevice")
     assert scheduler.num_inference_steps == 4
@@ -187,7 +201,7 @@ def test_a_bad_device_leaves_the_scheduler_unchanged(cls: type) -> None:
 @pytest.mark.parametrize("cls", SCHEDULERS)
 def test_forward_noising_timesteps_are_checked(cls: type) -> None:
     """The reference: an IndexError for 1500, a silent wrap-around for -1."""
-    scheduler = _planned(cls)
+    scheduler = _ready(cls)
     x = torch.zeros(2, 3)
     for method in (scheduler.add_noise, scheduler.get_velocity):
         for bad in (torch.tensor([1500, 0]), torch.tensor([-1, 0]), [1500, 0]):
