@@ -1,11 +1,14 @@
-"""Property tests: tcd_diffusers.TCDScheduler against diffusers' TCDScheduler, step by step.
+"""Property tests: tcd_diffusers' TCDScheduler and LCMScheduler against diffusers' classes, step by
+step. Each test runs once per algorithm (ids ``tcd``, ``lcm``); LCM-only checks are at the end.
 
 Over the accepted config space (beta schedules, trained betas, zero-terminal-SNR, prediction
-types, original_inference_steps, set_alpha_to_one) and argument space (step counts, explicit
-original_inference_steps, strength, custom timesteps, set_begin_index, starting mid-schedule,
-η, timesteps passed as views / ints / fresh tensors, generators: none, one, a list), every step's
-prev_sample and pred_noised_sample are bit-identical, the step index follows the reference's and
-the generators end in the same state.
+types, original_inference_steps, set_alpha_to_one, timestep_scaling; clipping and thresholding
+where the reference applies them) and argument space (step counts, explicit
+original_inference_steps, strength, custom timesteps, set_begin_index, starting mid-schedule, η,
+timesteps passed as views / ints / NumPy ints / fresh tensors, generators: none, one, a list,
+both return forms), every step's outputs are bit-identical, the step index follows the
+reference's, the generators end in the same state, the scheduler state matches after every call,
+and a plan the reference rejects raises its ValueError verbatim.
 """
 
 from __future__ import annotations
@@ -14,30 +17,31 @@ import diffusers
 import numpy as np
 import pytest
 import torch
-from diffusers_helpers import assert_same, toy_model
-from hypothesis import assume, given, settings
+from diffusers_helpers import LCM, PAIRS, TCD, Pair, assert_same, lockstep, toy_model
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis_profiles import examples
 
-from tcd_diffusers import TCDScheduler
+from tcd_diffusers import LCMScheduler
 
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 ETAS = st.one_of(
     st.sampled_from([0.0, 0.3, 0.5, 1.0]),
     st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
 )
+FORMS = ("view", "int", "numpy int", "tensor", "tensor copy")
 
 
 @st.composite
-def configs(draw: st.DrawFn) -> dict:
-    n_train = draw(st.sampled_from([1000, 1000, 500, 120]))
+def configs(draw: st.DrawFn, pair: Pair) -> dict:
+    n_train = draw(st.one_of(st.sampled_from([1000, 1000, 500, 120]), st.integers(60, 1200)))
     cfg: dict = {
         "num_train_timesteps": n_train,
         "prediction_type": draw(st.sampled_from(["epsilon", "sample", "v_prediction"])),
-        "original_inference_steps": draw(
-            st.sampled_from([s for s in (50, 30, 25, 10, 100) if s <= n_train])
-        ),
+        "original_inference_steps": draw(st.sampled_from([50, 30, 25, 10, 8, 100])),
         "set_alpha_to_one": draw(st.booleans()),
         "rescale_betas_zero_snr": draw(st.booleans()),
+        "timestep_scaling": draw(st.sampled_from([10.0, 1.0, 2.5])),
     }
     kind = draw(st.sampled_from(["scaled_linear", "linear", "squaredcos_cap_v2", "trained"]))
     if kind == "trained":
@@ -48,6 +52,16 @@ def configs(draw: st.DrawFn) -> dict:
         if kind != "squaredcos_cap_v2" and draw(st.booleans()):
             cfg["beta_start"] = draw(st.sampled_from([1e-4, 0.00085, 0.001]))
             cfg["beta_end"] = draw(st.sampled_from([0.012, 0.02]))
+    # diffusers' TCDScheduler ignores clipping and thresholding (ours applies them:
+    # test_diffusers_core_delegation.py); its LCMScheduler applies them, so they are compared
+    post = draw(st.sampled_from(["none", "none", "clip", "threshold"])) if pair is LCM else "none"
+    if post == "clip":
+        cfg["clip_sample"] = True
+        cfg["clip_sample_range"] = draw(st.sampled_from([1.0, 0.5, 2.0]))
+    elif post == "threshold":
+        cfg["thresholding"] = True
+        cfg["sample_max_value"] = draw(st.sampled_from([1.0, 1.5, 3.0]))
+        cfg["dynamic_thresholding_ratio"] = draw(st.sampled_from([0.995, 0.9]))
     return cfg
 
 
@@ -62,11 +76,11 @@ def plans(draw: st.DrawFn, n_train: int, original: int) -> dict:
         )
         if draw(st.booleans()):
             values[0] = n_train - 1
-        timesteps = sorted(set(values), reverse=True)
-        return {"timesteps": timesteps, "strength": strength}
-    kwargs: dict = {"num_inference_steps": draw(st.integers(1, 12)), "strength": strength}
-    if draw(st.integers(0, 3)) == 0:
-        kwargs["original_inference_steps"] = draw(st.sampled_from([original, 20, 50]))
+        kwargs: dict = {"timesteps": sorted(set(values), reverse=True), "strength": strength}
+    else:
+        kwargs = {"num_inference_steps": draw(st.integers(1, 12)), "strength": strength}
+    if draw(st.integers(0, 2)) == 0:
+        kwargs["original_inference_steps"] = draw(st.sampled_from([original, 20, 50, 100]))
     return kwargs
 
 
@@ -88,157 +102,202 @@ def _states(gen) -> list[torch.Tensor]:
     return [g.get_state() for g in gens]
 
 
-def run_both(cfg: dict, plan: dict, data: st.DataObject, dtype: torch.dtype) -> None:
-    ours, ref = TCDScheduler(**cfg), diffusers.TCDScheduler(**cfg)
+def _timestep(scheduler, k: int, form: str):
+    t = scheduler.timesteps[k]
+    if form == "int":
+        return int(t)
+    if form == "numpy int":
+        return np.int64(int(t))
+    if form == "tensor":
+        return torch.tensor(int(t))
+    if form == "tensor copy":
+        return t.clone()  # a tensor that is not a view of scheduler.timesteps
+    return t
+
+
+STATE = ("step_index", "begin_index", "num_inference_steps", "custom_timesteps", "init_noise_sigma")
+
+
+def assert_same_state(ours, ref) -> None:
+    for name in STATE:
+        assert getattr(ours, name) == getattr(ref, name), name
+    assert_same(ours.timesteps, ref.timesteps)  # int64 like the reference's
+    for name in ("betas", "alphas", "alphas_cumprod", "final_alpha_cumprod"):
+        assert_same(getattr(ours, name), getattr(ref, name))
+
+
+def _outputs(pair: Pair, out, return_dict: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if return_dict:
+        assert isinstance(out, pair.output)
+        return out.prev_sample, getattr(out, pair.second)
+    assert isinstance(out, tuple) and len(out) == 2
+    return out
+
+
+def run_both(pair: Pair, data: st.DataObject, dtype: torch.dtype) -> None:
+    """The same calls on our class and diffusers', compared after every call."""
+    cfg = data.draw(configs(pair), label="config")
+    plan = data.draw(plans(cfg["num_train_timesteps"], cfg["original_inference_steps"]))
+    ours, ref = pair.ours(**cfg), pair.ref(**cfg)
     try:
         ref.set_timesteps(**plan)
-    except (ValueError, ZeroDivisionError):
+    except ValueError as err:
+        event("set_timesteps ValueError")
+        with pytest.raises(ValueError) as info:
+            ours.set_timesteps(**plan)
+        # verbatim, but naming the argument `timesteps` as the caller does
+        assert str(info.value) == str(err).replace("`custom_timesteps`", "`timesteps`")
+        return
+    except ZeroDivisionError:  # the reference crashes where we refuse the plan
         with pytest.raises(ValueError):
             ours.set_timesteps(**plan)
         return
-    if len(ref.timesteps) == 0:  # the reference keeps no step; we refuse such a plan
-        with pytest.raises(ValueError):
+    if len(ref.timesteps) == 0:  # custom timesteps trimmed to nothing: ours refuses the plan
+        with pytest.raises(ValueError, match="strength"):
             ours.set_timesteps(**plan)
         return
+    event("ran the loop")
     ours.set_timesteps(**plan)
-    assert torch.equal(ours.timesteps, ref.timesteps) and ours.timesteps.dtype == torch.int64
-    assert ours.num_inference_steps == ref.num_inference_steps
-    assert ours.custom_timesteps == ref.custom_timesteps
+    assert_same_state(ours, ref)
 
     n = len(ref.timesteps)
     start = data.draw(st.integers(0, n - 1), label="start")
-    use_begin = data.draw(st.booleans(), label="set_begin_index")
-    if use_begin:
+    if data.draw(st.booleans(), label="set_begin_index"):
         ours.set_begin_index(start)
         ref.set_begin_index(start)
     assert ours.begin_index == ref.begin_index
-    how = data.draw(st.sampled_from(["view", "int", "tensor"]), label="timestep form")
+    form = data.draw(st.sampled_from(FORMS), label="timestep form")
     eta = data.draw(ETAS, label="eta")
-    batch = data.draw(st.integers(1, 2), label="batch")
+    batch = data.draw(st.integers(1, 3), label="batch")
     kind = data.draw(st.sampled_from(["none", "one", "list"]), label="generator")
     seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
-    shape = (batch, 4, 8, 8) if data.draw(st.booleans(), label="square") else (batch, 3, 4, 6)
+    shape = data.draw(st.sampled_from([(4, 8, 8), (3, 4, 6), (4, 6, 6), (2, 5, 5)]), label="shape")
+    scale = data.draw(st.sampled_from([1.0, 3.0]), label="scale")
+    return_dict = data.draw(st.booleans(), label="return_dict")
 
     g_ours, g_ref = _generators(kind, seed, batch)
-    sample = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    gen = torch.Generator().manual_seed(seed)
+    sample = (scale * torch.randn((batch, *shape), generator=gen)).to(dtype)
     x_ours = x_ref = sample
     for k in range(start, n):
-        t = ref.timesteps[k]
-        t_ours = {"view": ours.timesteps[k], "int": int(t), "tensor": torch.tensor(int(t))}[how]
-        model_output = toy_model(x_ref, int(t)).to(dtype)
+        model_output = (scale * toy_model(x_ref.float(), int(ref.timesteps[k]))).to(dtype)
+        call = {"eta": eta, "return_dict": return_dict}
         if kind == "none":
             torch.manual_seed(seed + k)
-        out_ref = ref.step(model_output, t, x_ref, eta=eta, generator=g_ref)
+        out_ref = pair.step(
+            ref, model_output, _timestep(ref, k, form), x_ref, **call, generator=g_ref
+        )
         if kind == "none":
             state_after_ref = torch.random.get_rng_state()
             torch.manual_seed(seed + k)
-        out_ours = ours.step(model_output, t_ours, x_ours, eta=eta, generator=g_ours)
+        out_ours = pair.step(
+            ours, model_output, _timestep(ours, k, form), x_ours, **call, generator=g_ours
+        )
         if kind == "none":  # the global generator advanced exactly as much
             assert torch.equal(torch.random.get_rng_state(), state_after_ref)
         assert type(out_ours) is type(out_ref)
-        assert_same(out_ours.pred_noised_sample, out_ref.pred_noised_sample)
-        assert_same(out_ours.prev_sample, out_ref.prev_sample)
-        assert ours.step_index == ref.step_index
-        x_ours, x_ref = out_ours.prev_sample, out_ref.prev_sample
-    for a, b in zip(_states(g_ours), _states(g_ref)):
+        x_ours, second = _outputs(pair, out_ours, return_dict)
+        x_ref, ref_second = _outputs(pair, out_ref, return_dict)
+        assert_same(second, ref_second)
+        assert_same(x_ours, x_ref)
+        assert ours.step_index == ref.step_index, k
+    for a, b in zip(_states(g_ours), _states(g_ref)):  # noise drawn exactly where the ref draws
         assert torch.equal(a, b)
+    assert_same_state(ours, ref)
 
 
-@given(cfg=configs(), data=st.data())
+@pytest.mark.parametrize("pair", PAIRS)
+@given(data=st.data())
 @settings(max_examples=examples(60))
-def test_loops_bit_identical_float32(cfg: dict, data: st.DataObject) -> None:
-    plan = data.draw(plans(cfg["num_train_timesteps"], cfg["original_inference_steps"]))
-    run_both(cfg, plan, data, torch.float32)
+def test_loops_bit_identical_float32(pair: Pair, data: st.DataObject) -> None:
+    run_both(pair, data, torch.float32)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-@given(cfg=configs(), data=st.data())
+@pytest.mark.parametrize("dtype", DTYPES[1:])
+@pytest.mark.parametrize("pair", PAIRS)
+@given(data=st.data())
 @settings(max_examples=examples(15))
-def test_loops_bit_identical_other_dtypes(cfg: dict, data: st.DataObject, dtype) -> None:
-    assume(not cfg["rescale_betas_zero_snr"] or cfg["prediction_type"] != "epsilon")
-    plan = data.draw(plans(cfg["num_train_timesteps"], cfg["original_inference_steps"]))
-    run_both(cfg, plan, data, dtype)
+def test_loops_bit_identical_other_dtypes(pair: Pair, dtype, data: st.DataObject) -> None:
+    run_both(pair, data, dtype)
+
+
+def _default_loop(pair: Pair, cls: type, prediction_type: str, dtype, steps: int, eta):
+    """The pipelines' case: default config, views of timesteps, one generator, both return
+    forms (alternating). Returns every step's output, the generator state and the scheduler."""
+    scheduler = cls(prediction_type=prediction_type)
+    scheduler.set_timesteps(steps)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3)).to(dtype)
+    outputs = []
+    for i, t in enumerate(scheduler.timesteps):
+        as_dict = i % 2 == 0
+        m = toy_model(x.float(), int(t)).to(dtype)
+        out = pair.step(scheduler, m, t, x, eta=eta, generator=g, return_dict=as_dict)
+        out = pair.output(*_outputs(pair, out, as_dict))
+        outputs.append(out)
+        x = out.prev_sample
+    return outputs, g.get_state(), scheduler
+
+
+VARIANTS = [pytest.param(TCD, eta, id=f"tcd-eta{eta}") for eta in (0.0, 0.3, 1.0)]
+VARIANTS.append(pytest.param(LCM, None, id="lcm"))
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
-@pytest.mark.parametrize("eta", [0.0, 0.3, 1.0])
-@pytest.mark.parametrize("steps", [1, 2, 4, 8])
-def test_default_loops_and_return_tuple(prediction_type: str, eta: float, steps: int) -> None:
-    """The pipelines' case, exhaustively: default config, views of timesteps, one generator,
-    both return forms."""
-    ours = TCDScheduler(prediction_type=prediction_type)
-    ref = diffusers.TCDScheduler(prediction_type=prediction_type)
-    ours.set_timesteps(steps)
-    ref.set_timesteps(steps)
-    g_ours, g_ref = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
-    x_ours = x_ref = x
-    for i, (t_ours, t_ref) in enumerate(zip(ours.timesteps, ref.timesteps)):
-        model_output = toy_model(x_ref, int(t_ref))
-        as_dict = i % 2 == 0
-        a = ours.step(model_output, t_ours, x_ours, eta=eta, generator=g_ours, return_dict=as_dict)
-        b = ref.step(model_output, t_ref, x_ref, eta=eta, generator=g_ref, return_dict=as_dict)
-        if not as_dict:
-            assert isinstance(a, tuple) and len(a) == 2
-            a = diffusers.schedulers.scheduling_tcd.TCDSchedulerOutput(*a)
-            b = diffusers.schedulers.scheduling_tcd.TCDSchedulerOutput(*b)
-        assert_same(a.prev_sample, b.prev_sample)
-        assert_same(a.pred_noised_sample, b.pred_noised_sample)
-        x_ours, x_ref = a.prev_sample, b.prev_sample
-    assert torch.equal(g_ours.get_state(), g_ref.get_state())
+@pytest.mark.parametrize(("pair", "eta"), VARIANTS)
+def test_default_loops_every_dtype_and_return_form(pair: Pair, eta, prediction_type) -> None:
+    """Deterministic companions of the property tests: 1/2/4/8 steps, every dtype."""
+    for dtype in DTYPES:
+        for steps in (1, 2, 4, 8):
+            out, g, ours = _default_loop(pair, pair.ours, prediction_type, dtype, steps, eta)
+            ref_out, ref_g, ref = _default_loop(pair, pair.ref, prediction_type, dtype, steps, eta)
+            assert len(out) == len(ref_out) == steps
+            for a, b in zip(out, ref_out):
+                assert_same(a.prev_sample, b.prev_sample)
+                assert_same(getattr(a, pair.second), getattr(b, pair.second))
+            assert torch.equal(g, ref_g), (dtype, steps)
+            assert_same_state(ours, ref)
 
 
-def test_loop_runs_twice_with_cached_plan_and_coefficients() -> None:
+@pytest.mark.parametrize("pair", PAIRS)
+def test_loop_runs_twice_with_cached_plan_and_coefficients(pair: Pair) -> None:
     """A second identical generation (plan and coefficients now cached) is still identical."""
-    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+    ours, ref = pair.ours(), pair.ref()
     for _ in range(2):
         for eta in (0.3, 0.7):
             ours.set_timesteps(4)
             ref.set_timesteps(4)
-            g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-            x1 = x2 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-            for t1, t2 in zip(ours.timesteps, ref.timesteps):
-                m = toy_model(x2, int(t2))
-                x1 = ours.step(m, t1, x1, eta=eta, generator=g1).prev_sample
-                x2 = ref.step(m, t2, x2, eta=eta, generator=g2).prev_sample
-                assert_same(x1, x2)
+            lockstep(pair, ours, ref, zip(ours.timesteps, ref.timesteps), eta)
 
 
-def test_step_past_the_end_matches_reference() -> None:
-    """Extra steps after the last timestep: p = 0 and noise is drawn, as in the reference."""
-    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+@pytest.mark.parametrize("pair", PAIRS)
+def test_step_past_the_end_matches_reference(pair: Pair) -> None:
+    """Extra steps after the last timestep: the next timestep is the step's own (TCD: p = 0) and
+    noise is drawn, as in the reference."""
+    ours, ref = pair.ours(), pair.ref()
     ours.set_timesteps(2)
     ref.set_timesteps(2)
-    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    x = torch.randn(1, 4, 8, 8)
-    for t in [999, 499, 499, 499]:
-        m = toy_model(x, t)
-        a = ours.step(m, t, x, eta=0.3, generator=g1)
-        b = ref.step(m, t, x, eta=0.3, generator=g2)
-        assert_same(a.prev_sample, b.prev_sample)
-        x = b.prev_sample
-    assert torch.equal(g1.get_state(), g2.get_state())
+    lockstep(pair, ours, ref, [(t, t) for t in [999, 499, 499, 499]])
 
 
-def test_timestep_that_differs_from_the_counter_uses_its_own_alpha() -> None:
-    """The reference takes ᾱ_t from the timestep argument and p, s from its counter."""
-    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+@pytest.mark.parametrize("pair", PAIRS)
+def test_timestep_that_differs_from_the_counter_uses_its_own_alpha(pair: Pair) -> None:
+    """The reference takes ᾱ_t (and LCM's c_skip, c_out) from the timestep argument and the
+    next timestep from its counter."""
+    ours, ref = pair.ours(), pair.ref()
     ours.set_timesteps(4)
     ref.set_timesteps(4)
     ours.set_begin_index(1)
     ref.set_begin_index(1)
-    x = torch.randn(1, 4, 8, 8)
-    for t_ours, t_ref in [(ours.timesteps[0], ref.timesteps[0]), (321, 321)]:
-        m = toy_model(x, 500)
-        a = ours.step(m, t_ours, x, eta=0.0)
-        b = ref.step(m, t_ref, x, eta=0.0)
-        assert_same(a.prev_sample, b.prev_sample)
+    lockstep(pair, ours, ref, [(ours.timesteps[0], ref.timesteps[0]), (321, 321)], eta=0.0)
 
 
-@given(cfg=configs(), data=st.data())
+@pytest.mark.parametrize("pair", PAIRS)
+@given(data=st.data())
 @settings(max_examples=examples(25))
-def test_add_noise_and_velocity_match(cfg: dict, data: st.DataObject) -> None:
-    ours, ref = TCDScheduler(**cfg), diffusers.TCDScheduler(**cfg)
+def test_add_noise_and_velocity_match(pair: Pair, data: st.DataObject) -> None:
+    cfg = data.draw(configs(pair))
+    ours, ref = pair.ours(**cfg), pair.ref(**cfg)
     dtype = data.draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
     batch = data.draw(st.integers(1, 3))
     n_train = cfg["num_train_timesteps"]
@@ -252,22 +311,15 @@ def test_add_noise_and_velocity_match(cfg: dict, data: st.DataObject) -> None:
     assert ours.alphas_cumprod.device == ref.alphas_cumprod.device
 
 
-@given(cfg=configs())
+@pytest.mark.parametrize("pair", PAIRS)
+@given(data=st.data())
 @settings(max_examples=examples(25))
-def test_tables_and_attributes_match(cfg: dict) -> None:
-    ours, ref = TCDScheduler(**cfg), diffusers.TCDScheduler(**cfg)
-    for name in ("betas", "alphas", "alphas_cumprod", "final_alpha_cumprod", "timesteps"):
-        assert_same(getattr(ours, name), getattr(ref, name))
-    for name in (
-        "init_noise_sigma",
-        "order",
-        "num_inference_steps",
-        "custom_timesteps",
-        "step_index",
-        "begin_index",
-    ):
-        assert getattr(ours, name) == getattr(ref, name), name
-    assert len(ours) == len(ref)
+def test_tables_and_attributes_match(pair: Pair, data: st.DataObject) -> None:
+    cfg = data.draw(configs(pair))
+    ours, ref = pair.ours(**cfg), pair.ref(**cfg)
+    assert_same_state(ours, ref)
+    assert ours.order == ref.order
+    assert len(ours) == len(ref) == cfg["num_train_timesteps"]
     x = torch.randn(1, 4, 2, 2)
     assert ours.scale_model_input(x, 3) is x
     # before set_timesteps, previous_timestep is t - 1 in both
@@ -283,8 +335,9 @@ def test_tables_and_attributes_match(cfg: dict) -> None:
         {"timesteps": [800, 600], "strength": 0.5},
     ],
 )
-def test_bookkeeping_methods_match(kwargs: dict) -> None:
-    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+@pytest.mark.parametrize("pair", PAIRS)
+def test_bookkeeping_methods_match(pair: Pair, kwargs: dict) -> None:
+    ours, ref = pair.ours(), pair.ref()
     ours.set_timesteps(**kwargs)
     ref.set_timesteps(**kwargs)
     for t in ref.timesteps:
@@ -301,30 +354,69 @@ def test_bookkeeping_methods_match(kwargs: dict) -> None:
     assert ours.begin_index == 0
 
 
-def test_timesteps_assigned_by_hand_are_followed() -> None:
+@pytest.mark.parametrize("pair", PAIRS)
+def test_timesteps_assigned_by_hand_are_followed(pair: Pair) -> None:
     """diffusers' step reads whatever scheduler.timesteps holds; so does ours."""
-    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+    ours, ref = pair.ours(), pair.ref()
     for scheduler in (ours, ref):
         scheduler.set_timesteps(4)
         scheduler.timesteps = torch.tensor([999, 600, 300, 100])
-    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
-    x1 = x2 = torch.randn(1, 4, 8, 8)
-    for t1, t2 in zip(ours.timesteps, ref.timesteps):
-        m = toy_model(x2, int(t2))
-        x1 = ours.step(m, t1, x1, eta=0.5, generator=g1).prev_sample
-        x2 = ref.step(m, t2, x2, eta=0.5, generator=g2).prev_sample
-        assert_same(x1, x2)
+    lockstep(pair, ours, ref, zip(ours.timesteps, ref.timesteps), eta=0.5)
     assert ours.index_for_timestep(600) == 1
 
 
-def test_numpy_integer_timesteps() -> None:
-    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+@pytest.mark.parametrize("pair", PAIRS)
+def test_numpy_integer_timesteps(pair: Pair) -> None:
+    ours, ref = pair.ours(), pair.ref()
     ours.set_timesteps(2)
     ref.set_timesteps(2)
-    x = torch.randn(1, 4, 8, 8)
-    for t in ref.timesteps.numpy():
-        m = toy_model(x, int(t))
-        a = ours.step(m, np.int64(t), x, eta=0.0).prev_sample
-        b = ref.step(m, int(t), x, eta=0.0).prev_sample
+    lockstep(pair, ours, ref, [(np.int64(t), int(t)) for t in ref.timesteps.numpy()], eta=0.0)
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_mixed_dtypes_keep_the_sample_dtype_and_the_random_stream(pair: Pair) -> None:
+    """Documented difference: float32 model output on a float16 sample gives float16 (diffusers:
+    the promoted float32); the values are the reference's rounded once, the generator in step."""
+    results = []
+    for cls in (pair.ours, pair.ref):
+        scheduler = cls()
+        scheduler.set_timesteps(4)
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 4, 8, 8, generator=g).half()
+        out = pair.step(
+            scheduler, toy_model(x.float(), 999), scheduler.timesteps[0], x, generator=g
+        )
+        results.append((out.prev_sample, getattr(out, pair.second), g.get_state()))
+    (prev, second, state), (ref_prev, ref_second, ref_state) = results
+    assert prev.dtype == second.dtype == torch.float16 and ref_prev.dtype == torch.float32
+    assert torch.equal(state, ref_state)
+    assert_same(prev, ref_prev.half())
+    assert_same(second, ref_second.half())
+
+
+# ------------------------------------------------------------------ LCM only
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_lcm_final_step_returns_the_denoised_sample(prediction_type: str) -> None:
+    """LCM's final step returns ``denoised`` itself and draws nothing; every other step noises
+    it (the bit-identity of both is test_default_loops_every_dtype_and_return_form[lcm])."""
+    for dtype in DTYPES:
+        for steps in (1, 2, 4, 8):
+            out, _, _ = _default_loop(LCM, LCMScheduler, prediction_type, dtype, steps, None)
+            assert out[-1].prev_sample is out[-1].denoised
+            assert all(not torch.equal(o.prev_sample, o.denoised) for o in out[:-1])
+
+
+@pytest.mark.parametrize("t", [0, 1, 19, 259, 999])
+def test_lcm_boundary_scalings_match(t) -> None:
+    ours, ref = LCMScheduler(timestep_scaling=2.5), diffusers.LCMScheduler(timestep_scaling=2.5)
+    assert ours.get_scalings_for_boundary_condition_discrete(
+        t
+    ) == ref.get_scalings_for_boundary_condition_discrete(t)
+    for a, b in zip(
+        ours.get_scalings_for_boundary_condition_discrete(torch.tensor(t)),
+        ref.get_scalings_for_boundary_condition_discrete(torch.tensor(t)),
+    ):
         assert_same(a, b)
-        x = b
+    assert ours.sigma_data == ref.sigma_data == 0.5
