@@ -1,13 +1,11 @@
-"""On a CUDA device: a whole loop makes no host-device synchronisation and matches diffusers."""
+"""On a CUDA device: a whole TCD or LCM loop makes no host-device synchronisation and matches
+diffusers (skipped without CUDA; test_diffusers_core_delegation.py has the CPU stand-in)."""
 
 from __future__ import annotations
 
-import diffusers
 import pytest
 import torch
-from diffusers_helpers import assert_same
-
-from tcd_diffusers import TCDScheduler
+from diffusers_helpers import PAIRS, Pair, assert_same
 
 pytestmark = [
     pytest.mark.gpu,
@@ -17,9 +15,10 @@ pytestmark = [
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("img2img", [False, True])
-def test_loop_without_sync_and_identical(dtype, img2img) -> None:
+@pytest.mark.parametrize("pair", PAIRS)
+def test_loop_without_sync_and_identical(pair: Pair, dtype, img2img) -> None:
     device = torch.device("cuda")
-    ours, ref = TCDScheduler(), diffusers.TCDScheduler()
+    ours, ref = pair.ours(), pair.ref()
     x = torch.randn(2, 4, 64, 64, device=device, dtype=dtype)
     outputs = [0.1 * torch.randn_like(x) for _ in range(4)]
     results = []
@@ -36,7 +35,7 @@ def test_loop_without_sync_and_identical(dtype, img2img) -> None:
             timesteps = scheduler.timesteps[1:] if img2img else scheduler.timesteps
             sample = start
             for t, m in zip(timesteps, outputs):
-                sample = scheduler.step(m, t, sample, eta=0.3, generator=g).prev_sample
+                sample = pair.step(scheduler, m, t, sample, eta=0.3, generator=g).prev_sample
         finally:
             torch.cuda.set_sync_debug_mode("default")
         results.append((sample, g.get_state()))
@@ -44,15 +43,16 @@ def test_loop_without_sync_and_identical(dtype, img2img) -> None:
     assert torch.equal(results[1][1], results[0][1])
 
 
-def test_sync_debug_mode_catches_the_reference() -> None:
+@pytest.mark.parametrize("pair", PAIRS)
+def test_sync_debug_mode_catches_the_reference(pair: Pair) -> None:
     """Guards the test above: the reference's step does synchronise (its first-step
     ``.item()`` and ``if prev_timestep >= 0``), so "error" mode really is enforced."""
-    ref = diffusers.TCDScheduler()
+    ref = pair.ref()
     ref.set_timesteps(4, device="cuda")
     x = torch.randn(1, 4, 8, 8, device="cuda")
     torch.cuda.set_sync_debug_mode("error")
     try:
         with pytest.raises(RuntimeError):
-            ref.step(x, ref.timesteps[0], x, eta=0.3)
+            pair.step(ref, x, ref.timesteps[0], x, eta=0.3)
     finally:
         torch.cuda.set_sync_debug_mode("default")
