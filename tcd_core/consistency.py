@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._array import cast_like, device_of, is_array, is_host, is_host_scalar, namespace
+from ._array import cast_like, is_array, is_host, is_host_scalar, namespace
 from ._step_common import (
     check_index,
     check_indices,
@@ -226,38 +226,38 @@ def _coefficients(
 ) -> Coefficients:
     """:func:`coefficients` once its arguments are checked (the operations in the references'
     order, so that compiled programs and torch bits stay the same)."""
+    xp, device = path.namespace()
     if algorithm.skip_connection:
-        level_t = path.level(timestep, ndim)
-        keep, noise = path.roots(path.level(next_timestep, ndim))
-        keep, noise = _at_final(final, keep, noise, path.alphas_cumprod, ndim)
-        other, original = _boundary_conditions(
-            timestep, timestep_scaling, ndim, path.alphas_cumprod
-        )
-        alpha_t, sigma_t = path.roots(level_t)
+        level_t = path.level(timestep, ndim, xp, device)
+        keep, noise = path.roots(path.level(next_timestep, ndim, xp, device), xp)
+        keep, noise = _at_final(final, keep, noise, xp, device, ndim)
+        other, original = _boundary_conditions(timestep, timestep_scaling, ndim, xp, device)
+        alpha_t, sigma_t = path.roots(level_t, xp)
         return Coefficients(alpha_t, sigma_t, original, other, keep, noise)
     if intermediate is None:
         intermediate = intermediate_timestep(next_timestep, eta)
-    level_t = path.level(timestep, ndim)
-    level_next = path.level(next_timestep, ndim)
-    level_s = path.level(intermediate, ndim)
+    level_t = path.level(timestep, ndim, xp, device)
+    level_next = path.level(next_timestep, ndim, xp, device)
+    level_s = path.level(intermediate, ndim, xp, device)
     relative = path.relative(level_s, level_next)
-    alpha_t, sigma_t = path.roots(level_t)
-    original, other = path.roots(level_s)
-    keep, noise = path.transition_roots(relative)
+    alpha_t, sigma_t = path.roots(level_t, xp)
+    original, other = path.roots(level_s, xp)
+    keep, noise = path.transition_roots(relative, xp)
     return Coefficients(alpha_t, sigma_t, original, other, keep, noise)
 
 
-def _at_final(final: Any, keep: Any, noise: Any, table: Any, ndim: int) -> tuple[Any, Any]:
+def _at_final(
+    final: Any, keep: Any, noise: Any, xp: Any, device: Any, ndim: int
+) -> tuple[Any, Any]:
     """(keep, noise) replaced by exactly 1 and 0 where the step is final (LCM returns its
     estimate there): a host bool decides on the host, an array selects with ``where``."""
-    xp = namespace(table)
     if is_host(final):
         host_final = np.asarray(final, dtype=bool)
         if host_final.ndim == 0:
             if bool(host_final):
                 return xp.ones_like(keep), xp.zeros_like(noise)
             return keep, noise
-        final = xp.asarray(host_final, device=device_of(table))
+        final = xp.asarray(host_final, device=device)
     mask = final if final.ndim == 0 else xp.reshape(final, (-1,) + (1,) * (ndim - 1))
     return (
         xp.where(mask, xp.ones_like(keep), keep),
@@ -266,7 +266,7 @@ def _at_final(final: Any, keep: Any, noise: Any, table: Any, ndim: int) -> tuple
 
 
 def _boundary_conditions(
-    timestep: Any, timestep_scaling: float, ndim: int, table: Any
+    timestep: Any, timestep_scaling: float, ndim: int, xp: Any, device: Any
 ) -> tuple[Any, Any]:
     """(c_skip, c_out) with the reference's operand types: Python floats for host scalars,
     float32 arrays (reshaped to broadcast from the batch axis) for arrays; host arrays move to the
@@ -274,8 +274,7 @@ def _boundary_conditions(
     if is_host_scalar(timestep):
         return boundary_condition_scalings(int(timestep), timestep_scaling)
     if is_host(timestep):
-        xp = namespace(table)
-        timestep = xp.asarray(np.asarray(timestep, dtype=np.int64), device=device_of(table))
+        timestep = xp.asarray(np.asarray(timestep, dtype=np.int64), device=device)
     c_skip, c_out = boundary_condition_scalings(timestep, timestep_scaling)
     if timestep.ndim == 1:
         shape = (timestep.shape[0],) + (1,) * (ndim - 1)

@@ -1,6 +1,7 @@
 """Noise paths as values: how a timestep maps to the mixture x_t = a_t·x₀ + b_t·ε.
 
-A path gives a step three things, each an Array API computation with no host read:
+A path gives a step three things, each an Array API computation with no host read (``xp`` and
+``device``, from :meth:`~VPPath.namespace`, are looked up once per step):
 
 * :meth:`~VPPath.level`: the path's value at a timestep (gathered from its table; 0-d for a
   scalar timestep, ``(B, 1, …, 1)`` for one timestep per batch element);
@@ -32,25 +33,29 @@ class VPPath(NamedTuple):
     Example:
         >>> from tcd_core import TCDConfig, alphas_cumprod
         >>> path = VPPath(alphas_cumprod(TCDConfig()))
-        >>> a, b = path.roots(path.level(999))
+        >>> xp, device = path.namespace()
+        >>> a, b = path.roots(path.level(999, 0, xp, device), xp)
         >>> round(float(a), 4), round(float(b), 4)
         (0.0683, 0.9977)
     """
 
     alphas_cumprod: Any
 
-    def level(self, timestep: Any, ndim: int = 0) -> Any:
+    def namespace(self) -> tuple[Any, Any]:
+        """(the Array API namespace, the device) of the path's table: looked up once per step
+        and passed to the other methods (the lookup costs more than a 0-d operation)."""
+        table = self.alphas_cumprod
+        return namespace(table), device_of(table)
+
+    def level(self, timestep: Any, ndim: int, xp: Any, device: Any) -> Any:
         """ᾱ at ``timestep`` (an int, or an integer array given once or once per batch element;
         host arrays move to the table's namespace and device), shaped to broadcast against an
         array of rank ``ndim``."""
-        table = self.alphas_cumprod
-        xp = namespace(table)
-        return gather(table, as_index(timestep, xp, device_of(table)), ndim, xp)
+        return gather(self.alphas_cumprod, as_index(timestep, xp, device), ndim, xp)
 
     @staticmethod
-    def roots(level: Any) -> tuple[Any, Any]:
+    def roots(level: Any, xp: Any) -> tuple[Any, Any]:
         """(a, b) = (√ᾱ, √(1−ᾱ)) at ``level`` = ᾱ."""
-        xp = namespace(level)
         return xp.sqrt(level), xp.sqrt(1 - level)
 
     @staticmethod
@@ -60,9 +65,9 @@ class VPPath(NamedTuple):
         return level_to / level_from
 
     @staticmethod
-    def transition_roots(relative: Any) -> tuple[Any, Any]:
+    def transition_roots(relative: Any, xp: Any) -> tuple[Any, Any]:
         """(keep, noise) = (√r, √(1−r)) of the transition with relative level r."""
-        return VPPath.roots(relative)
+        return VPPath.roots(relative, xp)
 
 
 def as_path(path: Any) -> VPPath:
