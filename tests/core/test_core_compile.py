@@ -1,5 +1,6 @@
-"""Compile-friendliness: jax.jit with t, p and η traced (one trace for every value), per-batch
-arrays under jit, the config as a static argument, and torch.compile(fullgraph=True)."""
+"""Compile-friendliness of both algorithms' step: jax.jit with t, p and η (TCD) or the final flag
+(LCM) traced (one trace for every value), per-batch arrays under jit, the config as a static
+argument, and torch.compile(fullgraph=True)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from core_helpers import assert_close_scaled, namespace_of, to_backend, to_numpy
+from core_helpers import assert_close_scaled, each_algorithm, namespace_of, to_backend, to_numpy
 
-from tcd_core import TCDConfig, alphas_cumprod, intermediate_timestep, tcd_step, tcd_timesteps
+from tcd_core import (
+    LCM,
+    TCD,
+    TCDConfig,
+    alphas_cumprod,
+    intermediate_timestep,
+    plan_timesteps,
+    step,
+    tcd_step,
+)
 
 CONFIG = TCDConfig(thresholding=True, sample_max_value=3.0)
 
@@ -19,35 +29,47 @@ def _inputs(seed=0, shape=(2, 4, 8, 8)):
     return [torch.randn(shape, generator=g) for _ in range(3)]
 
 
-def test_jax_jit_one_trace_serves_every_eta_and_timestep():
+def traced_cases(algorithm, plan):
+    """(t, p, the algorithm's own argument) over a plan: TCD at several η (exactly representable
+    in float32, as a traced η is a float32 array, plus 0.3), LCM with each step's final flag."""
+    steps = zip(plan.timesteps.tolist(), plan.next_timesteps.tolist(), plan.final_steps())
+    if algorithm is LCM:
+        return [(t, p, {"final": bool(final)}) for t, p, final in steps]
+    steps = list(steps)
+    return [(t, p, {"eta": eta}) for eta in (0.0, 0.25, 0.3, 0.5, 0.75, 1.0) for t, p, _ in steps]
+
+
+@each_algorithm
+def test_jax_jit_one_trace_serves_every_timestep_and_own_argument(algorithm):
     traces = []
 
     @jax.jit
-    def step(model_output, t, sample, p, eta, noise):
+    def jitted(model_output, t, sample, p, noise, own):
         traces.append(1)  # runs only while tracing
-        return tcd_step(model_output, t, sample, p, ac, eta=eta, noise=noise, config=CONFIG)
+        return step(algorithm, model_output, t, sample, p, ac, noise=noise, config=CONFIG, **own)
 
     ac = alphas_cumprod(CONFIG, jnp)
     ac_np = alphas_cumprod(CONFIG)
     mo, x, z = (to_backend(a, "jax", "float32") for a in _inputs())
-    plan = tcd_timesteps(CONFIG, 8)
-    # η values exactly representable in float32 (a traced η is a float32 array), plus 0.3
-    for eta in (0.0, 0.25, 0.3, 0.5, 0.75, 1.0):
-        for t, p in zip(plan.timesteps.tolist(), plan.prev_timesteps.tolist()):
-            got = step(mo, jnp.asarray(t), x, jnp.asarray(p), jnp.asarray(eta, jnp.float32), z)
-            want = tcd_step(
-                to_numpy(mo).astype(np.float32),
-                t,
-                to_numpy(x).astype(np.float32),
-                p,
-                ac_np,
-                eta=eta,
-                noise=to_numpy(z).astype(np.float32),
-                config=CONFIG,
-            )
-            for a, b in zip(got, want):
-                assert a.dtype == jnp.float32
-                assert_close_scaled(a, b, "float32", f"jit t={t} eta={eta}")
+    host = [to_numpy(a).astype(np.float32) for a in (mo, x, z)]
+    for t, p, own in traced_cases(algorithm, plan_timesteps(algorithm, CONFIG, 8)):
+        traced = {k: jnp.asarray(v, jnp.float32 if k == "eta" else bool) for k, v in own.items()}
+        got = jitted(mo, jnp.asarray(t), x, jnp.asarray(p), z, traced)
+        # a host 0-d t: LCM's c_skip/c_out in float32, as for a traced t
+        want = step(
+            algorithm,
+            host[0],
+            np.asarray(t),
+            host[1],
+            p,
+            ac_np,
+            noise=host[2],
+            config=CONFIG,
+            **own,
+        )
+        for a, b in zip(got, want):
+            assert a.dtype == jnp.float32
+            assert_close_scaled(a, b, "float32", f"jit t={t} {own}")
     assert len(traces) == 1
 
 
@@ -100,10 +122,20 @@ def test_jax_jit_per_batch_arrays_and_static_config():
     assert len(traces) == 2  # a different config is a different static argument
 
 
-def test_torch_compile_fullgraph_equals_eager():
-    """One torch.compile(fullgraph=True) of the step with tensor t, p and η: a single graph serves
-    every value, and it equals eager to 1e-6 (Inductor emits its own vectorised code; its float32
-    sqrt is correctly rounded, eager's MKL one is not, so results may differ by an ulp)."""
+#: (t, p, the algorithm's own argument) for the compiled step; each as tensors, then as the
+#: host values the reference takes
+COMPILED = {
+    TCD: [(759, 499, {"eta": 0.3}), (499, 259, {"eta": 0.75})],
+    LCM: [(759, 499, {"final": False}), (259, 259, {"final": True})],
+}
+
+
+@each_algorithm
+def test_torch_compile_fullgraph_equals_eager(algorithm):
+    """One torch.compile(fullgraph=True) of the step with tensor t, p and η or final flag: a
+    single graph serves every value, and it equals eager to 1e-6 (Inductor emits its own
+    vectorised code; its float32 sqrt is correctly rounded, eager's MKL one is not, so results
+    may differ by an ulp)."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
@@ -111,19 +143,24 @@ def test_torch_compile_fullgraph_equals_eager():
     ac = alphas_cumprod(CONFIG, namespace_of("torch"))
     mo, x, z = _inputs(2)
 
-    def step(model_output, t, sample, p, eta, noise):
-        return tcd_step(model_output, t, sample, p, ac, eta=eta, noise=noise, config=CONFIG)
+    def eager(model_output, t, sample, p, noise, own):
+        return step(algorithm, model_output, t, sample, p, ac, noise=noise, config=CONFIG, **own)
 
-    compiled = torch.compile(step, fullgraph=True, dynamic=False)
-    for t, p, eta in ((759, 499, 0.3), (499, 259, 0.75)):
-        args = (mo, torch.tensor(t), x, torch.tensor(p), torch.tensor(eta, dtype=torch.float64), z)
-        got = compiled(*args)
-        want = step(*args)
+    compiled = torch.compile(eager, fullgraph=True, dynamic=False)
+    for t, p, own in COMPILED[algorithm]:
+        tensors = {
+            k: torch.tensor(v, dtype=torch.float64 if k == "eta" else torch.bool)
+            for k, v in own.items()
+        }
+        args = (mo, torch.tensor(t), x, torch.tensor(p), z, tensors)
+        got, want = compiled(*args), eager(*args)
         for a, b in zip(got, want):
             assert a.dtype == b.dtype
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-        # eager with tensor arguments equals eager with Python scalars (the reference's path)
-        plain = step(mo, t, x, p, eta, z)
+        # eager with tensor arguments equals eager with host values (the reference's path); LCM
+        # keeps t a tensor: an int t gives its reference's double-precision c_skip/c_out
+        host_t = t if algorithm is TCD else torch.tensor(t)
+        plain = eager(mo, host_t, x, p, z, own)
         for a, b in zip(want, plain):
             assert torch.equal(a, b)
     assert counters["stats"]["unique_graphs"] == 1

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from core_helpers import namespace_of, reference
+from core_helpers import each_algorithm, namespace_of, reference
 from diffusers import TCDScheduler
 from diffusers.schedulers.scheduling_tcd import betas_for_alpha_bar as ref_betas_for_alpha_bar
 
@@ -26,6 +26,7 @@ from tcd_core import (
     lcm_step_coefficients,
     lcm_timesteps,
     linspace_f32,
+    step,
     step_coefficients,
     tcd_step,
     tcd_timesteps,
@@ -154,25 +155,35 @@ def test_strength_that_keeps_no_custom_step():
         tcd_timesteps(TCDConfig(), timesteps=[999, 499], strength=0.4)
 
 
+@each_algorithm
 @pytest.mark.parametrize("backend", ("numpy", "torch"))
-def test_shape_mismatches_name_the_argument(backend):
+def test_shape_mismatches_name_the_argument(algorithm, backend):
     xp = namespace_of(backend)
     ac = alphas_cumprod(TCDConfig(), xp)
     x = xp.zeros((2, 3, 4))
-    with pytest.raises(ValueError, match="model_output"):
-        tcd_step(xp.zeros((2, 3, 5)), 999, x, 499, ac)
-    with pytest.raises(ValueError, match="noise"):
-        tcd_step(x, 999, x, 499, ac, noise=xp.zeros((1, 3, 4)))
-    with pytest.raises(ValueError, match="`timestep`"):
-        tcd_step(x, xp.asarray([999, 999, 999]), x, 499, ac)
-    with pytest.raises(ValueError, match="next_timestep"):
-        tcd_step(x, 999, x, xp.zeros((2, 2), dtype=xp.int64), ac)
-    with pytest.raises(ValueError, match="eta"):
-        tcd_step(x, 999, x, 499, ac, eta=xp.zeros((2, 2)))
-    with pytest.raises(ValueError, match="timestep"):
-        tcd_step(x, -3, x, 0, ac)
-    with pytest.raises(ValueError, match="timestep"):
-        tcd_step(x, 99.5, x, 0, ac)
+
+    def call(model_output=x, timestep=999, sample=x, next_timestep=499, **kwargs):
+        kwargs = {"eta": 0.3, **kwargs} if algorithm.has_eta else kwargs
+        return step(algorithm, model_output, timestep, sample, next_timestep, ac, **kwargs)
+
+    cases = [
+        ("model_output", lambda: call(model_output=xp.zeros((2, 3, 5)))),
+        ("model_output", lambda: call(model_output=xp.zeros((2, 3)))),
+        ("noise", lambda: call(noise=xp.zeros((1, 3, 4)))),
+        ("`timestep`", lambda: call(timestep=xp.asarray([999, 999, 999]))),
+        ("next_timestep", lambda: call(next_timestep=xp.zeros((2, 2), dtype=xp.int64))),
+        ("next_timestep", lambda: call(next_timestep=xp.asarray([1, 2, 3]))),
+        ("`timestep`", lambda: call(timestep=-3, next_timestep=0)),
+        ("`timestep`", lambda: call(timestep=-1)),
+        ("`timestep`", lambda: call(timestep=99.5, next_timestep=0)),
+    ]
+    if algorithm.has_eta:
+        cases.append(("eta", lambda: call(eta=xp.zeros((2, 2)))))
+    else:
+        cases.append(("final", lambda: call(final=np.zeros(3, bool))))
+    for name, bad in cases:
+        with pytest.raises(ValueError, match=name):
+            bad()
 
 
 @pytest.mark.parametrize(
