@@ -140,10 +140,7 @@ def _loop(
     def step(x: jax.Array, i: jax.Array, t: jax.Array, p: jax.Array, final: jax.Array) -> jax.Array:
         model_output = model_fn(x, t)
         # No batch element draws (η = 0, or a final row): the step runs without the normal draw.
-        if has_eta:
-            draw = (cast(jax.Array, eta) > 0) & jnp.logical_not(final)
-        else:
-            draw = jnp.logical_not(final)
+        draw = algorithm.draws(eta, final)
         out = keyed_step(
             algorithm, model_output, t, x, p, alphas_cumprod, one_minus_eta,
             None if has_eta else final, draw, key, i, config,

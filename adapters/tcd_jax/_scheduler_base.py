@@ -299,12 +299,8 @@ class FlaxConsistencyScheduler(Generic[_S]):
             else:
                 eta, one_minus = eta_arrays(eta)
         key, index, t, next_t = self._position(state, timestep, key)
-        if algorithm.has_eta:
-            final = None  # TCD's last step is p = 0: the transition is exactly the identity
-            draw = (jnp.asarray(eta) > 0) & (index != num_steps - 1)
-        else:
-            final = index == num_steps - 1
-            draw = jnp.logical_not(final)
+        final = index == num_steps - 1
+        draw = algorithm.draws(None if eta is None else jnp.asarray(eta), final)
         out = keyed_step(
             algorithm,
             model_output,
@@ -313,7 +309,9 @@ class FlaxConsistencyScheduler(Generic[_S]):
             next_t,
             state.common.alphas_cumprod,
             one_minus,
-            final,
+            # TCD's last step is p = 0, where the transition is exactly the identity: only LCM
+            # needs to know the final step
+            None if algorithm.has_eta else final,
             draw,
             key,
             index,
