@@ -474,7 +474,7 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         if index is None:
             index = self._first_step_index(timestep)  # stored once the step succeeded
         final = index == num_steps - 1
-        draw = not final and (eta > 0 if algorithm.has_eta else True)
+        draw = algorithm.draws(eta, final)
 
         # Views of self.timesteps and CPU tensors become host ints (`source`: the 0-d tensor they
         # were read from); device tensors stay on device.
