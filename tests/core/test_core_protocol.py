@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from core_helpers import each_algorithm, reference
+from core_helpers import each_algorithm, namespace_of, reference
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -176,17 +176,23 @@ def test_noise_mask_requires_eta_for_tcd_and_refuses_it_for_lcm():
 def test_vp_path_against_hand_computed_values():
     f32 = np.float32
     path = VPPath(AC)
-    assert path.level(999) == AC[999] and np.ndim(path.level(999)) == 0
-    per_batch = path.level(np.asarray([999, 0]), ndim=4)
+    xp, device = path.namespace()
+    assert xp is namespace_of("numpy")
+    level = path.level(999, 0, xp, device)
+    assert level == AC[999] and np.ndim(level) == 0
+    per_batch = path.level(np.asarray([999, 0]), 4, xp, device)
     assert per_batch.shape == (2, 1, 1, 1)
     np.testing.assert_array_equal(per_batch.ravel(), AC[[999, 0]])
-    on_torch = VPPath(torch.from_numpy(AC)).level(np.asarray([999, 0]), ndim=3)
-    assert isinstance(on_torch, torch.Tensor) and on_torch.shape == (2, 1, 1)
+    on_torch = VPPath(torch.from_numpy(AC))
+    xp_torch, torch_device = on_torch.namespace()
+    assert torch_device == torch.device("cpu")
+    level_torch = on_torch.level(np.asarray([999, 0]), 3, xp_torch, torch_device)
+    assert isinstance(level_torch, torch.Tensor) and level_torch.shape == (2, 1, 1)
     # (a, b) = (√ᾱ, √(1−ᾱ)); relative = ᾱ_to/ᾱ_from; transition (√r, √(1−r)): on exact levels
-    assert VPPath.roots(f32(0.5625)) == (0.75, f32(math.sqrt(0.4375)))
+    assert VPPath.roots(f32(0.5625), xp) == (0.75, f32(math.sqrt(0.4375)))
     assert VPPath.relative(f32(0.5), f32(0.125)) == 0.25
-    assert VPPath.transition_roots(f32(0.25)) == (0.5, f32(math.sqrt(0.75)))
-    for got in (*VPPath.roots(f32(0.5625)), VPPath.relative(f32(0.5), f32(0.125))):
+    assert VPPath.transition_roots(f32(0.25), xp) == (0.5, f32(math.sqrt(0.75)))
+    for got in (*VPPath.roots(f32(0.5625), xp), VPPath.relative(f32(0.5), f32(0.125))):
         assert got.dtype == np.float32
 
 
