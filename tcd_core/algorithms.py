@@ -89,8 +89,10 @@ class Algorithm:
         if not self.has_eta:
             return ~final if is_array(final) else not final
         positive = eta > 0
-        if is_array(final) or is_array(positive):
+        if is_array(final):
             return positive & ~final
+        if is_array(positive):  # a host bool final: `not`, since ~True is -2
+            return positive & (not final)
         return bool(positive) and not final
 
 

@@ -179,8 +179,10 @@ def coefficients(
 
     TCD takes either ``eta`` (s from :func:`~tcd_core.intermediate_timestep`) or
     ``intermediate`` (s itself, e.g. computed with the reference's rounding for a loop whose η is
-    traced). LCM takes ``final`` (a host bool, or a boolean array per batch element, selected with
-    ``where``) and ``timestep_scaling``; with a host ``timestep`` its c_skip/c_out are Python
+    traced). ``final`` marks the reference's final step (a host bool, or a boolean array per
+    batch element, selected with ``where``): LCM returns its estimate there; TCD's coefficients
+    do not depend on it (its last step ends at p = 0, where the transition is exactly the
+    identity), so a loop may pass it for either algorithm. LCM also takes ``timestep_scaling``; with a host ``timestep`` its c_skip/c_out are Python
     floats computed in double precision, as the reference computes them for an ``int``. ``ndim``
     is the sample's rank, so per-batch coefficients broadcast.
 
@@ -203,10 +205,9 @@ def coefficients(
         else:
             check_index("intermediate", intermediate, size)
             check_order("intermediate", intermediate, "next_timestep", next_timestep)
-        _check_lcm_only(algorithm, final=final)
     else:
         _check_tcd_only(algorithm, eta=eta, intermediate=intermediate)
-        _check_final(final)
+    _check_final(final)
     return _coefficients(
         algorithm, as_path(path), timestep, next_timestep, eta, intermediate, final,
         timestep_scaling, ndim,
@@ -383,15 +384,14 @@ def step(
     _check_algorithm(algorithm)
     batch = check_step_arrays(model_output, sample, noise, timestep, next_timestep)
     if algorithm.has_eta:
-        _check_lcm_only(algorithm, final=final)
         check_eta(eta)  # None too: a TypeError naming `eta`
         eta_shape = () if is_host_scalar(eta) else tuple(getattr(eta, "shape", np.shape(eta)))
         check_per_batch("eta", eta_shape, batch)
     else:
         _check_tcd_only(algorithm, eta=eta)
-        _check_final(final)
-        final_shape = tuple(getattr(final, "shape", np.shape(final)))
-        check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
+    _check_final(final)
+    final_shape = tuple(getattr(final, "shape", np.shape(final)))
+    check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
     check_indices(_table(path), timestep, next_timestep)
     config = checked_config(config)
     if noise is None:
@@ -439,15 +439,6 @@ def _check_tcd_only(algorithm: Algorithm, **given: Any) -> None:
     for name, value in given.items():
         if value is not None:
             raise ValueError(f"`{name}` must be None: {algorithm!r} has no η")
-
-
-def _check_lcm_only(algorithm: Algorithm, final: Any) -> None:
-    """ValueError for LCM's ``final`` given to TCD (whose last step is p = 0, where the
-    transition is exactly the identity)."""
-    if final is not False:
-        raise ValueError(
-            f"`final` is LCM's argument; {algorithm!r}'s last step needs none (p = 0 there)"
-        )
 
 
 def _check_final(final: Any) -> None:

@@ -507,7 +507,7 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
                 table,
                 eta=eta,
                 noise=noise,
-                final=final if algorithm.skip_connection else False,
+                final=final,
                 config=core,
             )
         self._step_index = index + 1
@@ -532,7 +532,7 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
                 t,
                 next_t,
                 eta=eta,
-                final=final if algorithm.skip_connection else False,
+                final=final,
                 timestep_scaling=core.timestep_scaling,
             )
             if bound_by is None:

@@ -251,14 +251,28 @@ def test_step_output_former_names_are_properties():
 # ------------------------------------------------------------------ the step
 
 
+def test_tcd_takes_final_and_does_not_depend_on_it():
+    """A loop may pass the plan's `final` to either algorithm: TCD's last step ends at p = 0,
+    where the transition is exactly the identity, so its coefficients do not read `final`
+    (checked like LCM's: a bool or a boolean array, one per batch element)."""
+    z = np.ones_like(X)
+    for final in (True, np.True_, np.asarray([True, False])):
+        with_final = step(TCD, X, 999, X, 759, AC, eta=0.3, noise=z, final=final)
+        without = step(TCD, X, 999, X, 759, AC, eta=0.3, noise=z)
+        for a, b in zip(with_final, without):
+            np.testing.assert_array_equal(a, b)
+        assert coefficients(TCD, AC, 999, 759, eta=0.3, final=final) == coefficients(
+            TCD, AC, 999, 759, eta=0.3
+        )
+    with pytest.raises(TypeError, match="`final`"):
+        step(TCD, X, 999, X, 759, AC, eta=0.3, noise=z, final="yes")
+    with pytest.raises(ValueError, match="`final`"):
+        step(TCD, X, 999, X, 759, AC, eta=0.3, noise=z, final=np.asarray([True, False, True]))
+
+
 def test_step_refuses_the_other_algorithms_argument_naming_it():
     z = np.ones_like(X)
     calls = {
-        "`final`": (
-            lambda: step(TCD, X, 999, X, 759, AC, eta=0.3, noise=z, final=True),
-            lambda: step(TCD, X, 999, X, 0, AC, eta=0.3, final=np.asarray([True, False])),
-            lambda: coefficients(TCD, AC, 999, 759, eta=0.3, final=True),
-        ),
         "`eta`": (
             lambda: step(LCM, X, 999, X, 759, AC, eta=0.3, noise=z),
             lambda: step(LCM, X, 259, X, 259, AC, eta=0.0, final=True),

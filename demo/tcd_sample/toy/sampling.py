@@ -76,8 +76,6 @@ def sample(
     plan = plan_timesteps(algorithm, config, num_inference_steps)
     draws = plan.noise_mask(eta).tolist()
     final = plan.final_steps().tolist()
-    # TCD's step takes η; LCM's whether the step is final
-    given = [{"eta": eta} if algorithm.has_eta else {"final": f} for f in final]
     if xp is None:
         from ._backend import load_backend
 
@@ -97,7 +95,9 @@ def sample(
         out = epsilon_to_prediction(eps, x, float(host_table[t]), config.prediction_type)
         z = draw() if draws[i] else None
         p = int(plan.next_timesteps[i])
-        x = step(algorithm, out, t, x, p, table, noise=z, config=config, **given[i]).next_sample
+        x = step(
+            algorithm, out, t, x, p, table, eta=eta, noise=z, final=final[i], config=config
+        ).next_sample
         if path is not None:
             path.append(to_numpy(x[:trajectory, :]))
     to_numpy(x)  # wait for the device
