@@ -1,11 +1,10 @@
-"""The Flax pipeline convention (issue 10): key and η in the scheduler state, ``to_tuple()``,
-``dtype=``, and the skipped draw when no batch element needs one."""
+"""The Flax pipeline convention (issue 10): the key (and TCD's η) in the scheduler state,
+``to_tuple()``, ``dtype=``, and the skipped draw when no batch element needs one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import float32_bound as fb
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,21 +13,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis_profiles import examples
 from jax_helpers import (
+    ALGORITHMS,
+    TCD_JAX,
     assert_close,
     configs,
+    eta_kwargs,
     etas,
-    jax_noise,
+    loop_bound,
     reference_run,
-    tcd_bounds,
-    tcd_reference_bounds,
     toy_model_jax,
 )
 
 import tcd_jax
-from tcd_core import TCDConfig, alphas_cumprod
+from tcd_core import TCDConfig
 
 CONFIG = TCDConfig()
 SHAPE = (2, 3, 4, 4)
+over_algorithms = pytest.mark.parametrize("algo", ALGORITHMS)
 
 
 def _x(seed: int = 0) -> jax.Array:
@@ -107,7 +108,7 @@ def test_eta_0_33_is_where_a_float32_eta_would_differ():
 @given(config=configs(), n=st.integers(1, 8), eta=etas, seed=st.integers(0, 2**16))
 def test_pipeline_loop_with_the_state_key_and_eta_matches_the_reference(config, n, eta, seed):
     """The pipelines' loop (no key, no η at the call) under jit, against diffusers'
-    TCDScheduler fed the same noise: |Δ| ≤ 1e-5·(1 + max|ref|), the same steps drawing."""
+    TCDScheduler fed the same noise: within the derived bound, the same steps drawing."""
     scheduler = tcd_jax.FlaxTCDScheduler(config)
     key = jax.random.key(seed)
     try:
@@ -119,39 +120,56 @@ def test_pipeline_loop_with_the_state_key_and_eta_matches_the_reference(config, 
     ours, final_state = jax.jit(pipeline_loop, static_argnums=(0, 3))(
         scheduler, state, jnp.asarray(latents), n
     )
-    outputs, drawn, ref_sched = reference_run(config, latents, eta, key, num_inference_steps=n)
-    bound = tcd_reference_bounds(config, latents, eta, key, ref_sched, drawn)[-1]
-    assert_close(ours, outputs[-1], what=f"eta={eta} n={n}", bound=bound)
+    ref = reference_run(TCD_JAX, config, latents, key, eta, num_inference_steps=n)
+    assert_close(ours, ref.outputs[-1], what=f"eta={eta} n={n}", bound=ref.bounds[-1])
     assert int(final_state.step_index) == n
 
 
-def test_step_arguments_override_the_state_for_one_call():
-    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+@over_algorithms
+def test_step_arguments_override_the_state_for_one_call(algo):
+    """``step``'s key (and TCD's η) override the state's for that call only; the default key is
+    the fixed ``jax.random.key(0)``; a raw uint32 key is a threefry key; ``set_timesteps`` keeps
+    the key and η, or replaces them."""
+    scheduler = algo.scheduler(CONFIG)
     x = _x()
-    base = scheduler.set_timesteps(scheduler.create_state(key=jax.random.key(1), eta=0.3), 4)
+    eta = lambda value: eta_kwargs(algo, value)
+    base = scheduler.set_timesteps(scheduler.create_state(key=jax.random.key(1), **eta(0.3)), 4)
     t = int(base.timesteps[0])
+    key_data = lambda state: jax.random.key_data(state.key).tolist()
 
     def run(state, **kw):
         out = scheduler.step(state, toy_model_jax(x, t), t, x, **kw)
         return np.asarray(out.prev_sample), out.state
 
     from_state, after = run(base)
-    explicit, _ = run(base.replace(key=jax.random.key(9), eta=0.9), key=jax.random.key(1), eta=0.3)
+    overridden = base.replace(key=jax.random.key(9), **eta(0.9))
+    explicit, _ = run(overridden, key=jax.random.key(1), **eta(0.3))
     np.testing.assert_array_equal(from_state, explicit)
     # The override does not stick: the returned state keeps its own key and η.
-    other, kept = run(base, key=jax.random.key(2), eta=0.6)
+    other, kept = run(base, key=jax.random.key(2), **eta(0.6))
     assert not np.allclose(other, from_state)
-    assert float(kept.eta) == np.float32(0.3)
-    np.testing.assert_array_equal(jax.random.key_data(kept.key), jax.random.key_data(base.key))
-    via_state, _ = run(base.replace(key=jax.random.key(2), eta=0.6))
+    assert key_data(kept) == key_data(base)
+    assert not algo.core.has_eta or float(kept.eta) == np.float32(0.3)
+    via_state, _ = run(base.replace(key=jax.random.key(2), **eta(0.6)))
     np.testing.assert_array_equal(via_state, other)
+    raw, _ = run(base, key=jax.random.PRNGKey(2), **eta(0.6))
+    np.testing.assert_array_equal(raw, other)
+    raw_state, _ = run(scheduler.set_timesteps(base, 4, key=jax.random.PRNGKey(2), **eta(0.6)))
+    np.testing.assert_array_equal(raw_state, other)
     assert int(after.step_index) == 1
+    # The default key is fixed: a fresh state reproduces the run.
+    default, _ = run(scheduler.set_timesteps(scheduler.create_state(**eta(0.3)), 4))
+    zero = scheduler.create_state(key=jax.random.key(0), **eta(0.3))
+    np.testing.assert_array_equal(default, run(scheduler.set_timesteps(zero, 4))[0])
+    assert not np.allclose(default, from_state)
     # set_timesteps keeps the key and η, or replaces them.
     again = scheduler.set_timesteps(after, 4)
-    np.testing.assert_array_equal(jax.random.key_data(again.key), jax.random.key_data(base.key))
-    assert float(again.eta) == np.float32(0.3) and int(again.step_index) == -1
-    swapped = scheduler.set_timesteps(after, 4, key=jax.random.key(3), eta=0.0)
-    assert float(swapped.eta) == 0.0 and float(swapped.one_minus_eta) == 1.0
+    assert key_data(again) == key_data(base) and int(again.step_index) == -1
+    assert not algo.core.has_eta or float(again.eta) == np.float32(0.3)
+    swapped = scheduler.set_timesteps(after, 4, key=jax.random.key(3), **eta(0.0))
+    assert key_data(swapped) == jax.random.key_data(jax.random.key(3)).tolist()
+    if algo.core.has_eta:
+        assert float(swapped.eta) == 0.0 and float(swapped.one_minus_eta) == 1.0
 
 
 def test_to_tuple_is_prev_sample_and_state():
@@ -166,38 +184,64 @@ def test_to_tuple_is_prev_sample_and_state():
     assert out.pred_noised_sample.shape == out.pred_original_sample.shape == SHAPE
 
 
-def test_new_key_and_eta_in_the_state_never_retrace():
+@over_algorithms
+def test_new_key_and_eta_in_the_state_never_retrace(algo):
+    """The pipelines' loop under jit (no key or η passed to ``step``): a new key (and TCD's η)
+    in the state reuses the one trace, and each run equals the compiled loop given them."""
     traces = []
-    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    scheduler = algo.scheduler(CONFIG)
 
     @jax.jit
     def run(state, x):
         traces.append(1)
         return pipeline_loop(scheduler, state, x, 4)
 
+    plan = algo.plan(CONFIG, 4)
     results = []
     for seed, eta in enumerate([0.3, 0.0, 1.0, 0.33]):
-        x, state = run(scheduler.create_state(key=jax.random.key(seed), eta=eta), _x())
+        key, eta = jax.random.key(seed), algo.eta(eta)
+        x, state = run(scheduler.create_state(key=key, **eta_kwargs(algo, eta)), _x())
         results.append(np.asarray(x))
         assert int(state.step_index) == 4
+        expected = algo.sample(toy_model_jax, _x(), key, plan, eta)
+        assert_close(x, expected, bound=loop_bound(algo, CONFIG, _x(), key, plan, eta))
     assert len(traces) == 1
     assert not np.allclose(results[0], results[1])
 
 
 def test_eta_zero_in_the_state_ignores_the_key_and_skips_the_draw():
+    """η = 0 in the state: the same result whatever the key (the step then takes its cond's
+    branch without the draw: test_the_step_draws_in_one_cond_branch_taken_only_where_it_draws)."""
     scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
     x = _x(2)
     loop = jax.jit(pipeline_loop, static_argnums=(0, 3))
     a, _ = loop(scheduler, scheduler.create_state(key=jax.random.key(1), eta=0.0), x, 4)
     b, _ = loop(scheduler, scheduler.create_state(key=jax.random.key(2), eta=0.0), x, 4)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    # The normal draw sits only inside the cond branch the step takes when some element draws.
-    state = scheduler.set_timesteps(scheduler.create_state(), 4)
-    jaxpr = jax.make_jaxpr(lambda s, x: scheduler.step(s, x, s.timesteps[0], x).prev_sample)(
-        state, x
-    )
-    assert _count_outside_cond(jaxpr.jaxpr, DRAWS) == 0
-    assert _count_in_cond(jaxpr.jaxpr, DRAWS) > 0
+
+
+@over_algorithms
+def test_the_step_draws_in_one_cond_branch_taken_only_where_it_draws(algo):
+    """The scheduler's step is a ``lax.cond`` between a branch that draws the normal and one
+    that does not (no draw outside it), on a traced predicate (TCD: some η > 0 and not the last
+    step; LCM: not the final step): at the final step the key does not matter, before it it does."""
+    scheduler = algo.scheduler(CONFIG)
+    state = scheduler.set_timesteps(scheduler.create_state(**eta_kwargs(algo, 0.3)), 4)
+    x = _x(2)
+    step = lambda s, x: scheduler.step(s, x, s.timesteps[0], x).prev_sample
+    jaxpr = jax.make_jaxpr(step)(state, x).jaxpr
+    (cond,) = [eqn for eqn in _eqns(jaxpr) if eqn.primitive.name == "cond"]
+    draws = sorted(_count(branch.jaxpr, DRAWS) > 0 for branch in cond.params["branches"])
+    assert draws == [False, True]
+    assert _count_outside_cond(jaxpr, DRAWS) == 0
+
+    def step_at(index, seed):
+        started = scheduler.set_begin_index(state.replace(key=jax.random.key(seed)), index)
+        t = int(state.timesteps[index])
+        return np.asarray(scheduler.step(started, toy_model_jax(x, t), t, x).prev_sample)
+
+    np.testing.assert_array_equal(step_at(3, 0), step_at(3, 1))  # the final step
+    assert not np.allclose(step_at(2, 0), step_at(2, 1))
 
 
 def test_sample_loop_draws_only_inside_the_cond():
@@ -255,16 +299,7 @@ def test_host_eta_inside_the_callers_jit_compiles_no_conditional(eta):
     assert traced.lower(_x(), key, jnp.float32(eta)).compile().as_text().count(" conditional(") == 3
     # Same values (XLA folds constants in another order, so to rounding, not bit for bit): two
     # float32 evaluations of one loop, on the same table, within the derived bound.
-    x = np.asarray(_x())
-    rows = [
-        (i, int(t), int(p)) for i, (t, p) in enumerate(zip(plan.timesteps, plan.prev_timesteps))
-    ]
-    drawn = [i for i in range(4) if eta > 0 and not plan.final[i]]
-    noise = jax_noise(key, x.shape, "float32")
-    # Both sides are XLA (twice its deviation per operation), on one table.
-    both = {op: 2 * ulps for op, ulps in fb.DEVIATION["jax"].items()}
-    table = np.asarray(alphas_cumprod(CONFIG))
-    bound = tcd_bounds(CONFIG, x, eta, noise, rows, drawn, fb.table(table, table, both))[-1]
+    bound = loop_bound(TCD_JAX, CONFIG, _x(), key, plan, eta)
     got = compiled(eta)(_x(), key), traced(_x(), key, jnp.float32(eta))
     assert_close(*got, what="host η", bound=bound)
 
@@ -300,6 +335,14 @@ def _count_outside_cond(jaxpr, names) -> int:
     )
 
 
+def _eqns(jaxpr):
+    """Every equation of ``jaxpr``, nested jaxprs included."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in _subs(eqn):
+            yield from _eqns(sub)
+
+
 def _subs(eqn):
     """The jaxprs nested in an equation (cond branches, scan/while bodies, pjit calls)."""
     for value in eqn.params.values():
@@ -310,25 +353,30 @@ def _subs(eqn):
                 yield v
 
 
-def test_dtype_sets_init_noise_sigma_and_keeps_float32_tables(tmp_path):
-    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG, dtype=jnp.bfloat16)
+@over_algorithms
+def test_dtype_sets_init_noise_sigma_and_keeps_float32_tables(algo, tmp_path):
+    scheduler = algo.scheduler(CONFIG, dtype=jnp.bfloat16)
     state = scheduler.create_state()
-    assert state.init_noise_sigma.dtype == jnp.bfloat16
+    assert state.init_noise_sigma.dtype == jnp.bfloat16 and float(state.init_noise_sigma) == 1.0
     assert state.common.alphas_cumprod.dtype == jnp.float32
     assert scheduler.dtype == jnp.bfloat16
     path = scheduler.save_pretrained(tmp_path)
     # dtype is not a config field (diffusers did not save it either).
     assert "dtype" not in Path(path).read_text()
-    loaded, loaded_state = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path, dtype="bfloat16")
-    assert loaded == scheduler and loaded_state.init_noise_sigma.dtype == jnp.bfloat16
-    assert tcd_jax.FlaxTCDScheduler.from_config(CONFIG) != scheduler  # float32 by default
+    loaded, loaded_state = algo.scheduler.from_pretrained(tmp_path, dtype="bfloat16")
+    assert loaded == scheduler and loaded.config == CONFIG
+    assert (
+        loaded_state.init_noise_sigma.dtype == jnp.bfloat16
+        and float(loaded_state.init_noise_sigma) == 1.0
+    )
+    assert algo.scheduler.from_config(CONFIG) != scheduler  # float32 by default
     # bfloat16 latents stay bfloat16 through the pipeline loop.
     y, _ = pipeline_loop(scheduler, state, _x().astype(jnp.bfloat16), 2)
     assert y.dtype == jnp.bfloat16
     with pytest.raises(ValueError, match="dtype"):
-        tcd_jax.FlaxTCDScheduler(CONFIG, dtype=jnp.int32)
+        algo.scheduler(CONFIG, dtype=jnp.int32)
     with pytest.raises(ValueError, match="dtype"):
-        tcd_jax.FlaxTCDScheduler(CONFIG, dtype="no-such-dtype")
+        algo.scheduler(CONFIG, dtype="no-such-dtype")
 
 
 def test_bad_key_and_eta_in_the_state_are_value_errors():
