@@ -1,4 +1,5 @@
-"""Config round trips with diffusers, add_noise/get_velocity, and bad input."""
+"""Both schedulers' config round trips with diffusers, add_noise/get_velocity, bad input, and
+the docstring examples."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import numpy as np
 import pytest
 import torch
 from diffusers import EulerDiscreteScheduler, TCDScheduler
-from jax_helpers import JAX, assert_close
+from jax_helpers import ALGORITHMS, JAX, TCD_JAX, assert_close, eta_kwargs
 
 import tcd_jax
-from tcd_core import TCDConfig, alphas_cumprod
+from tcd_core import TCDConfig, alphas_cumprod, plan_timesteps
+
+over_algorithms = pytest.mark.parametrize("algo", ALGORITHMS)
 
 CUSTOM = dict(
     beta_schedule="linear",
@@ -25,6 +28,7 @@ CUSTOM = dict(
     original_inference_steps=40,
     rescale_betas_zero_snr=True,
     timestep_spacing="trailing",
+    timestep_scaling=5.0,
 )
 
 
@@ -32,32 +36,36 @@ def _fields(config) -> dict:
     return {name: config[name] for name in TCDConfig.field_names()}
 
 
-def test_folder_saved_by_diffusers_loads_here(tmp_path):
-    reference = TCDScheduler(**CUSTOM)
+@over_algorithms
+def test_folder_saved_by_diffusers_loads_here(algo, tmp_path):
+    reference = algo.reference(**CUSTOM)
     reference.save_pretrained(tmp_path / "scheduler")
-    scheduler, state = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path, subfolder="scheduler")
+    scheduler, state = algo.scheduler.from_pretrained(tmp_path, subfolder="scheduler")
     assert scheduler.config.to_dict() == _fields(reference.config)
-    assert isinstance(state, tcd_jax.FlaxTCDSchedulerState)
+    assert isinstance(state, algo.state) and state.num_inference_steps is None
     # Zero-SNR rescaling goes through NumPy's sqrt here, MKL's in torch: within the rescale's
     # derived bound (tests/float32_bound.py).
     bound = fb.schedule_table(TCDConfig(**_fields(reference.config))).err
     assert_close(state.common.alphas_cumprod, reference.alphas_cumprod, bound=bound)
-    same, _ = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path / "scheduler")
+    same, _ = algo.scheduler.from_pretrained(tmp_path / "scheduler")
     assert same == scheduler
+    with pytest.raises(ValueError, match=r"scheduler_config\.json"):
+        algo.scheduler.from_pretrained(tmp_path / "missing")
 
 
-def test_folder_saved_here_loads_in_diffusers(tmp_path):
-    scheduler = tcd_jax.FlaxTCDScheduler(**CUSTOM)
+@over_algorithms
+def test_folder_saved_here_loads_in_diffusers(algo, tmp_path):
+    scheduler = algo.scheduler(**CUSTOM)
     path = scheduler.save_pretrained(tmp_path)
     data = json.loads(Path(path).read_text())
-    assert data["_class_name"] == "TCDScheduler"
-    reference = TCDScheduler.from_pretrained(tmp_path)
+    assert data["_class_name"] == algo.reference.__name__
+    reference = algo.reference.from_pretrained(tmp_path)
     assert _fields(reference.config) == scheduler.config.to_dict()
-    config = TCDScheduler.load_config(tmp_path)
-    _, unused = TCDScheduler.from_config(config, return_unused_kwargs=True)
+    config = algo.reference.load_config(tmp_path)
+    _, unused = algo.reference.from_config(config, return_unused_kwargs=True)
     assert [k for k in unused if not k.startswith("_")] == []  # every field is one diffusers knows
     # And back again, through a dict.
-    again, _ = tcd_jax.FlaxTCDScheduler.from_pretrained(dict(reference.config))
+    again, _ = algo.scheduler.from_pretrained(dict(reference.config))
     assert again.config == scheduler.config
 
 
@@ -82,9 +90,10 @@ def test_from_config_takes_other_schedulers_configs():
     assert len(scheduler) == 1000 and scheduler.has_state
 
 
-def test_add_noise_get_velocity_and_scale_model_input_match_diffusers():
-    reference = TCDScheduler()
-    scheduler = tcd_jax.FlaxTCDScheduler()
+@over_algorithms
+def test_add_noise_get_velocity_and_scale_model_input_match_diffusers(algo):
+    reference = algo.reference()
+    scheduler = algo.scheduler()
     state = scheduler.create_state()
     rng = np.random.default_rng(0)
     x, noise = (rng.standard_normal((3, 2, 4, 4)).astype(np.float32) for _ in range(2))
@@ -123,28 +132,30 @@ def test_add_noise_get_velocity_and_scale_model_input_match_diffusers():
 
 
 # ---------------------------------------------------------------------- bad input
-@pytest.fixture(scope="module")
-def ready():
-    scheduler = tcd_jax.FlaxTCDScheduler()
+def _ready(algo):
+    scheduler = algo.scheduler()
     state = scheduler.set_timesteps(scheduler.create_state(), 4)
     return scheduler, state, jnp.zeros((2, 3, 4, 4))
 
 
 @pytest.mark.parametrize("eta", [-0.1, 1.5, float("nan"), True, [0.2, 1.2]])
-def test_eta_outside_unit_interval_is_a_value_error(ready, eta):
-    scheduler, state, x = ready
+def test_eta_outside_unit_interval_is_a_value_error(eta):
+    scheduler, state, x = _ready(TCD_JAX)
     with pytest.raises(ValueError, match="eta"):
         scheduler.step(state, x, 999, x, key=jax.random.key(0), eta=eta)
     with pytest.raises(ValueError, match="eta"):
         tcd_jax.sample(lambda x, t: x, x, jax.random.key(0), tcd_jax.sampling_plan(None, 4), eta)
 
 
-def test_static_shape_errors_are_raised_at_trace_time(ready):
-    scheduler, state, x = ready
-    key = jax.random.key(0)
-    step = jax.jit(lambda s, m, x: scheduler.step(s, m, s.timesteps[0], x, key=key, eta=0.3))
+@over_algorithms
+def test_static_shape_errors_are_raised_at_trace_time(algo):
+    scheduler, state, x = _ready(algo)
+    key, eta = jax.random.key(0), eta_kwargs(algo, 0.3)
+    step = jax.jit(lambda s, m, x: scheduler.step(s, m, s.timesteps[0], x, key=key, **eta))
     with pytest.raises(ValueError, match="model_output"):
         step(state, x[:1], x)
+    with pytest.raises(ValueError, match="model_output"):
+        scheduler.step(state, x[:1], 999, x)
     with pytest.raises(ValueError, match="timestep"):
         scheduler.step(state, x, jnp.zeros((2, 2), jnp.int32), x, key=key)
     with pytest.raises(ValueError, match="key"):
@@ -156,19 +167,24 @@ def test_static_shape_errors_are_raised_at_trace_time(ready):
         scheduler.create_state(key=jax.random.split(key, 4).reshape(2, 2))
     with pytest.raises(ValueError, match="key"):
         scheduler.create_state(key=jnp.zeros((3,), jnp.float32))
+    with pytest.raises(ValueError, match="key"):
+        scheduler.create_state(key=jnp.zeros((2, 2, 2), jnp.uint32))
     with pytest.raises(ValueError, match="set_timesteps"):
         scheduler.step(scheduler.create_state(), x, 999, x, key=key)
-    plan = tcd_jax.sampling_plan(None, 4)
+    plan = algo.plan(None, 4)
     with pytest.raises(ValueError, match="model_output"):
-        tcd_jax.sample(lambda x, t: x[:1], x, key, plan, 0.3)
-    with pytest.raises(ValueError, match="eta"):
-        tcd_jax.sample(lambda x, t: x, x, key, plan, np.asarray([0.1, 0.2, 0.3]))
+        algo.sample(lambda x, t: x[:1], x, key, plan)
+    if algo.core.has_eta:
+        with pytest.raises(ValueError, match="eta"):
+            algo.sample(lambda x, t: x, x, key, plan, np.asarray([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="plan has 3 columns"):
+        algo.sample(lambda x, t: x, x, key, algo.plan(None, 4, strength=[1, 1, 1]))
     with pytest.raises(ValueError, match="plan"):
-        tcd_jax.sample(lambda x, t: x, x, key, tcd_jax.sampling_plan(None, 4, strength=[1, 1, 1]))
-    with pytest.raises(ValueError, match="plan"):
-        tcd_jax.sample(lambda x, t: x, x, key, [999, 499])
+        algo.sample(lambda x, t: x, x, key, [999, 499])
     with pytest.raises(ValueError, match="floating"):
-        tcd_jax.sample(lambda x, t: x, jnp.zeros((2, 3), jnp.int32), key, plan)
+        algo.sample(lambda x, t: x, jnp.zeros((2, 3), jnp.int32), key, plan)
+    with pytest.raises(ValueError, match="begin_index"):
+        tcd_jax.SamplingPlan.from_plan(plan_timesteps(algo.core, TCDConfig(), 4), begin_index=4)
 
 
 @pytest.mark.parametrize(
@@ -184,17 +200,16 @@ def test_static_shape_errors_are_raised_at_trace_time(ready):
         {"num_inference_steps": 0},
     ],
 )
-def test_plan_errors_are_the_cores(ready, kwargs):
-    scheduler, state, _ = ready
-    from tcd_core import tcd_timesteps
-
+@over_algorithms
+def test_plan_errors_are_the_cores(algo, kwargs):
+    scheduler, state, _ = _ready(algo)
     with pytest.raises(ValueError) as core:
-        tcd_timesteps(scheduler.config, **kwargs)
+        plan_timesteps(algo.core, scheduler.config, **kwargs)
     with pytest.raises(ValueError) as ours:
         scheduler.set_timesteps(state, **kwargs)
     assert str(ours.value) == str(core.value)
     with pytest.raises(ValueError):
-        tcd_jax.sampling_plan(scheduler.config, **kwargs)
+        algo.plan(scheduler.config, **kwargs)
 
 
 def test_other_bad_input():
@@ -202,8 +217,6 @@ def test_other_bad_input():
         tcd_jax.FlaxTCDScheduler(beta_schedule="cosine")
     with pytest.raises(ValueError, match="impl"):
         tcd_jax.prng_key(0, impl="philox")
-    with pytest.raises(ValueError, match=r"scheduler_config\.json"):
-        tcd_jax.FlaxTCDScheduler.from_pretrained("/nonexistent/folder")
     with pytest.raises(ValueError, match="same number of steps"):
         tcd_jax.stack_plans([tcd_jax.sampling_plan(None, 4), tcd_jax.sampling_plan(None, 2)])
     with pytest.raises(ValueError, match="strength"):
@@ -211,3 +224,17 @@ def test_other_bad_input():
         tcd_jax.sampling_plan(None, 2, strength=[1.0, 0.02])
     with pytest.raises(ValueError, match="key"):
         tcd_jax.step_noise(jnp.zeros((3,), jnp.float32), 0, (2,), "float32")
+
+
+@pytest.mark.parametrize(
+    "module", ["tcd_jax.lcm", "tcd_jax.scheduler", "tcd_jax.sampling", "tcd_jax.noise"]
+)
+def test_docstring_examples_run(module):
+    """The examples in the modules' docstrings (rendered in the API reference) run: the two
+    schedulers' and the one sampling module that serves both algorithms."""
+    import doctest
+    import importlib
+
+    flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+    result = doctest.testmod(importlib.import_module(module), optionflags=flags)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,4 +1,5 @@
-"""jit, lax.fori_loop, lax.scan and vmap with the scheduler state as carry; trace counts; keys."""
+"""The schedulers and compiled loops of both algorithms under jit, lax.fori_loop, lax.scan and
+vmap, with the scheduler state as carry; trace counts; keys and PRNG implementations."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax_helpers import toy_model_jax
+from jax_helpers import ALGORITHMS, clip_or_threshold, eta_kwargs, toy_model_jax
 
 import tcd_jax
-from tcd_core import TCDConfig
+from tcd_core import LCM, TCD, TCDConfig
 
 CONFIG = TCDConfig()
 SHAPE = (3, 2, 4, 4)
+over_algorithms = pytest.mark.parametrize("algo", ALGORITHMS)
 
 
 def _x(seed: int = 0, shape=SHAPE) -> jax.Array:
@@ -24,48 +26,78 @@ def _rel_close(a, b, tol: float = 1e-6) -> None:
     assert np.max(np.abs(a - b)) <= tol * (1 + np.max(np.abs(b))), np.max(np.abs(a - b))
 
 
-# The compiled loop traces the model twice: once in the scan body (every step but the last) and
-# once for the last step, which runs after the scan without drawing noise.
-MODEL_TRACES_PER_COMPILE = 2
+def _python_loop(scheduler, state, x, **step_kwargs):
+    for t in np.asarray(state.timesteps).tolist():
+        out = scheduler.step(state, toy_model_jax(x, t), t, x, **step_kwargs)
+        x, state = out.prev_sample, out.state
+    return x, state
 
 
-def test_sample_traces_once_across_eta_keys_latents_and_schedules():
+#: Model traces per compile of the loop: TCD's scan body and its last step, which runs after the
+#: scan without drawing (its p is 0); LCM's scan body only (a custom plan trimmed by strength
+#: renoises at its last row, so every row runs in the scan, a final one skipping its draw).
+MODEL_TRACES_PER_COMPILE = {TCD: 2, LCM: 1}
+
+
+@over_algorithms
+def test_sample_traces_once_across_keys_latents_eta_plans_and_schedules(algo):
+    """Keys, latents, TCD's η, plan values (strength, explicit original steps, a custom plan with
+    no final step) and the noise schedule are traced arguments: one compile for all of them (the
+    final step's skipped draw is a traced lax.cond, not a retrace)."""
     traces = []
 
     def model(x, t):
         traces.append(1)  # runs only while tracing
         return toy_model_jax(x, t)
 
-    plan = tcd_jax.sampling_plan(CONFIG, 4)
+    per_compile = MODEL_TRACES_PER_COMPILE[algo.core]
+    plans = [
+        algo.plan(CONFIG, 4),
+        algo.plan(CONFIG, 4, strength=0.5),
+        algo.plan(CONFIG, 4, original_inference_steps=25),
+        algo.plan(CONFIG, timesteps=[999, 800, 600, 400, 300], strength=0.8),
+    ]
+    assert not np.asarray(plans[-1].final).any()
     results = []
-    for seed, eta in enumerate([0.3, 0.0, 1.0, 0.77]):
-        y = tcd_jax.sample(model, _x(seed), jax.random.key(seed), plan, eta)
+    for seed, (plan, eta) in enumerate(zip(plans, [0.3, 0.0, 1.0, 0.77], strict=True)):
+        assert plan.timesteps.shape == (4,)
+        y = algo.sample(model, _x(seed), jax.random.key(seed), plan, algo.eta(eta))
         results.append(np.asarray(y))
     # A different noise schedule is an argument, not part of the trace.
     linear = CONFIG.replace(beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
-    tcd_jax.sample(
-        model, _x(9), jax.random.key(9), tcd_jax.sampling_plan(linear, 4), 0.5, config=linear
-    )
-    assert len(traces) == MODEL_TRACES_PER_COMPILE
+    plan = algo.plan(linear, 4)
+    algo.sample(model, _x(9), jax.random.key(9), plan, algo.eta(0.5), config=linear)
+    assert len(traces) == per_compile
     assert not np.allclose(results[0], results[1])  # the arguments really changed the result
-    # Per-batch η is a new shape: one more trace, then none for new values.
-    for values in ([0.1, 0.2, 0.3], [0.9, 0.0, 0.5]):
-        tcd_jax.sample(model, _x(), jax.random.key(0), plan, np.asarray(values))
-    assert len(traces) == 2 * MODEL_TRACES_PER_COMPILE
+    # A per-sample plan is a new shape: one more compile, then none for new values.
+    for strengths in ([1.0, 0.8, 0.6], [0.5, 0.5, 1.0]):
+        plan = algo.plan(CONFIG, 4, strength=strengths)
+        algo.sample(model, _x(), jax.random.key(0), plan)
+    assert len(traces) == 2 * per_compile
+    if algo.core.has_eta:  # per-batch η too
+        for values in ([0.1, 0.2, 0.3], [0.9, 0.0, 0.5]):
+            algo.sample(model, _x(), jax.random.key(0), plans[0], np.asarray(values))
+        assert len(traces) == 3 * per_compile
 
 
-def test_one_step_plans_compile_and_draw_nothing():
-    # A one-step plan is only the final step: the scan runs zero rows and no key is consumed,
-    # so any key gives the same (deterministic) result, as in the reference.
-    plan = tcd_jax.sampling_plan(CONFIG, 1)
-    a = tcd_jax.sample(toy_model_jax, _x(3), jax.random.key(0), plan, 0.3)
-    b = tcd_jax.sample(toy_model_jax, _x(3), jax.random.key(1), plan, 0.3)
-    assert np.array_equal(np.asarray(a), np.asarray(b))
+@over_algorithms
+def test_same_key_same_result_other_key_other_result(algo):
+    plan = algo.plan(CONFIG, 4)
+    a, b, c = (
+        np.asarray(algo.sample(toy_model_jax, _x(1), jax.random.key(seed), plan))
+        for seed in (3, 3, 4)
+    )
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert np.isfinite(a).all()
 
 
-def test_scheduler_loop_under_jit_traces_once_across_eta_and_keys():
+@over_algorithms
+def test_scheduler_loop_under_jit_traces_once_across_keys_and_eta(algo):
+    """The scheduler in a jitted fori_loop (scale_model_input, a traced timestep), the key and
+    TCD's traced η passed to ``step``: one trace for all values, equal to the compiled loop."""
     traces = []
-    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+    scheduler = algo.scheduler(CONFIG)
     state0 = scheduler.set_timesteps(scheduler.create_state(), 4)
 
     @jax.jit
@@ -75,65 +107,66 @@ def test_scheduler_loop_under_jit_traces_once_across_eta_and_keys():
         def body(i, carry):
             x, state = carry
             t = state.timesteps[i]
-            out = scheduler.step(state, toy_model_jax(x, t), t, x, key=key, eta=eta)
-            return out.prev_sample, out.state
+            x_in = scheduler.scale_model_input(state, x, t)
+            out = scheduler.step(
+                state, toy_model_jax(x_in, t), t, x, key=key, **eta_kwargs(algo, eta)
+            )
+            return out.to_tuple()
 
         return jax.lax.fori_loop(0, 4, body, (x, state))
 
+    plan = algo.plan(CONFIG, 4)
     for seed, eta in enumerate([0.3, 0.6, 0.0]):
-        _, state = run(state0, _x(seed), jax.random.key(seed), jnp.float32(eta))
+        key, eta = jax.random.key(seed), algo.eta(jnp.float32(eta))
+        y, state = run(state0, _x(seed), key, eta)
         assert int(state.step_index) == 4
+        _rel_close(y, algo.sample(toy_model_jax, _x(seed), key, plan, eta))
     assert len(traces) == 1
 
 
-def _scheduler_loop_python(scheduler, state, x, key, eta):
-    for t in np.asarray(state.timesteps).tolist():
-        out = scheduler.step(state, toy_model_jax(x, t), t, x, key=key, eta=eta)
-        x, state = out.prev_sample, out.state
-    return x, state
-
-
-def test_fori_loop_scan_and_python_loop_agree_with_the_compiled_sample():
-    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+@over_algorithms
+def test_fori_loop_scan_and_python_loop_agree_with_the_compiled_sample(algo):
+    scheduler = algo.scheduler(CONFIG)
     state0 = scheduler.set_timesteps(scheduler.create_state(), 4)
-    x0, key, eta = _x(1), jax.random.key(1), 0.3
-    eager, _ = _scheduler_loop_python(scheduler, state0, x0, key, eta)
+    x0, key, eta = _x(1), jax.random.key(1), algo.eta(0.3)
+    kwargs = dict(key=key, **eta_kwargs(algo, eta))
+    eager, _ = _python_loop(scheduler, state0, x0, **kwargs)
 
     def fori(x, state):
         def body(i, carry):
             x, state = carry
             t = state.timesteps[i]
-            out = scheduler.step(state, toy_model_jax(x, t), t, x, key=key, eta=eta)
-            return out.prev_sample, out.state
+            return scheduler.step(state, toy_model_jax(x, t), t, x, return_dict=False, **kwargs)
 
         return jax.lax.fori_loop(0, 4, body, (x, state))
 
     def scan(x, state):
         def body(carry, t):
             x, state = carry
-            x, state = scheduler.step(
-                state, toy_model_jax(x, t), t, x, key=key, eta=eta, return_dict=False
-            )
-            return (x, state), x
+            out = scheduler.step(state, toy_model_jax(x, t), t, x, **kwargs)
+            estimate = getattr(out, algo.core.estimate)
+            return (out.prev_sample, out.state), (out.prev_sample, estimate)
 
-        (x, state), trajectory = jax.lax.scan(body, (x, state), state.timesteps)
-        return x, state, trajectory
+        (x, state), (trajectory, estimates) = jax.lax.scan(body, (x, state), state.timesteps)
+        return x, state, trajectory, estimates
 
     x_fori, s_fori = jax.jit(fori)(x0, state0)
-    x_scan, s_scan, trajectory = jax.jit(scan)(x0, state0)
-    x_sample = tcd_jax.sample(toy_model_jax, x0, key, tcd_jax.sampling_plan(CONFIG, 4), eta)
+    x_scan, s_scan, trajectory, estimates = jax.jit(scan)(x0, state0)
+    x_sample = algo.sample(toy_model_jax, x0, key, algo.plan(CONFIG, 4), eta)
     for y in (x_fori, x_scan, x_sample):
         _rel_close(y, eager)
     assert trajectory.shape == (4,) + SHAPE
+    np.testing.assert_array_equal(np.asarray(estimates[-1]), np.asarray(x_scan))  # final step
     assert int(s_fori.step_index) == int(s_scan.step_index) == 4
 
 
-def test_state_shapes_and_dtypes_are_stable_through_step():
-    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+@over_algorithms
+def test_state_shapes_and_dtypes_are_stable_through_step(algo):
+    scheduler = algo.scheduler(CONFIG)
     state = scheduler.set_timesteps(scheduler.create_state(), 8)
-    x = _x()
+    x, eta = _x(), eta_kwargs(algo, 0.3)
     out = jax.eval_shape(
-        lambda s, x, k: scheduler.step(s, x, s.timesteps[0], x, key=k, eta=0.3).state,
+        lambda s, x, k: scheduler.step(s, x, s.timesteps[0], x, key=k, **eta).state,
         state,
         x,
         jax.random.key(0),
@@ -144,63 +177,72 @@ def test_state_shapes_and_dtypes_are_stable_through_step():
     assert before == after
     assert state.step_index.dtype == jnp.int32 and state.timesteps.dtype == jnp.int32
     assert not any(getattr(a, "weak_type", False) for a in jax.tree.leaves(state))
+    assert hasattr(state, "eta") == algo.core.has_eta  # LCM has no η
 
 
-def test_vmap_over_per_sample_eta_and_keys_equals_the_batched_call():
-    """vmap over (latents, key, η) per sample — through the scheduler and through sample() —
-    equals one batched sample() call with per-sample keys and η."""
-    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
+@over_algorithms
+def test_vmap_over_per_sample_keys_and_eta_equals_the_batched_call(algo):
+    """vmap over (latents, key, TCD's η) per sample — through the scheduler and through the
+    compiled loop — equals one batched call with per-sample keys (and η)."""
+    scheduler = algo.scheduler(CONFIG)
     state0 = scheduler.set_timesteps(scheduler.create_state(), 4)
-    plan = tcd_jax.sampling_plan(CONFIG, 4)
+    plan = algo.plan(CONFIG, 4)
     x = _x(2)
     keys = jax.random.split(jax.random.key(2), SHAPE[0])
-    etas = jnp.asarray([0.0, 0.3, 0.9], dtype=jnp.float32)
+    etas = algo.eta(jnp.asarray([0.0, 0.3, 0.9], dtype=jnp.float32))
 
     def one(x, key, eta):  # x: one sample, no batch axis
         def body(i, carry):
             x, state = carry
             t = state.timesteps[i]
-            out = scheduler.step(state, toy_model_jax(x, t), t, x, key=key, eta=eta)
-            return out.prev_sample, out.state
+            out = scheduler.step(state, toy_model_jax(x, t), t, x, key=key, **eta_kwargs(algo, eta))
+            return out.to_tuple()
 
         return jax.lax.fori_loop(0, 4, body, (x, state0))[0]
 
     via_scheduler = jax.jit(jax.vmap(one))(x, keys, etas)
-    via_sample = jax.vmap(lambda x, k, e: tcd_jax.sample(toy_model_jax, x, k, plan, e))(
-        x, keys, etas
-    )
-    batched = tcd_jax.sample(toy_model_jax, x, keys, plan, etas)
+    via_sample = jax.vmap(lambda x, k, e: algo.sample(toy_model_jax, x, k, plan, e))(x, keys, etas)
+    batched = algo.sample(toy_model_jax, x, keys, plan, etas)
     _rel_close(via_scheduler, batched)
     _rel_close(via_sample, batched)
-    # η = 0 for sample 0: deterministic, whatever its key.
-    other = tcd_jax.sample(toy_model_jax, x, jax.random.split(jax.random.key(7), 3), plan, etas)
+    # The key is per sample: sample 0's result does not depend on the other samples' keys.
+    other_keys = keys.at[1:].set(jax.random.split(jax.random.key(9), 2))
+    other = algo.sample(toy_model_jax, x, other_keys, plan, etas)
     np.testing.assert_array_equal(np.asarray(other[0]), np.asarray(batched[0]))
     assert not np.allclose(np.asarray(other[1]), np.asarray(batched[1]))
+    if algo.core.has_eta:  # η = 0 for sample 0: deterministic, whatever its key.
+        fresh = algo.sample(toy_model_jax, x, jax.random.split(jax.random.key(7), 3), plan, etas)
+        np.testing.assert_array_equal(np.asarray(fresh[0]), np.asarray(batched[0]))
+        assert not np.allclose(np.asarray(fresh[1]), np.asarray(batched[1]))
 
 
+@over_algorithms
 @pytest.mark.parametrize("impl", ["rbg", "unsafe_rbg"])
-def test_prng_implementations(impl):
-    """Any key implementation runs; scheduler and sample() use the same per-step noise."""
+def test_prng_implementations(algo, impl):
+    """Any key implementation runs; the scheduler (key in the state or passed to ``step``) and
+    the compiled loop use the same per-step noise."""
     key = tcd_jax.prng_key(5, impl=impl)
     assert key.dtype == jax.random.key(0, impl=impl).dtype != jax.random.key(0).dtype
-    plan = tcd_jax.sampling_plan(CONFIG, 4)
-    x = _x(5)
-    y = tcd_jax.sample(toy_model_jax, x, key, plan, 0.3)
-    again = tcd_jax.sample(toy_model_jax, x, tcd_jax.prng_key(5, impl=impl), plan, 0.3)
+    plan, x, eta = algo.plan(CONFIG, 4), _x(5), algo.eta(0.3)
+    y = algo.sample(toy_model_jax, x, key, plan, eta)
+    again = algo.sample(toy_model_jax, x, tcd_jax.prng_key(5, impl=impl), plan, eta)
     np.testing.assert_array_equal(np.asarray(y), np.asarray(again))
-    threefry = tcd_jax.sample(toy_model_jax, x, tcd_jax.prng_key(5), plan, 0.3)
+    threefry = algo.sample(toy_model_jax, x, tcd_jax.prng_key(5), plan, eta)
     assert not np.allclose(np.asarray(y), np.asarray(threefry))
-    scheduler = tcd_jax.FlaxTCDScheduler(CONFIG)
-    state = scheduler.set_timesteps(scheduler.create_state(), 4)
-    eager, _ = _scheduler_loop_python(scheduler, state, x, key, 0.3)
-    _rel_close(y, eager)
+    scheduler = algo.scheduler(CONFIG)
+    keyed = scheduler.set_timesteps(scheduler.create_state(key=key), 4)
+    via_state, _ = _python_loop(scheduler, keyed, x, **eta_kwargs(algo, eta))
+    _rel_close(y, via_state)
+    plain = scheduler.set_timesteps(scheduler.create_state(), 4)
+    via_argument, _ = _python_loop(scheduler, plain, x, key=key, **eta_kwargs(algo, eta))
+    np.testing.assert_array_equal(np.asarray(via_argument), np.asarray(via_state))
 
 
-def test_raw_uint32_keys_are_threefry_keys():
-    plan = tcd_jax.sampling_plan(CONFIG, 2)
-    x = _x(6)
-    typed = tcd_jax.sample(toy_model_jax, x, jax.random.key(6), plan, 0.5)
-    raw = tcd_jax.sample(toy_model_jax, x, jax.random.PRNGKey(6), plan, 0.5)
+@over_algorithms
+def test_raw_uint32_keys_are_threefry_keys(algo):
+    plan, x, eta = algo.plan(CONFIG, 2), _x(6), algo.eta(0.5)
+    typed = algo.sample(toy_model_jax, x, jax.random.key(6), plan, eta)
+    raw = algo.sample(toy_model_jax, x, jax.random.PRNGKey(6), plan, eta)
     np.testing.assert_array_equal(np.asarray(typed), np.asarray(raw))
     z = tcd_jax.step_noise(jax.random.PRNGKey(6), 0, (2, 3), "float32")
     np.testing.assert_array_equal(
@@ -208,19 +250,14 @@ def test_raw_uint32_keys_are_threefry_keys():
     )
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        TCDConfig(prediction_type="sample", clip_sample=True, clip_sample_range=0.5),
-        TCDConfig(thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=1.5),
-    ],
-    ids=["clip_sample", "thresholding"],
-)
-def test_clipping_and_thresholding_follow_the_core_step(config):
-    """Config knobs the reference ignores but the core honours reach the compiled loop: it
-    equals a NumPy loop of tcd_core.tcd_step fed the same noise."""
+@clip_or_threshold
+def test_tcd_clipping_and_thresholding_follow_the_core_step(overrides):
+    """Config knobs TCD's reference ignores but the core honours reach the compiled loop: it
+    equals a NumPy loop of tcd_core.tcd_step fed the same noise. (LCM's reference honours them:
+    test_jax_reference checks them against it.)"""
     from tcd_core import alphas_cumprod, tcd_step
 
+    config = TCDConfig(**overrides)
     plan = tcd_jax.sampling_plan(config, 3)
     x0, key, eta = _x(8), jax.random.key(8), 0.4
     model = lambda x, t: 3.0 * x
