@@ -1,12 +1,19 @@
-"""Unmodified diffusers 0.39 Flax Stable Diffusion pipelines driving ``FlaxTCDScheduler``.
+"""Unmodified diffusers 0.39 Flax Stable Diffusion pipelines driving ``FlaxTCDScheduler`` and
+``FlaxLCMScheduler``.
 
 The pipelines call ``scheduler.step(state, noise_pred, t, latents).to_tuple()`` inside
 ``lax.fori_loop`` (and ``pmap`` with ``jit=True``), passing no key and no η: the state's are used.
-Each run is compared with ``tcd_jax.sample`` driving the same UNet closure with the same key, and
-diffusers' own ``FlaxDDIMScheduler`` runs through the same harness as a control.
+Each run is compared with the compiled loop of the scheduler's algorithm (``tcd_jax.sample``,
+``tcd_jax.sample_lcm``) driving the same UNet closure with the same key, and diffusers' own
+``FlaxDDIMScheduler`` runs through the same harness as a control. A property both schedulers
+have is one test parametrised over them.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax_components as fc
 import jax
@@ -18,7 +25,7 @@ from flax.jax_utils import replicate
 from flax.training.common_utils import shard
 
 import tcd_jax
-from tcd_core import tcd_timesteps
+from tcd_core import LCM, TCD, Algorithm, plan_timesteps
 
 #: The SD schedule, spelled out so that diffusers' schedulers and ours share it.
 SCHEDULE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
@@ -26,6 +33,40 @@ STEPS = 4
 GUIDANCE = 7.5
 PROMPTS = ["the cat", "and the"]
 LATENTS_SHAPE = (len(PROMPTS), 4, fc.SIZE // 2, fc.SIZE // 2)
+
+
+class Algo(NamedTuple):
+    """An algorithm as these tests drive it: its Flax scheduler and state, and the compiled loop
+    and plan the pipelines are compared with."""
+
+    core: Algorithm
+    scheduler: type
+    state: type
+    loop: Callable[..., Any]
+    plan: Callable[..., Any]
+
+    def eta(self, value: Any) -> dict[str, Any]:
+        """``{"eta": value}`` for TCD (to ``create_state``), nothing for LCM (it has no η)."""
+        return {"eta": value} if self.core.has_eta else {}
+
+    def sample(self, model_fn, latents, key, plan, eta: Any = 0.3, **kwargs) -> Any:
+        """The compiled loop; ``eta`` is TCD's, LCM's loop takes none."""
+        if not self.core.has_eta:
+            return self.loop(model_fn, latents, key, plan, **kwargs)
+        return self.loop(model_fn, latents, key, plan, eta, **kwargs)
+
+
+TCD_FLAX = Algo(
+    TCD, tcd_jax.FlaxTCDScheduler, tcd_jax.FlaxTCDSchedulerState, tcd_jax.sample,
+    tcd_jax.sampling_plan,
+)  # fmt: skip
+LCM_FLAX = Algo(
+    LCM, tcd_jax.FlaxLCMScheduler, tcd_jax.FlaxLCMSchedulerState, tcd_jax.sample_lcm,
+    tcd_jax.lcm_sampling_plan,
+)  # fmt: skip
+over_algorithms = pytest.mark.parametrize(
+    "algo", [pytest.param(TCD_FLAX, id="TCD"), pytest.param(LCM_FLAX, id="LCM")]
+)
 
 
 #: (what, max|Δ|/(1 + max|reference|)) of every comparison; conftest prints the largest.
@@ -73,6 +114,11 @@ class Harness:
     def __call__(self, state, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         images, latents = self.run(state, jax.random.key(seed))
         return np.asarray(images), np.asarray(latents)
+
+    @functools.cached_property
+    def reference_model(self):
+        """:meth:`model_fn` made once: one closure, so the compiled loop compiles once."""
+        return self.model_fn()
 
     def model_fn(self):
         context = fc.sd_context(self.pipe, self.params, self.prompt_ids)
@@ -161,42 +207,48 @@ def generate_loaded(harness, folder, scheduler, state) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def sd(tmp_path_factory):
-    harness = Harness(tmp_path_factory.mktemp("sd"), tcd_jax.FlaxTCDScheduler(**SCHEDULE))
-    harness.reference_model = harness.model_fn()  # one closure: tcd_jax.sample compiles once
-    return harness
+def harness(tmp_path_factory):
+    """``harness(scheduler_class)``: the module's one :class:`Harness` of that scheduler."""
+    return functools.cache(
+        lambda cls: Harness(tmp_path_factory.mktemp(cls.__name__), cls(**SCHEDULE))
+    )
 
 
-def reference_latents(sd, key, eta, seed: int = 0, plan=None):
-    """``tcd_jax.sample`` on the same UNet closure, from the latents the pipeline draws."""
+def reference_latents(algo, sd, key, eta=0.3, seed: int = 0):
+    """The compiled loop on the same UNet closure, from the latents the pipeline draws."""
     latents = jax.random.normal(jax.random.key(seed), LATENTS_SHAPE, dtype=jnp.float32)
     config = sd.scheduler.config
-    plan = tcd_jax.sampling_plan(config, STEPS) if plan is None else plan
-    return np.asarray(tcd_jax.sample(sd.reference_model, latents, key, plan, eta, config=config))
+    plan = algo.plan(config, STEPS)
+    return np.asarray(algo.sample(sd.reference_model, latents, key, plan, eta, config=config))
 
 
-def test_generate_eagerly_as_the_issue_reported(sd):
-    """The reported failure: ``_generate`` called as is (eager, fori_loop), the scheduler state
-    made by ``create_state()`` with no key or η given: the state's defaults run."""
+@over_algorithms
+def test_generate_eagerly_with_the_default_state(algo, harness):
+    """The failure issue 10 reported: ``_generate`` called as is (eager, its own fori_loop), the
+    state straight from ``create_state()`` with no key or η given: the state's defaults run (the
+    fixed default key, TCD's η = 0.3) and equal the compiled loop with them."""
+    sd = harness(algo.scheduler)
     state = sd.scheduler.create_state()
     params = dict(sd.params, scheduler=state)
     pipe = sd.pipe
     images = pipe._generate(sd.prompt_ids, params, jax.random.key(0), STEPS, 16, 16, GUIDANCE)
     latents = np.asarray(sd.recording.decoded[-1]) * pipe.vae.config.scaling_factor
     assert np.isfinite(np.asarray(images)).all()
-    default_key = jax.random.key(0)  # create_state's fixed default key, and η = 0.3
-    assert_close(latents, reference_latents(sd, default_key, 0.3), "eager _generate")
+    default_key = jax.random.key(0)  # create_state's fixed default key (and η = 0.3)
+    assert_close(latents, reference_latents(algo, sd, default_key, 0.3), "eager _generate")
     jitted_images, _ = sd(state)
     assert_close(images, jitted_images, "eager vs jit")
 
 
-def test_state_key_and_eta_drive_the_pipeline_and_equal_tcd_jax_sample(sd):
+@over_algorithms
+def test_state_key_and_eta_drive_the_pipeline_and_equal_the_compiled_loop(algo, harness):
+    sd = harness(algo.scheduler)
     key = jax.random.key(7)
-    state = sd.scheduler.create_state(key=key, eta=0.3)
+    state = sd.scheduler.create_state(key=key, **algo.eta(0.3))
     images, latents = sd(state)
     assert images.shape == (len(PROMPTS), fc.SIZE, fc.SIZE, 3)
     assert np.isfinite(images).all() and np.isfinite(latents).all()
-    assert_close(latents, reference_latents(sd, key, 0.3), "pipeline vs tcd_jax.sample")
+    assert_close(latents, reference_latents(algo, sd, key, 0.3), "pipeline vs compiled loop")
     # Same state: identical. Another key in the state: other noise, another image.
     again, again_latents = sd(state)
     np.testing.assert_array_equal(again, images)
@@ -205,59 +257,71 @@ def test_state_key_and_eta_drive_the_pipeline_and_equal_tcd_jax_sample(sd):
     other_images, other_latents = sd(other)
     assert not np.allclose(other_latents, latents, atol=1e-3)
     assert not np.allclose(other_images, images, atol=1e-4)
-    assert_close(other_latents, reference_latents(sd, jax.random.key(8), 0.3), "other key")
-    # η and the key are state values: neither recompiles the pipeline.
-    sd(state.replace(eta=0.77))
-    sd(sd.scheduler.create_state(key=jax.random.key(9), eta=0.1))
+    assert_close(other_latents, reference_latents(algo, sd, jax.random.key(8), 0.3), "other key")
+    # The key (a raw one too) and η are state values: none recompiles the pipeline.
+    sd(state.replace(**algo.eta(0.77)))
+    sd(sd.scheduler.create_state(key=jax.random.key(9), **algo.eta(0.1)))
+    sd(state.replace(key=jax.random.PRNGKey(10)))
     assert sd.run._cache_size() == 1
 
 
-def test_eta_zero_is_the_same_for_every_key(sd):
+def test_eta_zero_is_the_same_for_every_key(harness):
+    sd = harness(tcd_jax.FlaxTCDScheduler)
     a_images, a = sd(sd.scheduler.create_state(key=jax.random.key(1), eta=0.0))
     b_images, b = sd(sd.scheduler.create_state(key=jax.random.key(2), eta=0.0))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a_images, b_images)
     assert np.isfinite(a_images).all()
-    assert_close(a, reference_latents(sd, jax.random.key(3), 0.0), "eta = 0")
+    assert_close(a, reference_latents(TCD_FLAX, sd, jax.random.key(3), 0.0), "eta = 0")
     # ... and η = 0 is really another trajectory than η = 0.3 with these keys.
     _, noisy = sd(sd.scheduler.create_state(key=jax.random.key(1), eta=0.3))
     assert not np.allclose(noisy, a, atol=1e-3)
 
 
-def test_per_sample_eta_in_the_state(sd):
+def test_per_sample_eta_in_the_state(harness):
     """η may be one value per batch element; sample 0 (η = 0) then ignores the key."""
+    sd = harness(tcd_jax.FlaxTCDScheduler)
     eta = np.asarray([0.0, 0.6])
     _, a = sd(sd.scheduler.create_state(key=jax.random.key(4), eta=eta))
     _, b = sd(sd.scheduler.create_state(key=jax.random.key(5), eta=eta))
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.allclose(a[1], b[1], atol=1e-3)
-    assert_close(a, reference_latents(sd, jax.random.key(4), eta), "per-sample eta")
+    assert_close(a, reference_latents(TCD_FLAX, sd, jax.random.key(4), eta), "per-sample eta")
 
 
-def test_ddim_control_in_the_same_harness(tmp_path, sd):
-    """diffusers' own FlaxDDIMScheduler through the same pipeline and harness."""
-    ddim = Harness(tmp_path, FlaxDDIMScheduler(**SCHEDULE))
+@over_algorithms
+def test_ddim_control_in_the_same_harness(algo, harness):
+    """diffusers' own FlaxDDIMScheduler through the same pipeline and harness: reproducible, and
+    another trajectory than ours (TCD's at η = 0 too), so the harness sees the scheduler and the
+    agreement with the compiled loop above is not vacuous."""
+    ddim = harness(FlaxDDIMScheduler)
     images, latents = ddim(ddim.scheduler.create_state())
     again, _ = ddim(ddim.scheduler.create_state())
     assert np.isfinite(images).all()
     np.testing.assert_array_equal(again, images)
     # Same components (same seeds), another scheduler: another trajectory, which the harness sees.
-    _, tcd_latents = sd(sd.scheduler.create_state(eta=0.0))
-    assert not np.allclose(tcd_latents, latents, atol=1e-3)
+    sd = harness(algo.scheduler)
+    _, ours = sd(sd.scheduler.create_state(**algo.eta(0.0)))
+    assert not np.allclose(ours, latents, atol=1e-3)
 
 
-def test_call_with_jit_pmaps_over_the_devices(sd):
-    """``__call__(..., jit=True)``: replicated params, one prompt and seed per device. Each
-    device's image equals ``_generate`` on that device's inputs with the same state."""
+@over_algorithms
+def test_call_with_jit_pmaps_over_the_devices(algo, harness):
+    """``__call__(..., jit=True)``: replicated params (the state's key too), one prompt and seed
+    per device. Each device's image equals ``_generate`` on that device's inputs with the same
+    state; with one key per device (the guide's recipe) device d renoises with its own key."""
+    sd = harness(algo.scheduler)
     pipe = sd.pipe
     devices = jax.local_device_count()
     assert devices == 2, "conftest asks XLA for two host devices"
-    state = sd.scheduler.create_state(key=jax.random.key(11), eta=0.3)
+    state = sd.scheduler.create_state(key=jax.random.key(11), **algo.eta(0.3))
     prompt_ids = shard(np.concatenate([sd.prompt_ids[:1]] * devices))  # (devices, 1, tokens)
     seeds = jax.random.split(jax.random.key(0), devices)
     replicated = replicate(dict(sd.params, scheduler=state))
-    out = pipe(prompt_ids, replicated, seeds, STEPS, guidance_scale=GUIDANCE, jit=True)
-    images = np.asarray(out.images)
+    generate = lambda params, seeds: (
+        pipe(prompt_ids, params, seeds, STEPS, guidance_scale=GUIDANCE, jit=True).images
+    )
+    images = np.asarray(generate(replicated, seeds))
     assert images.shape == (devices, 1, fc.SIZE, fc.SIZE, 3)
     assert np.isfinite(images).all()
     single = jax.jit(
@@ -267,28 +331,35 @@ def test_call_with_jit_pmaps_over_the_devices(sd):
     )
     for d in range(devices):
         assert_close(images[d], single(prompt_ids[d], seeds[d], state), f"device {d}")
+    assert not np.allclose(images[0], images[1], atol=1e-4)  # the per-device seeds differ
     # The same call again: identical.
-    again = pipe(prompt_ids, replicated, seeds, STEPS, guidance_scale=GUIDANCE, jit=True)
-    np.testing.assert_array_equal(np.asarray(again.images), images)
-    # One key per device (the guide's recipe): device d re-noises with keys[d].
+    np.testing.assert_array_equal(np.asarray(generate(replicated, seeds)), images)
+    # The same seed on both devices: the replicated key renoises both alike.
+    same_seeds = jnp.stack([seeds[0]] * devices)
+    alike = np.asarray(generate(replicated, same_seeds))
+    np.testing.assert_array_equal(alike[0], alike[1])
+    # One key per device: device d renoises with keys[d], also from the same seed.
     keys = jax.random.split(jax.random.key(12), devices)
     per_device = dict(replicated, scheduler=replicated["scheduler"].replace(key=keys))
-    own = np.asarray(
-        pipe(prompt_ids, per_device, seeds, STEPS, guidance_scale=GUIDANCE, jit=True).images
-    )
+    own = np.asarray(generate(per_device, seeds))
     for d in range(devices):
         expected = single(prompt_ids[d], seeds[d], state.replace(key=keys[d]))
         assert_close(own[d], expected, f"device {d}, its own key")
         assert not np.allclose(own[d], images[d], atol=1e-4)
+    own_alike = np.asarray(generate(per_device, same_seeds))
+    assert np.isfinite(own_alike).all()
+    assert not np.allclose(own_alike[0], own_alike[1], atol=1e-4)
 
 
-def test_img2img_with_strength_below_one(tmp_path):
+@over_algorithms
+def test_img2img_with_strength_below_one(algo, tmp_path):
     """``FlaxStableDiffusionImg2ImgPipeline`` slices the plan (strength 0.5: the last 2 of 4
     steps) and starts its fori_loop there; the first step finds its index from the timestep, so
-    step i still draws ``fold_in(key, i)``: ``tcd_jax.sample`` with ``begin_index`` equals it."""
-    scheduler = tcd_jax.FlaxTCDScheduler(**SCHEDULE)
+    step i still draws ``fold_in(key, i)`` (and the final step, index 3, draws nothing): the
+    compiled loop with ``begin_index`` equals it."""
+    scheduler = algo.scheduler(**SCHEDULE)
     key = jax.random.key(21)
-    state = scheduler.create_state(key=key, eta=0.3)
+    state = scheduler.create_state(key=key, **algo.eta(0.3))
     case = Img2Img(tmp_path, scheduler, state)
     assert case.start == 2
 
@@ -301,24 +372,24 @@ def test_img2img_with_strength_below_one(tmp_path):
 
     # The same start, computed outside: encode, add noise at timesteps[start], sample the rest.
     plan = tcd_jax.SamplingPlan.from_plan(
-        tcd_timesteps(scheduler.config, STEPS), begin_index=case.start
+        plan_timesteps(algo.core, scheduler.config, STEPS), begin_index=case.start
     )
     start_latents = case.start_latents(state, plan.timesteps[0])
-    expected = tcd_jax.sample(
-        case.model_fn(), start_latents, key, plan, 0.3, config=scheduler.config
-    )
-    assert_close(latents, expected, "img2img vs tcd_jax.sample")
+    expected = algo.sample(case.model_fn(), start_latents, key, plan, config=scheduler.config)
+    assert_close(latents, expected, "img2img vs compiled loop")
 
 
-def test_saved_pipeline_folder_loads_back_with_the_tcd_scheduler(sd, tmp_path):
+@over_algorithms
+def test_saved_pipeline_folder_loads_back_with_our_scheduler(algo, harness, tmp_path):
     """A pipeline folder as on the Hub (here saved from the tiny pipeline with a diffusers
-    scheduler), loaded back, with ``FlaxTCDScheduler.from_pretrained(folder,
-    subfolder="scheduler")`` put in: the same images as the pipeline built in memory."""
+    scheduler), loaded back, with ``from_pretrained(folder, subfolder="scheduler")`` of our
+    scheduler put in: the same images as the pipeline built in memory."""
+    sd = harness(algo.scheduler)
     save_as_on_the_hub(sd, tmp_path)
-    scheduler, state = tcd_jax.FlaxTCDScheduler.from_pretrained(
+    scheduler, state = algo.scheduler.from_pretrained(
         tmp_path, subfolder="scheduler", dtype=jnp.float32
     )
-    assert isinstance(state, tcd_jax.FlaxTCDSchedulerState)
+    assert isinstance(state, algo.state)
     assert scheduler.config == sd.scheduler.config
     # diffusers 0.39 accepts only its own scheduler classes in from_pretrained(scheduler=...)
     with pytest.raises(ValueError, match="FlaxSchedulerMixin"):
@@ -330,7 +401,7 @@ def test_saved_pipeline_folder_loads_back_with_the_tcd_scheduler(sd, tmp_path):
 
     # Our config in the folder's scheduler/ (diffusers' format) reloads into both.
     scheduler.save_pretrained(tmp_path / "scheduler")
-    again, _ = tcd_jax.FlaxTCDScheduler.from_pretrained(tmp_path, subfolder="scheduler")
+    again, _ = algo.scheduler.from_pretrained(tmp_path, subfolder="scheduler")
     assert again == scheduler
     reloaded, _ = FlaxStableDiffusionPipeline.from_pretrained(tmp_path, **NO_CHECKER)
     assert isinstance(reloaded.scheduler, FlaxDDIMScheduler)
