@@ -23,7 +23,7 @@ export PYTHONPATH="/tmp/site:$PWD:$PWD/adapters${PYTHONPATH:+:$PYTHONPATH}"
 } 2>&1 | tee "$OUT/env.txt"
 status=0
 timeout 200 python3 -m pytest -q -p no:cacheprovider -m gpu \
-    tests/diffusers/test_diffusers_gpu.py tests/diffusers/test_lcm_diffusers_gpu.py \
+    tests/diffusers/test_diffusers_gpu.py \
     tests/kdiffusion/test_kdiffusion_gpu.py 2>&1 | tee "$OUT/gpu-tests.log" || status=1
 timeout 320 python3 -m benchmarks --device cuda --out "$OUT" 2>&1 | tee "$OUT/bench.log" \
     || status=1
