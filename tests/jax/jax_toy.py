@@ -1,6 +1,6 @@
 """The toy denoiser of the JAX tests, for NumPy and JAX: a module without torch or diffusers, so
-the 8-device subprocess (sharding_check.py) starts in a second
-instead of six. ``jax_helpers`` re-exports both and adds the torch version."""
+the 8-device subprocess (sharding_check.py) starts in a second instead of six. ``jax_helpers``
+re-exports both and adds the torch version."""
 
 from __future__ import annotations
 

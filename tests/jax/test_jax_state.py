@@ -247,8 +247,8 @@ def test_the_step_draws_in_one_cond_branch_taken_only_where_it_draws(algo):
 def test_sample_loop_draws_only_inside_the_cond():
     """Issue 10, item 5: the compiled loop's normal draw sits in a ``lax.cond`` branch taken
     only when some batch element draws (η > 0 and not a final row); η stays traced, so switching
-    η between 0 and > 0 reuses the loop (``test_sample_traces_once_across_eta_keys_latents_and_
-    schedules``), and the values are the core's (``test_jax_reference``)."""
+    η between 0 and > 0 reuses the loop (``test_sample_traces_once_across_keys_latents_eta_
+    plans_and_schedules``), and the values are the core's (``test_jax_reference``)."""
     plan = tcd_jax.sampling_plan(CONFIG, 4)
     jaxpr = jax.make_jaxpr(lambda x, key, eta: tcd_jax.sample(toy_model_jax, x, key, plan, eta))(
         _x(), jax.random.key(0), jnp.float32(0.3)
