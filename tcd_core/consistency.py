@@ -390,8 +390,9 @@ def step(
     else:
         _check_tcd_only(algorithm, eta=eta)
     _check_final(final)
-    final_shape = tuple(getattr(final, "shape", np.shape(final)))
-    check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
+    if not isinstance(final, (bool, np.bool_)):
+        final_shape = tuple(getattr(final, "shape", None) or np.shape(final))
+        check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
     check_indices(_table(path), timestep, next_timestep)
     config = checked_config(config)
     if noise is None:
@@ -444,6 +445,8 @@ def _check_tcd_only(algorithm: Algorithm, **given: Any) -> None:
 def _check_final(final: Any) -> None:
     """TypeError unless ``final`` is a bool or a boolean array (its shape is checked by the
     step, against the batch)."""
+    if isinstance(final, (bool, np.bool_)):  # the common case, and traceable by torch.compile
+        return
     if is_host(final):
         ok = np.asarray(final).dtype == np.bool_
     else:
