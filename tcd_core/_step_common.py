@@ -51,11 +51,14 @@ def former_names(**renamed: str) -> Callable[[_F], _F]:
     def decorate(function: _F) -> _F:
         @functools.wraps(function)
         def call(*args: Any, **kwargs: Any) -> Any:
-            for former, current in renamed.items():
-                if former in kwargs:
-                    if current in kwargs:
-                        raise TypeError(f"pass `{current}` only (`{former}` is its former name)")
-                    kwargs[current] = kwargs.pop(former)
+            if kwargs and not renamed.keys().isdisjoint(kwargs):
+                for former, current in renamed.items():
+                    if former in kwargs:
+                        if current in kwargs:
+                            raise TypeError(
+                                f"pass `{current}` only (`{former}` is its former name)"
+                            )
+                        kwargs[current] = kwargs.pop(former)
             return function(*args, **kwargs)
 
         return call  # type: ignore[return-value]

@@ -235,8 +235,8 @@ def _coefficients(
         other, original = _boundary_conditions(timestep, timestep_scaling, ndim, xp, device)
         alpha_t, sigma_t = path.roots(level_t, xp)
         return Coefficients(alpha_t, sigma_t, original, other, keep, noise)
-    if intermediate is None:
-        intermediate = intermediate_timestep(next_timestep, eta)
+    if intermediate is None:  # (the function itself: its former-keyword wrapper is not needed)
+        intermediate = intermediate_timestep.__wrapped__(next_timestep, eta)  # type: ignore[attr-defined]
     level_t = path.level(timestep, ndim, xp, device)
     level_next = path.level(next_timestep, ndim, xp, device)
     level_s = path.level(intermediate, ndim, xp, device)
