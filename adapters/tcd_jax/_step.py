@@ -9,9 +9,9 @@ Everything that touches latents is tcd_core (:func:`tcd_core.coefficients` then
 * the noise is masked to zero where the reference draws none (``draw`` false), which the core's
   coefficients give anyway (TCD's transition is exactly the identity there, LCM's final step
   exactly 1 and 0); the mask makes it explicit and fuses into the update;
-* when no batch element draws, the normal draw is skipped altogether: :func:`keyed_step` takes a
-  ``lax.cond`` branch without it. Both branches give the same values there, and the predicate is
-  traced, so switching between drawing and not drawing reuses the compiled code.
+* when no batch element draws, the normal draw is skipped altogether: a ``lax.cond`` around the
+  noise alone gives zeros instead (:func:`jax_step`). Both give the same values there, and the
+  predicate is traced, so switching between drawing and not drawing reuses the compiled code.
 """
 
 from __future__ import annotations
@@ -93,11 +93,14 @@ def jax_step(
     ``one_minus_eta`` (and no ``final``), LCM takes ``final``. z = ``normal(fold_in(key,
     index))`` enters where ``draw`` is true (0-d or one per batch element, traced).
 
-    When no element draws, a ``lax.cond`` branch without the normal draw runs (same values: the
-    core's coefficients make the noise term exactly zero there), so a compiled loop pays for the
-    draw only where the reference draws; under ``vmap`` with a batched ``draw`` the cond becomes
-    a select and both branches run. ``draw`` None (a step known on the host to draw nothing, such
-    as TCD's last row) runs that branch alone, with no cond and no key.
+    Only the noise sits in a ``lax.cond``: when no element draws, the branch without the normal
+    draw gives zeros (the core's coefficients make the noise term exactly zero there anyway), so
+    a compiled loop pays for the draw only where the reference draws; under ``vmap`` with a
+    batched ``draw`` the cond becomes a select. The update itself stays outside the cond, where
+    XLA fuses it with the rest of the step: measured on CPU, a ``fori_loop`` over the Flax
+    schedulers' step runs 2.5x faster at 1×4×8×8 than with the whole step inside the cond.
+    ``draw`` None (a step known on the host to draw nothing, such as TCD's last row) has no cond
+    and no noise term.
     """
     if model_output.shape != sample.shape:
         raise ValueError(
@@ -134,16 +137,15 @@ def jax_step(
     if draw is None:
         return apply(model_output, sample, None)
     draw = jnp.asarray(draw)
+    shape, dtype = sample.shape, sample.dtype
 
-    def noisy(operands: tuple[jax.Array, jax.Array]) -> StepOutput:
-        out, x = operands
-        return apply(out, x, step_noise(key, index, x.shape, x.dtype))
+    def noisy(key: jax.Array) -> jax.Array:
+        return step_noise(key, index, shape, dtype)
 
-    def quiet(operands: tuple[jax.Array, jax.Array]) -> StepOutput:
-        out, x = operands
-        return apply(out, x, None)
+    def quiet(key: jax.Array) -> jax.Array:
+        return jnp.zeros(shape, dtype)
 
-    return jax.lax.cond(jnp.any(draw), noisy, quiet, (model_output, sample))
+    return apply(model_output, sample, jax.lax.cond(jnp.any(draw), noisy, quiet, key))
 
 
 # Jitted so that an eager call (a hand-written Python loop over a Flax scheduler's ``step``)
