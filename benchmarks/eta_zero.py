@@ -14,8 +14,9 @@ the loop with η known at compile time:
   removes it. One compilation per η, like the floor.
 * ``always-draw``: draw a normal at every step but the last and let the exact zero coefficient
   at η = 0 cancel it (what ``tcd_jax.sample`` did before issue 10).
-* ``step-cond``: ``tcd_jax.sample`` as shipped: each step's update runs in a ``lax.cond`` whose
-  second branch, taken when no batch element draws, has no draw. The model stays outside.
+* ``step-cond``: ``tcd_jax.sample`` as shipped: each step's noise draw runs in a ``lax.cond``
+  whose second branch, taken when no batch element draws, gives zeros without a draw. The model
+  and the update stay outside.
 * ``loop-cond``: one ``lax.cond`` on any(η > 0) around two copies of the whole loop, one without
   any draw. The model is traced, compiled and stored twice.
 
