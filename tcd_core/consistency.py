@@ -182,9 +182,10 @@ def coefficients(
     traced). ``final`` marks the reference's final step (a host bool, or a boolean array per
     batch element, selected with ``where``): LCM returns its estimate there; TCD's coefficients
     do not depend on it (its last step ends at p = 0, where the transition is exactly the
-    identity), so a loop may pass it for either algorithm. LCM also takes ``timestep_scaling``; with a host ``timestep`` its c_skip/c_out are Python
-    floats computed in double precision, as the reference computes them for an ``int``. ``ndim``
-    is the sample's rank, so per-batch coefficients broadcast.
+    identity), so a loop may pass it for either algorithm. LCM also takes ``timestep_scaling``;
+    with a host ``timestep`` its c_skip/c_out are Python floats computed in double precision, as
+    the reference computes them for an ``int``. ``ndim`` is the sample's rank, so per-batch
+    coefficients broadcast.
 
     Example:
         >>> from tcd_core import LCM, TCD, TCDConfig, alphas_cumprod
@@ -235,8 +236,8 @@ def _coefficients(
         other, original = _boundary_conditions(timestep, timestep_scaling, ndim, xp, device)
         alpha_t, sigma_t = path.roots(level_t, xp)
         return Coefficients(alpha_t, sigma_t, original, other, keep, noise)
-    if intermediate is None:  # (the function itself: its former-keyword wrapper is not needed)
-        intermediate = intermediate_timestep.__wrapped__(next_timestep, eta)  # type: ignore[attr-defined]
+    if intermediate is None:
+        intermediate = intermediate_timestep(next_timestep, eta)
     level_t = path.level(timestep, ndim, xp, device)
     level_next = path.level(next_timestep, ndim, xp, device)
     level_s = path.level(intermediate, ndim, xp, device)
@@ -391,7 +392,7 @@ def step(
         _check_tcd_only(algorithm, eta=eta)
     _check_final(final)
     if not isinstance(final, (bool, np.bool_)):
-        final_shape = tuple(getattr(final, "shape", None) or np.shape(final))
+        final_shape = tuple(final.shape) if is_array(final) else np.shape(final)
         check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
     check_indices(_table(path), timestep, next_timestep)
     config = checked_config(config)

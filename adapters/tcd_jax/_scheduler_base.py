@@ -25,7 +25,7 @@ import numpy as np
 
 import tcd_core
 from tcd_core import NoiseSchedule, TCDConfig, add_noise, get_velocity, noise_schedule
-from tcd_core._array import is_array
+from tcd_core._array import is_array, is_host
 from tcd_core._step_common import check_array, check_index
 
 from ._convention import (
@@ -36,7 +36,7 @@ from ._convention import (
     step_index,
     write_config,
 )
-from ._step import eta_arrays, is_host, keyed_step, step_config
+from ._step import eta_arrays, keyed_step, step_config
 from .noise import as_typed_key
 
 __all__ = ["FlaxConsistencyScheduler", "host_schedule", "jax_schedule"]

@@ -17,7 +17,6 @@ Everything that touches latents is tcd_core (:func:`tcd_core.coefficients` then
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import Any
 
 import jax
@@ -26,16 +25,12 @@ import numpy as np
 
 from tcd_core import TCD, Algorithm, StepOutput, TCDConfig, check_eta, coefficients, update
 from tcd_core import intermediate_timestep as core_intermediate
+from tcd_core._array import is_host
 from tcd_core._step_common import check_per_batch
 
 from .noise import step_noise
 
-__all__ = ["eta_arrays", "intermediate", "is_host", "jax_step", "keyed_step", "step_config"]
-
-
-def is_host(x: Any) -> bool:
-    """Python/NumPy values: known on the host, validated and converted exactly there."""
-    return isinstance(x, (numbers.Number, np.generic, np.ndarray, list, tuple))
+__all__ = ["eta_arrays", "intermediate", "jax_step", "keyed_step", "step_config"]
 
 
 def eta_arrays(eta: Any) -> tuple[Any, Any]:
