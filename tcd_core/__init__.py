@@ -17,10 +17,17 @@ from .algorithms import (
     Algorithm,
     check_eta,
     draws_noise,
+    intermediate_level,
     intermediate_timestep,
     lcm_final_step,
 )
-from .config import BETA_SCHEDULES, PREDICTION_TYPES, TIMESTEP_SPACINGS, TCDConfig
+from .config import (
+    BETA_SCHEDULES,
+    FLOW_PREDICTION,
+    PREDICTION_TYPES,
+    TIMESTEP_SPACINGS,
+    TCDConfig,
+)
 from .consistency import (
     Coefficients,
     LCMCoefficients,
@@ -48,7 +55,7 @@ from .parameterization import (
     parameterise,
     predict_original_and_noise,
 )
-from .paths import VPPath
+from .paths import FLOW, FlowPath, VPPath
 from .plan import (
     LCMPlan,
     Plan,
@@ -74,6 +81,8 @@ from .thresholding import clip_sample, dynamic_threshold, quantile
 
 __all__ = [
     "BETA_SCHEDULES",
+    "FLOW",
+    "FLOW_PREDICTION",
     "FRESH",
     "LCM",
     "PREDICTION_TYPES",
@@ -82,6 +91,7 @@ __all__ = [
     "Algorithm",
     "Arithmetic",
     "Coefficients",
+    "FlowPath",
     "LCMCoefficients",
     "LCMPlan",
     "LCMStepOutput",
@@ -106,6 +116,7 @@ __all__ = [
     "dynamic_threshold",
     "final_alpha_cumprod",
     "get_velocity",
+    "intermediate_level",
     "intermediate_timestep",
     "lcm_final_step",
     "lcm_previous_timesteps",

@@ -46,6 +46,7 @@ __all__ = [
     "Algorithm",
     "check_eta",
     "draws_noise",
+    "intermediate_level",
     "intermediate_timestep",
     "lcm_final_step",
 ]
@@ -96,27 +97,11 @@ class Algorithm:
         return bool(positive) and not final
 
 
-#: Trajectory Consistency Distillation's Strategic Stochastic Sampling (Algorithm 4).
-TCD = Algorithm(
-    name="tcd",
-    estimate="pred_noised_sample",
-    skip_connection=False,
-    has_eta=True,
-    next_after_last="zero",
-    explicit_grid="range",
-    reference="TCDScheduler",
-)
-
-#: Multistep consistency sampling (Algorithm 1 of Consistency Models; diffusers' LCMScheduler).
-LCM = Algorithm(
-    name="lcm",
-    estimate="denoised",
-    skip_connection=True,
-    has_eta=False,
-    next_after_last="own",
-    explicit_grid="distillation",
-    reference="LCMScheduler",
-)
+#: Trajectory Consistency Distillation's Strategic Stochastic Sampling (Algorithm 4), and multistep
+#: consistency sampling (Algorithm 1 of Consistency Models; diffusers' LCMScheduler): the two values,
+#: one row each (fields in :class:`Algorithm`'s order).
+TCD = Algorithm("tcd", "pred_noised_sample", False, True, "zero", "range", "TCDScheduler")
+LCM = Algorithm("lcm", "denoised", True, False, "own", "distillation", "LCMScheduler")
 
 
 def lcm_final_step(step_index: int, num_inference_steps: int) -> bool:
@@ -219,33 +204,53 @@ def intermediate_timestep(next_timestep: Any, eta: Any = None, *, one_minus_eta:
         >>> int(intermediate_timestep(90, one_minus_eta=np.float32(1.0 - 0.3)))
         63
     """
+    return _intermediate(next_timestep, eta, one_minus_eta, floor=True)
+
+
+def intermediate_level(next_level: Any, eta: Any = None, *, one_minus_eta: Any = None) -> Any:
+    """The intermediate σ_s = f32(1−η) · f32(σ_next) of TCD on a continuous-time path (the flow
+    path): :func:`intermediate_timestep`'s product, rounded the same way, with no floor. The
+    result is float32 (host in, host out).
+
+    Example:
+        >>> float(intermediate_level(0.75, 0.5)), float(intermediate_level(0.75, 0.0))
+        (0.375, 0.75)
+    """
+    return _intermediate(next_level, eta, one_minus_eta, floor=False)
+
+
+def _intermediate(next_timestep: Any, eta: Any, one_minus_eta: Any, floor: bool) -> Any:
+    """f32(1−η)·f32(p), floored to the index dtype when ``floor`` (see
+    :func:`intermediate_timestep` for the rounding)."""
     if (eta is None) == (one_minus_eta is None):
         raise ValueError("pass exactly one of `eta` and `one_minus_eta`")
     if eta is None:
-        return _floor_product(next_timestep, one_minus_eta)
+        return _product(next_timestep, one_minus_eta, floor)
     check_eta(eta)
-    if is_host(eta):
+    if is_host(eta) and (is_host(next_timestep) or not is_host_scalar(eta)):
         # Host η: 1 − η in double precision, rounded once to float32, as the reference does.
-        return _floor_product(next_timestep, np.float32(1.0 - np.asarray(eta, dtype=np.float64)))
+        one_minus_host = np.float32(1.0 - np.asarray(eta, dtype=np.float64))
+        return _product(next_timestep, one_minus_host, floor)
     xp = namespace(next_timestep, eta)
     device = device_of(eta if is_host(next_timestep) else next_timestep)
-    if is_host_scalar(eta):
-        one_minus = xp.asarray(float(1.0 - eta), dtype=xp.float32, device=device)
+    if is_host_scalar(eta):  # with p on a device: rounded there, no NumPy (torch.compile)
+        one_minus = xp.asarray(1.0 - float(eta), dtype=xp.float32, device=device)
     else:
         eta = xp.asarray(eta, device=device)
         if eta.dtype == xp.float64 or (eta.dtype != xp.float32 and has_float64(xp, device)):
             one_minus = xp.astype(1.0 - xp.astype(eta, xp.float64), xp.float32)
         else:
             one_minus = 1.0 - xp.astype(eta, xp.float32)
-    return _floor_product(next_timestep, one_minus)
+    return _product(next_timestep, one_minus, floor)
 
 
-def _floor_product(next_timestep: Any, one_minus_eta: Any) -> Any:
-    """⌊f32(1−η)·f32(p)⌋ from a float32 ``one_minus_eta``; host in, host out."""
+def _product(next_timestep: Any, one_minus_eta: Any, floor: bool) -> Any:
+    """f32(1−η)·f32(p) from a float32 ``one_minus_eta``, floored to integers when ``floor``;
+    host in, host out."""
     if is_host(next_timestep) and is_host(one_minus_eta):
         one_minus = np.asarray(one_minus_eta, dtype=np.float32)
-        s = np.floor(one_minus * np.asarray(next_timestep).astype(np.float32))
-        return s.astype(np.int64)
+        s = one_minus * np.asarray(next_timestep).astype(np.float32)
+        return np.floor(s).astype(np.int64) if floor else s
     device_args = [v for v in (next_timestep, one_minus_eta) if not is_host(v)]
     xp = namespace(*device_args)
     device = device_of(device_args[0])
@@ -253,5 +258,5 @@ def _floor_product(next_timestep: Any, one_minus_eta: Any) -> Any:
         one_minus_eta = np.asarray(one_minus_eta, dtype=np.float32).astype(np.float64).tolist()
     one_minus = xp.astype(xp.asarray(one_minus_eta, device=device), xp.float32)
     p = xp.asarray(next_timestep, device=device)
-    s = xp.floor(one_minus * xp.astype(p, xp.float32))
-    return xp.astype(s, index_dtype(xp, device))
+    s = one_minus * xp.astype(p, xp.float32)
+    return xp.astype(xp.floor(s), index_dtype(xp, device)) if floor else s

@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "BETA_SCHEDULES",
+    "FLOW_PREDICTION",
     "PREDICTION_TYPES",
     "TIMESTEP_SPACINGS",
     "TCDConfig",
@@ -25,7 +26,9 @@ __all__ = [
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 """The values :attr:`TCDConfig.beta_schedule` accepts (diffusers' names)."""
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-"""What the model predicts: ε, x̂₀ (diffusers' ``"sample"``) or v."""
+"""What the model predicts on the VP path: ε, x̂₀ (diffusers' ``"sample"``) or v."""
+FLOW_PREDICTION = "flow_prediction"
+"""The flow path's velocity v = ε − x₀ (diffusers' name; :class:`~tcd_core.FlowPath`)."""
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 """The values :attr:`TCDConfig.timestep_spacing` accepts (validated and kept for round trips; the
 TCD and LCM plans do not use it, as in the reference)."""
@@ -125,7 +128,9 @@ class TCDConfig:
         put("steps_offset", _check_int("steps_offset", self.steps_offset, 0))
         put(
             "prediction_type",
-            _check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES),
+            _check_choice(
+                "prediction_type", self.prediction_type, (*PREDICTION_TYPES, FLOW_PREDICTION)
+            ),
         )
         put("thresholding", _check_bool("thresholding", self.thresholding))
         put(

@@ -2,7 +2,7 @@
 (``tcd_core.consistency``; its functions are re-exported by ``tcd_core``).
 
 A step at timestep t towards the next timestep, for an :class:`~tcd_core.Algorithm` on a noise
-path (:class:`~tcd_core.VPPath`), is
+path (:class:`~tcd_core.VPPath`, or :data:`~tcd_core.FLOW` where the "timesteps" are σ), is
 
 * :func:`coefficients`: six numbers (0-d, or ``(B, 1, …, 1)`` for per-batch timesteps) that
   depend only on (algorithm, path, t, next timestep, η or final), so a loop can compute them once
@@ -12,6 +12,7 @@ path (:class:`~tcd_core.VPPath`), is
       (x̂₀, ε̂)   from the model output at (a_t, b_t)          (the path's parameterisation)
       x̂₀        clipped or thresholded per the config
       estimate  = original·x̂₀ + other·(ε̂ for TCD | x_t for LCM)
+                  (a flow velocity v: x_t + (σ_s − σ)·v, Euler's jump, the same point)
       next      = keep·estimate + noise·z                      (= estimate when z is None)
 
 * :func:`step`: both, after validating every argument at the API boundary.
@@ -19,7 +20,10 @@ path (:class:`~tcd_core.VPPath`), is
 TCD's coefficients: (a_t, b_t) = roots at t, (original, other) = roots at s = ⌊f32(1−η)·p⌋ (the
 DDIM jump to s), (keep, noise) = the path's transition from s to p. LCM's: (a_t, b_t) = roots at
 t, (other, original) = the boundary conditions (c_skip, c_out) at t, (keep, noise) = the roots at
-the next timestep, exactly 1 and 0 at the final step.
+the next timestep, exactly 1 and 0 at the final step. On the flow path TCD's s is
+σ_s = f32(1−η)·σ_next and the transition is keep = (1−σ_next)/(1−σ_s), noise = √(σ_next² −
+keep²·σ_s²): η = 0 is ``FlowMatchEulerDiscreteScheduler``'s step and η = 1 its stochastic one, bit
+for bit on torch; LCM has no flow form (TCD at η = 1 is the flow LCM step).
 
 Pure functions of arrays: no hidden state, no random numbers (noise is an argument), no host
 synchronisation, no branch on an array value, so they run under ``jax.jit`` and
@@ -38,17 +42,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._array import cast_like, is_array, is_host, is_host_scalar, namespace
-from ._step_common import (
-    check_index,
-    check_indices,
-    check_order,
-    check_per_batch,
-    check_step_arrays,
-    clean_original,
-    former_names,
-)
-from .algorithms import LCM, TCD, Algorithm, check_eta, intermediate_timestep
-from .config import TCDConfig, checked_config
+from ._step_common import check_per_batch, check_step_arrays, clean_original, former_names
+from .algorithms import LCM, TCD, Algorithm, check_eta
+from .config import FLOW_PREDICTION, TCDConfig, checked_config
 from .parameterization import FRESH, Arithmetic, boundary_condition_scalings, parameterise
 from .paths import VPPath, as_path
 
@@ -175,7 +171,8 @@ def coefficients(
     ndim: int = 0,
 ) -> Coefficients:
     """The coefficients of ``algorithm``'s step from ``timestep`` to ``next_timestep`` on
-    ``path`` (a :class:`~tcd_core.VPPath` or an ᾱ table).
+    ``path`` (a :class:`~tcd_core.VPPath` or an ᾱ table; or :data:`~tcd_core.FLOW`, where
+    ``timestep``/``next_timestep``/``intermediate`` are σ, floats in [0, 1]).
 
     TCD takes either ``eta`` (s from :func:`~tcd_core.intermediate_timestep`) or
     ``intermediate`` (s itself, e.g. computed with the reference's rounding for a loop whose η is
@@ -196,28 +193,21 @@ def coefficients(
         >>> float(c.keep), float(c.noise)
         (1.0, 0.0)
     """
-    _check_algorithm(algorithm)
+    path = _checked_path(algorithm, path)
     if algorithm.has_eta and (eta is None) == (intermediate is None):
         raise ValueError("pass exactly one of `eta` and `intermediate`")
-    size = check_indices(_table(path), timestep, next_timestep)
-    if algorithm.has_eta:
-        if intermediate is None:
-            check_eta(eta)
-        else:
-            check_index("intermediate", intermediate, size)
-            check_order("intermediate", intermediate, "next_timestep", next_timestep)
-    else:
-        _check_tcd_only(algorithm, eta=eta, intermediate=intermediate)
-    _check_final(final)
+    path.check(timestep, next_timestep)
+    if algorithm.has_eta and intermediate is not None:
+        path.check_intermediate(intermediate, next_timestep)
+    _check_rules(algorithm, eta, final, intermediate=intermediate)
     return _coefficients(
-        algorithm, as_path(path), timestep, next_timestep, eta, intermediate, final,
-        timestep_scaling, ndim,
-    )  # fmt: skip
+        algorithm, path, timestep, next_timestep, eta, intermediate, final, timestep_scaling, ndim
+    )
 
 
 def _coefficients(
     algorithm: Algorithm,
-    path: VPPath,
+    path: Any,
     timestep: Any,
     next_timestep: Any,
     eta: Any,
@@ -225,10 +215,12 @@ def _coefficients(
     final: Any,
     timestep_scaling: float,
     ndim: int,
+    like: Any = None,
 ) -> Coefficients:
     """:func:`coefficients` once its arguments are checked (the operations in the references'
-    order, so that compiled programs and torch bits stay the same)."""
-    xp, device = path.namespace()
+    order, so that compiled programs and torch bits stay the same). ``like`` (the step's sample)
+    places a table-less path's host σ in the sample's namespace."""
+    xp, device = path.namespace(timestep, next_timestep, like)
     if algorithm.skip_connection:
         level_t = path.level(timestep, ndim, xp, device)
         keep, noise = path.roots(path.level(next_timestep, ndim, xp, device), xp)
@@ -237,14 +229,13 @@ def _coefficients(
         alpha_t, sigma_t = path.roots(level_t, xp)
         return Coefficients(alpha_t, sigma_t, original, other, keep, noise)
     if intermediate is None:
-        intermediate = intermediate_timestep(next_timestep, eta)
+        intermediate = path.intermediate(next_timestep, eta)
     level_t = path.level(timestep, ndim, xp, device)
     level_next = path.level(next_timestep, ndim, xp, device)
     level_s = path.level(intermediate, ndim, xp, device)
-    relative = path.relative(level_s, level_next)
+    keep, noise = path.transition(level_s, level_next, xp)
     alpha_t, sigma_t = path.roots(level_t, xp)
     original, other = path.roots(level_s, xp)
-    keep, noise = path.transition_roots(relative, xp)
     return Coefficients(alpha_t, sigma_t, original, other, keep, noise)
 
 
@@ -321,21 +312,32 @@ def update(
         config = checked_config(config)
     ar = FRESH if arithmetic is None else arithmetic
     c = coefficients
-    skip = algorithm.skip_connection
-    x0, eps, spare = parameterise(
-        ar, model_output, sample, c.alpha_t, c.sigma_t, config.prediction_type, not skip
-    )
-    if config.thresholding or config.clip_sample:
-        x0 = clean_original(x0, config)
-    in_place = ar.in_place
-    # x̂₀'s buffer is free once the estimate has it (in place only: x̂₀ is not returned then)
-    free = x0 if in_place and x0 is not model_output else None
-    first = ar.mul(c.original, x0, reuse=spare)
-    if skip:
-        second = ar.mul(c.other, sample, reuse=free)
+    skip, ptype, in_place = algorithm.skip_connection, config.prediction_type, ar.in_place
+    cleaned = config.thresholding or config.clip_sample
+    if ptype == FLOW_PREDICTION and not (skip or cleaned):
+        # The flow path's jump to s is Euler's, x_s = x + (σ_s − σ)·v (FlowMatchEuler's order;
+        # σ_s = other, σ = sigma_t); x̂₀ = x − σ·v only for the output.
+        second = ar.mul(c.other - c.sigma_t, model_output)
+        estimate = ar.add(sample, second)
+        if second.dtype != estimate.dtype:  # a half v: its product is no temporary for the rest
+            second = None
+        x0 = None
+        if not in_place:
+            x0 = parameterise(ar, model_output, sample, c.alpha_t, c.sigma_t, ptype, False)[0]
     else:
-        second = ar.mul(c.other, eps, reuse=free if eps is model_output else eps)
-    estimate = ar.add(first, second, reuse=first)
+        x0, eps, spare = parameterise(
+            ar, model_output, sample, c.alpha_t, c.sigma_t, ptype, not skip
+        )
+        if cleaned:
+            x0 = clean_original(x0, config)
+        # x̂₀'s buffer is free once the estimate has it (in place only: x̂₀ is not returned then)
+        free = x0 if in_place and x0 is not model_output else None
+        first = ar.mul(c.original, x0, reuse=spare)
+        if skip:
+            second = ar.mul(c.other, sample, reuse=free)
+        else:
+            second = ar.mul(c.other, eps, reuse=free if eps is model_output else eps)
+        estimate = ar.add(first, second, reuse=first)
     if noise is None:
         next_sample = estimate
     else:
@@ -344,7 +346,11 @@ def update(
         next_sample = ar.add(kept, spread, reuse=kept)
     dtype = sample.dtype
     original = None if in_place else x0
-    if next_sample.dtype == dtype and estimate.dtype == dtype and x0.dtype == dtype:
+    if (
+        next_sample.dtype == dtype
+        and estimate.dtype == dtype
+        and (original is None or original.dtype == dtype)
+    ):
         return StepOutput(next_sample, estimate, original)
     xp = namespace(model_output, sample)
     return StepOutput(
@@ -369,9 +375,11 @@ def step(
     config: TCDConfig | None = None,
 ) -> StepOutput:
     """One step of ``algorithm`` from ``timestep`` to ``next_timestep`` on ``path`` (a
-    :class:`~tcd_core.VPPath` or an ᾱ table): every argument checked, then :func:`coefficients`
-    and :func:`update`. :func:`tcd_step` and :func:`lcm_step` document the two algorithms'
-    arguments and errors.
+    :class:`~tcd_core.VPPath` or an ᾱ table, or :data:`~tcd_core.FLOW` with σ for timesteps):
+    every argument checked, then :func:`coefficients` and :func:`update`. :func:`tcd_step` and
+    :func:`lcm_step` document the two algorithms' arguments and errors. On the flow path the
+    default ``config`` predicts the velocity (``prediction_type="flow_prediction"``); the model
+    output may also be ε or x̂₀, not the VP path's v.
 
     Example:
         >>> import numpy as np
@@ -381,28 +389,27 @@ def step(
         (1, 2)
         >>> step(LCM, 0.1 * x, 259, x, 259, ac, final=True).next_sample.shape
         (1, 2)
+        >>> from tcd_core import FLOW
+        >>> step(TCD, 0.1 * x, 0.75, x, 0.5, FLOW, eta=0.0).next_sample.tolist()  # Euler
+        [[0.9750000238418579, 0.9750000238418579]]
     """
-    _check_algorithm(algorithm)
+    path = _checked_path(algorithm, path)
     batch = check_step_arrays(model_output, sample, noise, timestep, next_timestep)
-    if algorithm.has_eta:
-        check_eta(eta)  # None too: a TypeError naming `eta`
-        eta_shape = () if is_host_scalar(eta) else tuple(getattr(eta, "shape", np.shape(eta)))
-        check_per_batch("eta", eta_shape, batch)
-    else:
-        _check_tcd_only(algorithm, eta=eta)
-    _check_final(final)
-    if not isinstance(final, (bool, np.bool_)):
-        final_shape = tuple(final.shape) if is_array(final) else np.shape(final)
-        check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
-    check_indices(_table(path), timestep, next_timestep)
-    config = checked_config(config)
+    _check_rules(algorithm, eta, final, batch=batch)
+    path.check(timestep, next_timestep)
+    config = checked_config(config) if config is not None or isinstance(path, VPPath) else _FLOW
+    path.check_prediction(config.prediction_type)
     if noise is None:
         _check_noise_given(algorithm, eta, next_timestep, final)
     c = _coefficients(
-        algorithm, as_path(path), timestep, next_timestep, eta, None, final,
-        config.timestep_scaling, sample.ndim,
+        algorithm, path, timestep, next_timestep, eta, None, final, config.timestep_scaling,
+        sample.ndim, sample,
     )  # fmt: skip
     return update(algorithm, c, model_output, sample, noise, config)
+
+
+#: The step's config on the flow path when none is given: the velocity, nothing else.
+_FLOW = TCDConfig(prediction_type=FLOW_PREDICTION)
 
 
 def _check_noise_given(algorithm: Algorithm, eta: Any, next_timestep: Any, final: Any) -> None:
@@ -425,15 +432,44 @@ def _check_noise_given(algorithm: Algorithm, eta: Any, next_timestep: Any, final
         )
 
 
-def _table(path: Any) -> Any:
-    return path.alphas_cumprod if isinstance(path, VPPath) else path
-
-
-def _check_algorithm(algorithm: Any) -> None:
+def _checked_path(algorithm: Any, path: Any) -> Any:
+    """The path value of a step of ``algorithm`` (TypeError for what is not an algorithm;
+    ValueError for LCM on the flow path, where its boundary conditions have no timesteps)."""
     if not isinstance(algorithm, Algorithm):
         raise TypeError(
             f"`algorithm` must be tcd_core.TCD or tcd_core.LCM, got {type(algorithm).__name__}"
         )
+    path = as_path(path)
+    if algorithm.skip_connection and not isinstance(path, VPPath):
+        raise ValueError(
+            f"{algorithm!r}'s boundary conditions c_skip/c_out are defined on the VP path's "
+            "timesteps, not on the flow path; there, TCD with eta=1 is the flow LCM step "
+            "(diffusers' FlowMatchLCMScheduler)"
+        )
+    return path
+
+
+def _check_rules(
+    algorithm: Algorithm,
+    eta: Any,
+    final: Any,
+    *,
+    batch: int | None = None,
+    intermediate: Any = None,
+) -> None:
+    """The algorithm's own arguments: η (TCD; unless s is given) or none of TCD's (LCM), then
+    ``final``; with ``batch``, each given once or once per batch element."""
+    if not algorithm.has_eta:
+        _check_tcd_only(algorithm, eta=eta, intermediate=intermediate)
+    elif intermediate is None:
+        check_eta(eta)  # None too: a TypeError naming `eta`
+        if batch is not None:
+            eta_shape = () if is_host_scalar(eta) else tuple(getattr(eta, "shape", np.shape(eta)))
+            check_per_batch("eta", eta_shape, batch)
+    _check_final(final)
+    if batch is not None and not isinstance(final, (bool, np.bool_)):
+        final_shape = tuple(final.shape) if is_array(final) else np.shape(final)
+        check_per_batch("final", final_shape, batch, "a bool or a 1-D boolean array")
 
 
 def _check_tcd_only(algorithm: Algorithm, **given: Any) -> None:

@@ -13,7 +13,9 @@ import numpy as np
 
 from ._array import cast_like, device_of, is_host_scalar, namespace
 from ._step_common import check_array, check_index, check_table
-from .config import PREDICTION_TYPES
+from .config import FLOW_PREDICTION, PREDICTION_TYPES
+
+ALL_PREDICTION_TYPES = (*PREDICTION_TYPES, FLOW_PREDICTION)
 
 __all__ = [
     "FRESH",
@@ -127,6 +129,8 @@ def parameterise(
     * ``epsilon``: x̂₀ = (x − b·ε)/a, ε̂ = ε
     * ``sample``: x̂₀ = model output, ε̂ = (x − a·x̂₀)/b
     * ``v_prediction``: x̂₀ = a·x − b·v, ε̂ = a·v + b·x
+    * ``flow_prediction`` (the flow path's velocity v = ε − x₀, at (a, b) = (1−σ, σ)):
+      x̂₀ = x − b·v, ε̂ = x + a·v
 
     ε̂ is None when not ``want_noise`` (LCM needs x̂₀ alone). ``spare`` is a temporary of the
     formula's own that it no longer needs (or None), which the caller may name as ``reuse``.
@@ -156,8 +160,15 @@ def parameterise(
         e = ar.mul(a, model_output, reuse=u)
         f = ar.mul(b, sample)
         return x0, ar.add(e, f, reuse=e), f
+    if prediction_type == FLOW_PREDICTION:
+        u = ar.mul(b, model_output)
+        x0 = ar.sub(sample, u, reuse=u)
+        if not want_noise:
+            return x0, None, None
+        e = ar.mul(a, model_output)
+        return x0, ar.add(sample, e, reuse=e), None
     raise ValueError(
-        f"`prediction_type` must be one of {', '.join(map(repr, PREDICTION_TYPES))}; "
+        f"`prediction_type` must be one of {', '.join(map(repr, ALL_PREDICTION_TYPES))}; "
         f"got {prediction_type!r}"
     )
 

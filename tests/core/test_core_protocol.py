@@ -188,11 +188,10 @@ def test_vp_path_against_hand_computed_values():
     assert torch_device == torch.device("cpu")
     level_torch = on_torch.level(np.asarray([999, 0]), 3, xp_torch, torch_device)
     assert isinstance(level_torch, torch.Tensor) and level_torch.shape == (2, 1, 1)
-    # (a, b) = (√ᾱ, √(1−ᾱ)); relative = ᾱ_to/ᾱ_from; transition (√r, √(1−r)): on exact levels
+    # (a, b) = (√ᾱ, √(1−ᾱ)); transition (√r, √(1−r)) with r = ᾱ_to/ᾱ_from: on exact levels
     assert VPPath.roots(f32(0.5625), xp) == (0.75, f32(math.sqrt(0.4375)))
-    assert VPPath.relative(f32(0.5), f32(0.125)) == 0.25
-    assert VPPath.transition_roots(f32(0.25), xp) == (0.5, f32(math.sqrt(0.75)))
-    for got in (*VPPath.roots(f32(0.5625), xp), VPPath.relative(f32(0.5), f32(0.125))):
+    assert VPPath.transition(f32(0.5), f32(0.125), xp) == (0.5, f32(math.sqrt(0.75)))
+    for got in (*VPPath.roots(f32(0.5625), xp), *VPPath.transition(f32(0.5), f32(0.125), xp)):
         assert got.dtype == np.float32
 
 
