@@ -45,6 +45,7 @@ from .consistency import (
     tcd_update,
     update,
 )
+from .flow import FlowConfig, FlowPlan, flow_plan, train_sigma_range, train_sigmas
 from .parameterization import (
     FRESH,
     Arithmetic,
@@ -91,7 +92,9 @@ __all__ = [
     "Algorithm",
     "Arithmetic",
     "Coefficients",
+    "FlowConfig",
     "FlowPath",
+    "FlowPlan",
     "LCMCoefficients",
     "LCMPlan",
     "LCMStepOutput",
@@ -115,6 +118,7 @@ __all__ = [
     "draws_noise",
     "dynamic_threshold",
     "final_alpha_cumprod",
+    "flow_plan",
     "get_velocity",
     "intermediate_level",
     "intermediate_timestep",
@@ -139,5 +143,7 @@ __all__ = [
     "tcd_step",
     "tcd_timesteps",
     "tcd_update",
+    "train_sigma_range",
+    "train_sigmas",
     "update",
 ]

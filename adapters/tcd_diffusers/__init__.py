@@ -1,4 +1,5 @@
-"""tcd_diffusers: drop-in diffusers ``TCDScheduler`` and ``LCMScheduler`` built on :mod:`tcd_core`.
+"""tcd_diffusers: drop-in diffusers ``TCDScheduler`` and ``LCMScheduler``, and
+``FlowMatchTCDScheduler`` for flow-matching pipelines, built on :mod:`tcd_core`.
 
     >>> from tcd_diffusers import LCMScheduler, TCDScheduler
     >>> TCDScheduler().config.original_inference_steps, LCMScheduler().config.timestep_scaling
@@ -8,6 +9,7 @@ Swap one into any diffusers pipeline with one line::
 
     pipe.scheduler = TCDScheduler.from_config(pipe.scheduler.config)
     pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = FlowMatchTCDScheduler.from_config(pipe.scheduler.config, eta=0.3)  # FLUX, SD3
 """
 
 try:
@@ -28,6 +30,7 @@ from diffusers.schedulers.scheduling_tcd import TCDSchedulerOutput
 # SchedulerMixin resolves here. Not part of __all__.
 from diffusers.schedulers.scheduling_utils import SchedulerMixin  # noqa: F401
 
+from .flow import FlowMatchTCDScheduler, FlowMatchTCDSchedulerOutput
 from .lcm import LCMScheduler
 from .scheduler import TCDScheduler
 
@@ -35,6 +38,14 @@ from .scheduler import TCDScheduler
 # ["tcd_diffusers", "TCDScheduler"] / ["tcd_diffusers", "LCMScheduler"], which stays valid
 # whatever the internal module layout.
 TCDScheduler.__module__ = __name__
+FlowMatchTCDScheduler.__module__ = __name__
 LCMScheduler.__module__ = __name__
 
-__all__ = ["LCMScheduler", "LCMSchedulerOutput", "TCDScheduler", "TCDSchedulerOutput"]
+__all__ = [
+    "FlowMatchTCDScheduler",
+    "FlowMatchTCDSchedulerOutput",
+    "LCMScheduler",
+    "LCMSchedulerOutput",
+    "TCDScheduler",
+    "TCDSchedulerOutput",
+]

@@ -129,7 +129,35 @@ class Steps:
         self.next: list[int] = plan.next_timesteps.tolist()
 
 
-class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
+class StepIndices:
+    """The step counter diffusers' pipelines read and set, shared by every scheduler here:
+    ``step_index``, ``begin_index`` and ``set_begin_index``."""
+
+    _step_index: int | None
+    _begin_index: int | None
+
+    @property
+    def step_index(self) -> int | None:
+        """The index counter for the current timestep; it increases by one after each step."""
+        return self._step_index
+
+    @property
+    def begin_index(self) -> int | None:
+        """The index of the first timestep, set by pipelines through :meth:`set_begin_index`."""
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Sets the begin index for the scheduler (pipelines call it before the loop): an
+        integer ≥ 0 (``TypeError`` / ``ValueError`` otherwise); the first step checks it against
+        the length of ``timesteps``."""
+        if isinstance(begin_index, bool) or not isinstance(begin_index, (int, np.integer)):
+            raise TypeError(f"`begin_index` must be an integer >= 0, got {begin_index!r}")
+        if begin_index < 0:
+            raise ValueError(f"`begin_index` must be an integer >= 0, got {begin_index}")
+        self._begin_index = int(begin_index)
+
+
+class ConsistencyScheduler(StepIndices, SchedulerMixin, ConfigMixin):
     """The shared machinery of the adapter's schedulers (see the module docstring)."""
 
     # SchedulerMixin's value (the file name), restated: diffusers' ConfigMixin declares the
@@ -253,26 +281,6 @@ class ConsistencyScheduler(SchedulerMixin, ConfigMixin):
         return table
 
     # ------------------------------------------------------------------ index bookkeeping
-    @property
-    def step_index(self) -> int | None:
-        """The index counter for the current timestep; it increases by one after each step."""
-        return self._step_index
-
-    @property
-    def begin_index(self) -> int | None:
-        """The index of the first timestep, set by pipelines through :meth:`set_begin_index`."""
-        return self._begin_index
-
-    def set_begin_index(self, begin_index: int = 0) -> None:
-        """Sets the begin index for the scheduler (pipelines call it before the loop): an
-        integer ≥ 0 (``TypeError`` / ``ValueError`` otherwise); the first step checks it against
-        the length of ``timesteps``."""
-        if isinstance(begin_index, bool) or not isinstance(begin_index, (int, np.integer)):
-            raise TypeError(f"`begin_index` must be an integer >= 0, got {begin_index!r}")
-        if begin_index < 0:
-            raise ValueError(f"`begin_index` must be an integer >= 0, got {begin_index}")
-        self._begin_index = int(begin_index)
-
     def index_for_timestep(
         self, timestep: float | torch.Tensor, schedule_timesteps: torch.Tensor | None = None
     ) -> int:

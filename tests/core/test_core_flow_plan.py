@@ -1,4 +1,4 @@
-"""tcd_core.flow_plan against diffusers' FlowMatchEulerDiscreteScheduler: the training σ table and
+"""tcd_core.flow against diffusers' FlowMatchEulerDiscreteScheduler: the training σ table and
 its ends, and ``set_timesteps``' timesteps and σ, bit for bit, over every option the reference
 has; where we raise, the reference fails or returns nonsense; each error names its argument."""
 
@@ -16,7 +16,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from tcd_core.flow_plan import (
+from tcd_core.flow import (
     FlowConfig,
     FlowPlan,
     flow_plan,

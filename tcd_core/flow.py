@@ -141,7 +141,7 @@ class FlowConfig:
     kept for pipelines (which compute ``mu`` from them); the plan does not read them.
 
     Example:
-        >>> from tcd_core.flow_plan import FlowConfig
+        >>> from tcd_core.flow import FlowConfig
         >>> cfg = FlowConfig.from_config({"_class_name": "FlowMatchEulerDiscreteScheduler",
         ...                               "shift": 3.0, "stochastic_sampling": False})
         >>> cfg.shift, cfg.use_dynamic_shifting
@@ -262,7 +262,7 @@ class FlowConfig:
 def _checked(config: Any) -> FlowConfig:
     if not isinstance(config, FlowConfig):
         raise TypeError(
-            f"`config` must be a tcd_core.flow_plan.FlowConfig, got {type(config).__name__}; "
+            f"`config` must be a tcd_core.flow.FlowConfig, got {type(config).__name__}; "
             "build one with FlowConfig.from_config(...)"
         )
     return config
@@ -274,7 +274,7 @@ def train_sigmas(config: FlowConfig) -> np.ndarray:
     ``use_dynamic_shifting``. ``scale_noise`` reads it before any plan is set.
 
     Example:
-        >>> from tcd_core.flow_plan import FlowConfig, train_sigmas
+        >>> from tcd_core.flow import FlowConfig, train_sigmas
         >>> table = train_sigmas(FlowConfig(shift=3.0))
         >>> table.dtype, table.shape, float(table[0]), round(float(table[-1]), 6)
         (dtype('float32'), (1000,), 1.0, 0.002994)
@@ -294,7 +294,7 @@ def train_sigma_range(config: FlowConfig) -> tuple[float, float]:
     :func:`train_sigmas`, as Python floats. They are the ends of the default grid.
 
     Example:
-        >>> from tcd_core.flow_plan import FlowConfig, train_sigma_range
+        >>> from tcd_core.flow import FlowConfig, train_sigma_range
         >>> train_sigma_range(FlowConfig(use_dynamic_shifting=True))
         (0.0010000000474974513, 1.0)
     """
@@ -313,7 +313,7 @@ class FlowPlan(NamedTuple):
         num_inference_steps: ``n``.
 
     Example:
-        >>> from tcd_core.flow_plan import FlowConfig, flow_plan
+        >>> from tcd_core.flow import FlowConfig, flow_plan
         >>> plan = flow_plan(FlowConfig(), 2)
         >>> plan.sigmas.tolist(), plan.next_sigmas.tolist()
         ([1.0, 0.0010000000474974513, 0.0], [0.0010000000474974513, 0.0])
@@ -439,7 +439,7 @@ def flow_plan(
             it accepts (see the module's docstring). TypeError: ``config`` is not a FlowConfig.
 
     Example:
-        >>> from tcd_core.flow_plan import FlowConfig, flow_plan
+        >>> from tcd_core.flow import FlowConfig, flow_plan
         >>> plan = flow_plan(FlowConfig(shift=3.0), 4)
         >>> plan.sigmas.astype(float).round(4).tolist()
         [1.0, 0.8577, 0.6022, 0.0089, 0.0]
