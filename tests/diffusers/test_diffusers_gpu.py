@@ -56,3 +56,37 @@ def test_sync_debug_mode_catches_the_reference(pair: Pair) -> None:
             pair.step(ref, x, ref.timesteps[0], x, eta=0.3)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_flow_loop_without_sync_and_identical(dtype, eta) -> None:
+    """FlowMatchTCDScheduler on CUDA, driven as FluxPipeline drives it (set_begin_index(0)): no
+    host-device synchronisation, and η = 0 / η = 1 equal to the Euler / stochastic Euler loop,
+    generator state included."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from tcd_diffusers import FlowMatchTCDScheduler
+
+    device = torch.device("cuda")
+    config = {"shift": 3.0, "use_dynamic_shifting": True}
+    ref = FlowMatchEulerDiscreteScheduler(**config, stochastic_sampling=eta == 1.0)
+    ours = FlowMatchTCDScheduler.from_config(ref.config, eta=eta)
+    x = torch.randn(1, 4096, 64, device=device, dtype=dtype)
+    velocities = [0.1 * torch.randn_like(x) for _ in range(4)]
+    results = []
+    for scheduler, strict in ((ref, False), (ours, True)):
+        scheduler.set_timesteps(4, device=device, mu=1.15)
+        scheduler.set_begin_index(0)
+        g = torch.Generator(device).manual_seed(0)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error" if strict else "default")
+        try:
+            sample = x
+            for t, v in zip(scheduler.timesteps, velocities):
+                sample = scheduler.step(v, t, sample, generator=g).prev_sample
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        results.append((sample, g.get_state()))
+    assert torch.equal(results[1][0], results[0][0])
+    assert torch.equal(results[1][1], results[0][1])
