@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["NoiseSampler", "default_noise_sampler"]
+__all__ = ["NoiseSampler", "default_noise_sampler", "diffusers_noise_sampler"]
 
 NoiseSampler = Callable[[Any, Any], torch.Tensor]
 """``noise_sampler(sigma, sigma_next)`` → z ~ N(0, I) shaped like the latents."""
@@ -37,5 +37,34 @@ def default_noise_sampler(x: torch.Tensor, seed: int | None = None) -> NoiseSamp
         return torch.randn(
             x.shape, generator=generator, dtype=x.dtype, layout=x.layout, device=x.device
         )
+
+    return sample_noise
+
+
+def diffusers_noise_sampler(x: torch.Tensor, seed: int) -> NoiseSampler:
+    """Step noise drawn as a diffusers pipeline draws it from ``torch.Generator().manual_seed(seed)``.
+
+    A pipeline called with ``generator=torch.Generator().manual_seed(seed)`` draws its initial
+    latents (one ``randn`` of the latents' shape, float32, on the CPU) and then each step's noise
+    from that one generator. ComfyUI draws the initial noise the same way (``prepare_noise``: a
+    CPU generator seeded with the seed, one ``randn`` of the latent's shape), so this sampler
+    draws and discards that first tensor, then gives each step's z as the pipeline's scheduler
+    would: float32 on the CPU, moved to ``x``'s device and dtype.
+
+    Example:
+        >>> import torch
+        >>> x = torch.zeros(1, 4, 8, 8)
+        >>> g = torch.Generator().manual_seed(5)
+        >>> latents, first_step = torch.randn(x.shape, generator=g), torch.randn(x.shape, generator=g)
+        >>> torch.equal(diffusers_noise_sampler(x, 5)(1.0, 0.5), first_step)
+        True
+    """
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(int(seed))
+    torch.randn(x.shape, generator=generator, dtype=torch.float32)  # the pipeline's latents
+
+    def sample_noise(sigma: Any, sigma_next: Any) -> torch.Tensor:
+        z = torch.randn(x.shape, generator=generator, dtype=torch.float32)
+        return z.to(device=x.device, dtype=x.dtype)
 
     return sample_noise

@@ -31,8 +31,19 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from tcd_core import TCD, TCDConfig, check_eta, intermediate_timestep, step_coefficients, tcd_update
+from tcd_core import (
+    FLOW,
+    TCD,
+    TCDConfig,
+    check_eta,
+    coefficients,
+    intermediate_timestep,
+    step_coefficients,
+    tcd_update,
+    update,
+)
 
+from .model_sampling import LCM_SIGMA_DATA, LCM_TIMESTEP_SCALING, FlowSchedule
 from .noise import NoiseSampler, default_noise_sampler
 from .schedule import Table, host_1d, resolve_table, timesteps_of
 
@@ -125,7 +136,12 @@ def _steps(n: int, disable: bool | None) -> Iterable[int]:
 
 
 def _folded_weights(
-    alphas_cumprod: np.ndarray, t: np.ndarray, p: np.ndarray, s: np.ndarray, final: np.ndarray
+    alphas_cumprod: np.ndarray,
+    t: np.ndarray,
+    p: np.ndarray,
+    s: np.ndarray,
+    final: np.ndarray,
+    dtype: Any = np.float32,
 ) -> np.ndarray:
     """(a, b, c) of x' = a·x + b·x̂₀ + c·z for steps t → s → p, from the core's step.
 
@@ -134,7 +150,7 @@ def _folded_weights(
     basis: the sample x_t = √ᾱ_t·x is the row (√ᾱ_t, 0, 0), the x₀-prediction is (0, 1, 0), the
     noise (0, 0, 1); the update's x_p, divided by √ᾱ_p, is then (a, b, c). A final step (to
     σ = 0) returns x_s, diffusers' last ``prev_sample``, in diffusers' scaling. Returns float32
-    of shape (steps, rows, 3), each weight rounded once.
+    of shape (steps, rows, 3), each weight rounded once (``dtype=np.float64``: not rounded).
     """
     steps, rows = s.shape
     index = np.repeat(np.arange(steps), rows)  # flat (step, row) pairs
@@ -144,7 +160,25 @@ def _folded_weights(
     weights = np.where(
         final[index][:, None], out.pred_noised_sample, out.prev_sample / sqrt_alpha_p
     )
-    return weights.astype(np.float32).reshape(steps, rows, 3)
+    return np.asarray(weights, dtype=dtype).reshape(steps, rows, 3)
+
+
+def _undo_lcm_boundary(weights: np.ndarray, t: np.ndarray, source: str) -> np.ndarray:
+    """Weights for a denoiser that returns ComfyUI's LCM boundary condition
+    d = c_skip·x + c_out·x̂₀ (τ = 10·t, σ_data = 0.5) instead of x̂₀: with x̂₀ = (d − c_skip·x)/c_out,
+    a·x + b·x̂₀ = (a − b·c_skip/c_out)·x + (b/c_out)·d."""
+    if np.any(t <= 0):
+        raise ValueError(
+            f"the model's denoiser ({source}) applies LCM's boundary condition, which at timestep "
+            f"0 returns the input itself: a TCD step cannot start at t = 0"
+        )
+    tau = LCM_TIMESTEP_SCALING * t.astype(np.float64)
+    c_skip = LCM_SIGMA_DATA**2 / (tau**2 + LCM_SIGMA_DATA**2)
+    c_out = tau / np.sqrt(tau**2 + LCM_SIGMA_DATA**2)
+    out = weights.copy()
+    out[..., 0] -= weights[..., 1] * (c_skip / c_out)[:, None]
+    out[..., 1] /= c_out[:, None]
+    return out
 
 
 @functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
@@ -170,7 +204,10 @@ def _host_plan(table: Table, sigmas: bytes, eta: float | bytes) -> _Folded:
     is_final[-1] = final
     # s = ⌊f32(1−η)·f32(p)⌋ per step and η: shape (steps, 1) or (steps, batch)
     s = intermediate_timestep(p[:, None], eta_host)
-    weights = _folded_weights(table.alphas_cumprod, t, p, s, is_final)
+    weights64 = _folded_weights(table.alphas_cumprod, t, p, s, is_final, np.float64)
+    if table.lcm_boundary:
+        weights64 = _undo_lcm_boundary(weights64, t, table.source)
+    weights = weights64.astype(np.float32)
     weights.flags.writeable = False
     # the reference's rule (any batch element's η > 0 draws one noise for the batch)
     positive = float(np.max(eta_host))
@@ -178,6 +215,52 @@ def _host_plan(table: Table, sigmas: bytes, eta: float | bytes) -> _Folded:
     if isinstance(eta_host, float):
         scalars = tuple((float(a), float(b), float(c)) for a, b, c in weights[:, 0].tolist())
     return _Folded(weights, scalars, tuple(TCD.draws(positive, bool(f)) for f in is_final))
+
+
+@functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
+def _flow_plan(scaling: str, source: str, sigmas: bytes, eta: float | bytes) -> _Folded:
+    """The folded weights of TCD on the flow path (cached like :func:`_host_plan`).
+
+    Each step is :func:`tcd_core.coefficients` and :func:`tcd_core.update` of TCD on
+    :data:`tcd_core.FLOW` with the denoiser's x̂₀ as an x₀-prediction, run on the basis
+    (x, x̂₀, z): σ_s = f32(1−η)·σ_next, x_s = (1−σ_s)·x̂₀ + σ_s·ε̂ with ε̂ = (x − (1−σ)·x̂₀)/σ,
+    x_next = k·x_s + √(σ_next² − k²σ_s²)·z with k = (1−σ_next)/(1−σ_s). η = 0 is ComfyUI's
+    ``euler`` on the same sigmas, η = 1 its ``lcm``. For Cosmos (``"cosmos"``) the sampler's
+    x = x₀ + σ·ε is the flow sample times 1+σ, with σ_flow = σ/(1+σ).
+    """
+    sig = np.frombuffer(sigmas, dtype=np.float64)
+    eta_host = eta if isinstance(eta, float) else np.frombuffer(eta, dtype=np.float64)
+    if scaling == "const":
+        if np.any(sig > 1):
+            i = int(np.argmax(sig > 1))
+            raise ValueError(
+                f"`sigmas`[{i}] = {sig[i]:.7g} > 1: a flow-matching model's σ ({source}: CONST, "
+                f"x = (1−σ)·x₀ + σ·ε) lies in [0, 1]; use the TCD Sigmas node or a ComfyUI "
+                f"scheduler on this model"
+            )
+        level = sig.astype(np.float32)
+    else:
+        level = (sig / (1.0 + sig)).astype(np.float32)
+    level64 = level.astype(np.float64)
+    rows = [eta_host] if isinstance(eta_host, float) else [float(e) for e in eta_host]
+    n = len(sig) - 1
+    weights64 = np.empty((n, len(rows), 3), dtype=np.float64)
+    for i in range(n):
+        for r, row_eta in enumerate(rows):
+            c = coefficients(TCD, FLOW, level[i], level[i + 1], eta=row_eta)
+            out = update(TCD, c, _DENOISED, _X, _NOISE, _X0_PREDICTION).next_sample
+            weights64[i, r] = out
+    if scaling != "const":  # x_flow = (1−σ_f)·x in, x = x_flow/(1−σ_f') out
+        weights64[:, :, 0] *= (1.0 - level64[:-1])[:, None]
+        weights64 /= (1.0 - level64[1:])[:, None, None]
+    weights = weights64.astype(np.float32)
+    weights.flags.writeable = False
+    positive = float(np.max(eta_host))
+    scalars = None
+    if isinstance(eta_host, float):
+        scalars = tuple((float(a), float(b), float(c)) for a, b, c in weights[:, 0].tolist())
+    draws = tuple(positive > 0 and bool(level[i + 1] > 0) for i in range(n))
+    return _Folded(weights, scalars, draws)
 
 
 def _device_weights(plan: _Folded, x: torch.Tensor) -> list[tuple[Any, Any, Any]]:
@@ -313,9 +396,12 @@ def sample_tcd(
     eta_host = _host_eta(eta, x.shape[0])
     if len(sig) < 2:
         return x
-    table = resolve_table(model, alphas_cumprod)
+    schedule = resolve_table(model, alphas_cumprod)
     eta_key = eta_host if isinstance(eta_host, float) else eta_host.tobytes()
-    plan = _host_plan(table, sig.tobytes(), eta_key)
+    if isinstance(schedule, FlowSchedule):
+        plan = _flow_plan(schedule.scaling, schedule.source, sig.tobytes(), eta_key)
+    else:
+        plan = _host_plan(schedule, sig.tobytes(), eta_key)
     weights = _device_weights(plan, x)
     if noise_sampler is None:
         noise_sampler = default_noise_sampler(x, extra_args.get("seed"))

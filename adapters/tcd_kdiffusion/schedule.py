@@ -13,10 +13,13 @@ import dataclasses
 import functools
 import math
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .model_sampling import FlowSchedule
 
 __all__ = ["SIGMA_RTOL", "alphas_cumprod_from_sigmas", "sigmas_from_alphas_cumprod"]
 
@@ -111,15 +114,20 @@ class Table:
             has them, so that σ → t agrees with the model wrapper's own mapping).
         log_tolerance: per entry, how far in log σ a σ may lie and still be that entry.
         source: where the table came from, for error messages.
+        lcm_boundary: the model's denoiser returns ComfyUI's LCM boundary condition
+            c_skip(t)·x + c_out(t)·x̂₀ (the ``lcm`` patch's type), which the sampler undoes.
     """
 
     alphas_cumprod: np.ndarray
     log_sigmas: np.ndarray
     log_tolerance: np.ndarray
     source: str
+    lcm_boundary: bool = False
 
 
-def _table(ac64: np.ndarray, log_sigmas: np.ndarray, source: str) -> Table:
+def _table(
+    ac64: np.ndarray, log_sigmas: np.ndarray, source: str, lcm_boundary: bool = False
+) -> Table:
     """Tolerances: SIGMA_RTOL plus the change of log σ = ½·log((1−ᾱ)/ᾱ) that two float32 ulps
     of ᾱ make (ulp/(ᾱ(1−ᾱ))), capped at a quarter of the distance to the neighbouring entries
     so that no σ is within tolerance of two entries."""
@@ -132,7 +140,7 @@ def _table(ac64: np.ndarray, log_sigmas: np.ndarray, source: str) -> Table:
     nearest_gap = np.minimum(np.append(gaps, np.inf), np.insert(gaps, 0, np.inf))
     tol = np.minimum(tol, 0.25 * nearest_gap)
     tol = np.where(np.isfinite(log_sigmas), tol, 0.0)
-    return Table(ac64, log_sigmas, tol, source)
+    return Table(ac64, log_sigmas, tol, source, lcm_boundary)
 
 
 def _sigma_table(obj: Any) -> Any:
@@ -151,34 +159,63 @@ def _sigma_table(obj: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_table(kind: str, values: bytes, source: str) -> Table:
+def _cached_table(
+    kind: str, values: bytes, source: str, lcm_boundary: bool = False, only: bytes | None = None
+) -> Table:
     """A Table from the float64 bytes of a σ or ᾱ table, validated; cached, since a UI samples
     with the same table call after call (the tables are small, their bytes are the key; a
-    ValueError is raised again on every call, never cached)."""
+    ValueError is raised again on every call, never cached). ``only``: the int64 bytes of the
+    timesteps a σ may map to (the others are never matched)."""
     host = np.frombuffer(values, dtype=np.float64)
     with np.errstate(divide="ignore"):
         if kind == "sigmas":
             _check_sigmas(host, source)
-            return _table(1.0 / (1.0 + host * host), np.log(host), source)
-        _check_alphas(host, source)
-        return _table(host, 0.5 * np.log((1.0 - host) / host), source)
+            ac, log_sigmas = 1.0 / (1.0 + host * host), np.log(host)
+        else:
+            _check_alphas(host, source)
+            ac, log_sigmas = host, 0.5 * np.log((1.0 - host) / host)
+    if only is not None:
+        keep = np.zeros(len(host), dtype=bool)
+        keep[np.frombuffer(only, dtype=np.int64)] = True
+        log_sigmas = np.where(keep, log_sigmas, np.inf)
+    return _table(ac, log_sigmas, source, lcm_boundary)
+
+
+def table_from_sigmas(
+    sigmas: Any, source: str, *, lcm_boundary: bool = False, only: Any = None
+) -> Table:
+    """The Table of a σ table (ᾱ = 1/(1+σ²) in float64), cached by value. ``only``: the
+    timesteps the model evaluates, when σ's may map to those alone (the lcm patch's)."""
+    only_bytes = None if only is None else np.asarray(only, dtype=np.int64).tobytes()
+    return _cached_table(
+        "sigmas", host_1d(sigmas, source).tobytes(), source, lcm_boundary, only_bytes
+    )
 
 
 def _from_sigmas(sigmas: Any, source: str) -> Table:
-    return _cached_table("sigmas", host_1d(sigmas, source).tobytes(), source)
+    return table_from_sigmas(sigmas, source)
+
+
+def table_from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
+    """The Table of an ᾱ table, validated, cached by value."""
+    return _from_alphas_cumprod(alphas_cumprod, source)
 
 
 def _from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
     return _cached_table("alphas_cumprod", host_1d(alphas_cumprod, source).tobytes(), source)
 
 
-def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:
+def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table | FlowSchedule:
     """The model's noise schedule: ``alphas_cumprod`` when given, else found on the model.
 
     Looked for on the model and its chain of ``inner_model`` wrappers, nearest first: ComfyUI's
-    ``model_sampling`` (``sigmas``), a k-diffusion ``DiscreteSchedule`` or Forge schedule wrapper
-    (``sigmas`` with ``log_sigmas``), or an ``alphas_cumprod`` tensor (A1111's LDM model).
+    ``model_sampling`` (read by :func:`~tcd_kdiffusion.model_sampling.resolve_model_sampling`:
+    a discrete table, a flow-matching schedule, or a ValueError), a k-diffusion
+    ``DiscreteSchedule`` or Forge schedule wrapper (``sigmas`` with ``log_sigmas``), or an
+    ``alphas_cumprod`` tensor (A1111's LDM model).
     """
+    from .model_sampling import resolve_model_sampling
+
     if alphas_cumprod is not None:
         return _from_alphas_cumprod(alphas_cumprod, "`alphas_cumprod`")
     obj, path = model, "model"
@@ -190,7 +227,7 @@ def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table:
         except Exception:
             sampling = None
         if sampling is not None and isinstance(getattr(sampling, "sigmas", None), torch.Tensor):
-            return _from_sigmas(sampling.sigmas, f"{path}.model_sampling.sigmas")
+            return resolve_model_sampling(sampling, f"{path}.model_sampling")
         sigmas = _sigma_table(obj)
         if sigmas is not None:
             return _from_sigmas(sigmas, f"{path}.sigmas")

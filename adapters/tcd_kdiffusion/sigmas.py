@@ -11,7 +11,7 @@ import torch
 
 from tcd_core import TCDConfig, tcd_timesteps
 
-from .schedule import Table, resolve_table
+from .schedule import Table, table_from_alphas_cumprod
 
 __all__ = ["get_sigmas_tcd"]
 
@@ -77,7 +77,7 @@ def get_sigmas_tcd(
         >>> [round(s, 4) for s in get_sigmas_tcd(4, ac).tolist()]
         [14.6146, 4.2606, 1.6129, 0.7194, 0.0]
     """
-    table = resolve_table(None, alphas_cumprod)  # validated, cached by value
+    table = table_from_alphas_cumprod(alphas_cumprod, "`alphas_cumprod`")  # validated, cached
     if timesteps is None:
         host = _standard_sigmas(table, num_inference_steps, original_inference_steps, strength)
     else:  # custom plans are not cached: the core logs the reference's warnings on every call
