@@ -1,8 +1,10 @@
-"""The CPU benchmark: every contender on every workload, side by side, into one results dict."""
+"""The CPU benchmark: every contender on every workload, side by side, into one results dict;
+``run_flow`` runs the flow-matching grid the same way, into a results dict of its own."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -10,13 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from .contenders import Contender, Loop, Unavailable, cpu_contenders
+from .contenders import (
+    Contender,
+    Loop,
+    Unavailable,
+    cpu_contenders,
+    flow_contenders,
+    flow_reference,
+)
 from .machine import describe_machine, load_average
 from .schema import SCHEMA
 from .timing import measure, torch_graph_count
-from .workloads import SEED, Workload, make_inputs
+from .workloads import FLOW_GRID, QUICK_FLOW_GRID, SEED, Workload, make_inputs
 
-__all__ = ["SCHEMA", "run_cpu"]
+__all__ = ["SCHEMA", "run_cpu", "run_flow"]
 
 
 def _check(out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
@@ -28,6 +37,12 @@ def _check(out: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
         "max_abs_diff": diff,
         "within_tolerance": bool(diff <= 1e-5 * scale),
     }
+
+
+def _cell(workload: dict[str, Any]) -> tuple[Any, ...]:
+    """A row's cell: (shape, steps, η, dtype)."""
+    w = workload
+    return (tuple(w["shape"]), w["steps"], w["eta"], w.get("dtype", "float32"))
 
 
 def _row(wl: Workload, c: Contender, status: str, **extra: Any) -> dict[str, Any]:
@@ -46,10 +61,14 @@ def run_cpu(
     contenders: list[Contender] | None = None,
     mode: str = "custom",
     log: Callable[[str], None] = print,
+    reference: Callable[[Workload], str] | None = None,
 ) -> dict[str, Any]:
     """Run the grid; returns the JSON-ready results (see ``schema`` for the schema).
 
     ``threads``: torch intra-op threads while measuring (restored afterwards); None leaves it.
+    ``reference``: the key of a cell's reference, whose time the rows' ``vs_reference`` divide
+    by (default: ``"reference"`` in every cell). A contender runs in the cells it ``runs_on``
+    and is checked against the contender it is ``checked_against`` there.
     """
     import torch
 
@@ -74,7 +93,8 @@ def run_cpu(
             t_cell = time.perf_counter()
             inputs = make_inputs(wl, seed=SEED)
             loops: dict[str, Loop] = {}
-            for c in contenders:
+            cell = [c for c in contenders if c.runs_on(wl)]
+            for c in cell:
                 if c.key in unavailable:
                     rows.append(_row(wl, c, "unavailable", reason=unavailable[c.key]))
                     continue
@@ -111,17 +131,19 @@ def run_cpu(
                 min_sample_s=min_sample_s,
             )
             recompiled = torch_graph_count() != graphs_before
-            ref_stats = stats.get("reference")
-            for c in contenders:
+            ref_key = "reference" if reference is None else reference(wl)
+            ref_stats = stats.get(ref_key)
+            for c in cell:
                 if c.key not in loops:
                     continue
                 s = stats[c.key]
                 floor = stats.get(c.floor) if c.floor else None
                 per_step = {k: s[k] / wl.steps * 1e6 for k in ("median", "min", "max")}
                 check = None
-                if c.compare_with in outputs:
-                    check = _check(outputs[c.key], outputs[c.compare_with])
-                    check["against"] = c.compare_with
+                against = c.checked_against(wl)
+                if against in outputs:
+                    check = _check(outputs[c.key], outputs[against])
+                    check["against"] = against
                 peak = None
                 mem = loops[c.key].memory
                 if mem is not None:
@@ -138,6 +160,7 @@ def run_cpu(
                         loop_us={k: s[k] * 1e6 for k in ("median", "min", "max")},
                         repeats=s["repeats"],
                         inner=s["inner"],
+                        reference=ref_key if ref_stats else None,
                         vs_reference=(s["median"] / ref_stats["median"]) if ref_stats else None,
                         vs_floor=(s["median"] / floor["median"]) if floor else None,
                         # The same ratios of the fastest samples: less sensitive to load spikes.
@@ -155,13 +178,8 @@ def run_cpu(
     finally:
         torch.set_num_threads(old_threads)
     order = {c.key: i for i, c in enumerate(contenders)}
-    wl_order = {(tuple(w.shape), w.steps, w.eta): i for i, w in enumerate(workloads)}
-    rows.sort(
-        key=lambda r: (
-            wl_order[(tuple(r["workload"]["shape"]), r["workload"]["steps"], r["workload"]["eta"])],
-            order[r["contender"]],
-        )
-    )
+    wl_order = {_cell(w.to_dict()): i for i, w in enumerate(workloads)}
+    rows.sort(key=lambda r: (wl_order[_cell(r["workload"])], order[r["contender"]]))
     machine = describe_machine(threads)
     machine["load_average_before"] = load_before
     machine["load_average_after"] = load_average()
@@ -188,3 +206,37 @@ def run_cpu(
         "results": rows,
         "elapsed_s": time.perf_counter() - started,
     }
+
+
+def run_flow(
+    quick: bool = False,
+    *,
+    workloads: Iterable[Workload] | None = None,
+    log: Callable[[str], None] = print,
+    **settings: Any,
+) -> dict[str, Any]:
+    """The flow-matching grid (``FLOW_GRID``, or ``QUICK_FLOW_GRID`` when ``quick``) with the
+    flow contenders, each cell's ratios taken against its reference (``flow_reference``): a
+    results dict of the same schema as ``run_cpu``'s, mode ``flow`` or ``flow-quick``.
+    ``settings``: ``run_cpu``'s keywords (repeats, warmup, min_sample_s, threads).
+
+    The heap of a process that has imported torch and diffusers (and jax) makes every full
+    garbage collection cost a few hundred milliseconds, and the run collects before each timing
+    and each memory measurement; the objects alive at the start are frozen out of those
+    collections (``gc.freeze``) for the run, so they only walk what the loops allocate.
+    """
+    if workloads is None:
+        workloads = QUICK_FLOW_GRID if quick else FLOW_GRID
+    gc.collect()
+    gc.freeze()
+    try:
+        return run_cpu(
+            workloads,
+            contenders=flow_contenders(),
+            reference=flow_reference,
+            mode="flow-quick" if quick else "flow",
+            log=log,
+            **settings,
+        )
+    finally:
+        gc.unfreeze()

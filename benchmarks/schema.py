@@ -10,10 +10,12 @@ JSON schema ``tcd-core-benchmark/1`` (one object):
 - ``contenders``: [{``key``, ``name``, ``backend``, ``floor`` (key of the floor it is compared
   with), ``description``, ``is_floor``, ``available``, ``reason``}]
 - ``compile_s``: {contender key: {latent shape label: seconds of the first (compiling) call}}
-- ``results``: one row per (workload, contender): ``workload`` {``shape``, ``shape_label``,
-  ``steps``, ``eta``, ``elements``}, ``contender``, ``status`` ("ok" | "unavailable" | "error"),
-  ``reason`` (unless ok); for ok rows ``per_step_us`` and ``loop_us`` {median, min, max},
-  ``repeats``, ``inner``, ``vs_reference``, ``vs_floor`` (ratios of medians, or null),
+- ``results``: one row per (workload, contender that runs in its cell): ``workload`` {``shape``,
+  ``shape_label``, ``steps``, ``eta``, ``elements``, ``dtype`` (absent in older files: float32)},
+  ``contender``, ``status`` ("ok" | "unavailable" | "error"), ``reason`` (unless ok); for ok
+  rows ``per_step_us`` and ``loop_us`` {median, min, max}, ``repeats``, ``inner``,
+  ``reference`` (the key of the cell's reference, or null when it did not run; absent in older
+  files: "reference"), ``vs_reference``, ``vs_floor`` (ratios of medians, or null),
   ``vs_reference_min``, ``vs_floor_min`` (the same for the fastest samples),
   ``peak_extra_bytes``/``peak_extra_latents`` (or null: not measurable), ``check`` (null, or
   {``identical``, ``max_abs_diff``, ``within_tolerance``, ``against``}: the final latents against
@@ -24,6 +26,11 @@ JSON schema ``tcd-core-benchmark/1`` (one object):
   ``reason`` (unless ok), ``results`` (ok: ``eta_zero.run``'s dict, ``rows`` of {``model``,
   ``shape``, ``eta``, ``strategy``, ``us_per_step``, ``over_floor``, ``compile_s``,
   ``max_abs_diff``, ``agrees``})}
+- ``flow`` (absent when not run): the flow-matching grid (``runner.run_flow``), run in the same
+  process or separately (``--only flow``) and merged: {``status`` ("ok" | "error"), ``reason``
+  (unless ok), ``results`` (ok: a results dict of this same schema, mode "flow" or "flow-quick",
+  whose rows' ratios are taken against each cell's reference: diffusers'
+  FlowMatchEulerDiscreteScheduler at η = 0, its stochastic step at η > 0)}
 - ``elapsed_s``
 """
 
@@ -89,6 +96,24 @@ def validate(results: dict[str, Any]) -> None:
             raise ValueError(f"{where}: per_step_us must satisfy 0 <= min <= median <= max")
     if "jax_loop" in results:
         _validate_jax_loop(results["jax_loop"])
+    if "flow" in results:
+        _validate_flow(results["flow"])
+
+
+def _validate_flow(section: Any) -> None:
+    if not isinstance(section, dict) or section.get("status") not in ("ok", "error"):
+        raise ValueError("results['flow'] must be a dict with status 'ok' or 'error'")
+    if section["status"] != "ok":
+        if not isinstance(section.get("reason"), str):
+            raise ValueError("results['flow']: an error needs a reason")
+        return
+    flow = section.get("results")
+    if not isinstance(flow, dict) or "flow" in flow:
+        raise ValueError("results['flow']['results'] must be the flow run's results dict")
+    try:
+        validate(flow)
+    except ValueError as exc:
+        raise ValueError(f"results['flow']['results']: {exc}") from exc
 
 
 _JAX_LOOP_ROW = ("model", "shape", "eta", "strategy", "us_per_step", "over_floor", "agrees")

@@ -2,6 +2,11 @@
 
 Every contender of a cell gets the same initial latents, the same fixed model output (the model
 stub returns it at every step, so only the sampler is timed) and the same seed.
+
+Two grids: the VP grid (``FULL_GRID``, ``QUICK_GRID``: TCD on ε-prediction latents of SD shape)
+and the flow-matching grid (``FLOW_GRID``, ``QUICK_FLOW_GRID``: FLUX-shaped packed latents,
+tokens × channels, in float32 and bfloat16), whose scheduler config and ``mu`` are FLUX.1-dev's
+(``FLUX_DEV_SCHEDULER``, ``flux_mu``, ``flux_sigmas``).
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ import numpy as np
 from tcd_core import TCDConfig, alphas_cumprod, tcd_timesteps
 
 __all__ = [
+    "FLOW_GRID",
+    "FLUX_DEV_SCHEDULER",
     "FULL_GRID",
+    "QUICK_FLOW_GRID",
     "QUICK_GRID",
     "SEED",
     "Inputs",
     "Workload",
     "floor_coefficients",
+    "flux_mu",
+    "flux_sigmas",
     "grid",
     "make_inputs",
     "shape_label",
@@ -30,6 +40,8 @@ SEED = 2024
 SHAPES = ((1, 4, 8, 8), (1, 4, 64, 64), (1, 4, 128, 128), (4, 4, 128, 128))
 STEPS = (1, 4, 8)
 ETAS = (0.3, 0.0)
+DTYPES = ("float32",)
+_ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 def shape_label(shape: tuple[int, ...]) -> str:
@@ -38,15 +50,22 @@ def shape_label(shape: tuple[int, ...]) -> str:
 
 @dataclass(frozen=True)
 class Workload:
-    """One cell of the grid: a latent shape, a number of steps and η."""
+    """One cell of the grid: a latent shape, a number of steps, η and the latents' dtype (the
+    shared inputs are float32; a contender casts them to ``dtype``)."""
 
     shape: tuple[int, ...]
     steps: int
     eta: float
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _ITEMSIZE:
+            raise ValueError(f"dtype must be one of {sorted(_ITEMSIZE)}, got {self.dtype!r}")
 
     @property
     def label(self) -> str:
-        return f"{shape_label(self.shape)} {self.steps} steps eta={self.eta:g}"
+        dtype = "" if self.dtype == "float32" else f" {self.dtype}"
+        return f"{shape_label(self.shape)}{dtype} {self.steps} steps eta={self.eta:g}"
 
     @property
     def elements(self) -> int:
@@ -54,8 +73,8 @@ class Workload:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of one float32 latent of this shape."""
-        return 4 * self.elements
+        """Bytes of one latent of this shape and dtype."""
+        return _ITEMSIZE[self.dtype] * self.elements
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,18 +83,61 @@ class Workload:
             "steps": self.steps,
             "eta": self.eta,
             "elements": self.elements,
+            "dtype": self.dtype,
         }
 
 
-def grid(shapes=SHAPES, steps=STEPS, etas=ETAS) -> list[Workload]:
-    """The cartesian product, ordered shape-major (all cells of one shape share compiled code)."""
-    return [Workload(tuple(s), n, e) for s in shapes for n in steps for e in etas]
+def grid(shapes=SHAPES, steps=STEPS, etas=ETAS, dtypes=DTYPES) -> list[Workload]:
+    """The cartesian product, ordered shape-major (all cells of one shape share compiled code),
+    then by dtype, steps and η."""
+    return [
+        Workload(tuple(s), n, e, d) for s in shapes for d in dtypes for n in steps for e in etas
+    ]
 
 
 FULL_GRID = grid()
 # --quick: the two cheapest shapes, the 4-step loop the issues quote, both η. Still exercises every
 # contender, both compile paths and every output (JSON, table, plot, docs page).
 QUICK_GRID = grid(shapes=SHAPES[:2], steps=(4,))
+
+# The flow-matching grid (issue 18): FLUX's packed latents are (batch, tokens, 64), 4096 tokens
+# for a 1024² image (128² VAE latents in 2×2 patches of 16 channels); 256 tokens (a 256² image)
+# is where per-step overhead dominates. η = 0 is the Euler step, η = 1 the stochastic Euler step.
+FLOW_SHAPES = ((1, 256, 64), (1, 4096, 64))
+FLOW_STEPS = (4, 8)
+FLOW_ETAS = (0.0, 0.3, 1.0)
+FLOW_DTYPES = ("float32", "bfloat16")
+FLOW_GRID = grid(shapes=FLOW_SHAPES, steps=FLOW_STEPS, etas=FLOW_ETAS, dtypes=FLOW_DTYPES)
+# --quick: the small latent, 4 steps, every η (each flow contender runs in at least one cell).
+QUICK_FLOW_GRID = grid(shapes=FLOW_SHAPES[:1], steps=(4,), etas=FLOW_ETAS, dtypes=("float32",))
+
+#: black-forest-labs/FLUX.1-dev's scheduler config (FlowMatchEulerDiscreteScheduler): shift 3.0
+#: and dynamic shifting, whose ``mu`` FluxPipeline computes from the image's token count.
+FLUX_DEV_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+}
+
+
+def flux_mu(image_seq_len: int, config: dict[str, Any] = FLUX_DEV_SCHEDULER) -> float:
+    """The ``mu`` FluxPipeline passes to ``set_timesteps``: the line through (base_image_seq_len,
+    base_shift) and (max_image_seq_len, max_shift) at the latents' token count (1.15 at 4096
+    tokens, 0.5 at 256), in FluxPipeline's arithmetic."""
+    m = (config["max_shift"] - config["base_shift"]) / (
+        config["max_image_seq_len"] - config["base_image_seq_len"]
+    )
+    b = config["base_shift"] - m * config["base_image_seq_len"]
+    return image_seq_len * m + b
+
+
+def flux_sigmas(steps: int) -> np.ndarray:
+    """The ``sigmas`` FluxPipeline passes to ``set_timesteps``: linspace(1, 1/steps, steps)."""
+    return np.linspace(1.0, 1 / steps, steps)
 
 
 @dataclass(frozen=True)

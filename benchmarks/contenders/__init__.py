@@ -8,12 +8,15 @@ instead of stopping the run (the adapters are developed alongside this harness).
 Modules, one way: ``base`` (``Contender``, ``Loop``, ``Unavailable``), then one per ecosystem:
 ``torch_loops`` (diffusers' schedulers, our adapter, the core in torch eager and compiled, the
 torch floors), ``numpy_loops``, ``jax_loops`` (the JAX floors, ``tcd_jax.sample``) and
-``kdiffusion_loops`` (``tcd_kdiffusion.sample_tcd``, on torch); this module lists them all.
+``kdiffusion_loops`` (``tcd_kdiffusion.sample_tcd``, on torch), and ``flow_loops`` (the
+flow-matching grid's contenders: diffusers' FlowMatchEulerDiscreteScheduler, plain and stochastic,
+and our FlowMatchTCDScheduler, on torch); this module lists them all.
 """
 
 from __future__ import annotations
 
 from .base import Contender, Loop, Unavailable
+from .flow_loops import flow_contenders, flow_reference
 from .jax_loops import FloorJax, TcdJaxLoop
 from .kdiffusion_loops import KDiffusionSampleTCD
 from .numpy_loops import CoreNumpy, FloorNumpy
@@ -25,7 +28,14 @@ from .torch_loops import (
     FloorTorchCompile,
 )
 
-__all__ = ["Contender", "Loop", "Unavailable", "cpu_contenders"]
+__all__ = [
+    "Contender",
+    "Loop",
+    "Unavailable",
+    "cpu_contenders",
+    "flow_contenders",
+    "flow_reference",
+]
 
 
 def cpu_contenders(include_jax: bool = True) -> list[Contender]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..workloads import Inputs
+from ..workloads import Inputs, Workload
 
 __all__ = ["Contender", "Loop", "Unavailable", "import_or_unavailable"]
 
@@ -46,6 +46,15 @@ class Contender:
 
     def prepare(self, inputs: Inputs) -> Loop:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def runs_on(self, workload: Workload) -> bool:
+        """Whether this contender has a row in ``workload``'s cell (default: every cell)."""
+        return True
+
+    def checked_against(self, workload: Workload) -> str | None:
+        """The contender whose final latents this one's must match in ``workload``'s cell
+        (default: ``compare_with`` in every cell)."""
+        return self.compare_with
 
     def describe(self) -> dict[str, Any]:
         return {
