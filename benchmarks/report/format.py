@@ -51,12 +51,14 @@ def fmt_memory(row: dict[str, Any]) -> str:
 
 
 def fmt_check(row: dict[str, Any], names: dict[str, str]) -> str:
+    """The final-latents check; the contender checked against is named unless it is the row's
+    reference."""
     c = row.get("check")
     if not c:
         return "—"
     against = (
         ""
-        if c.get("against", "reference") == "reference"
+        if c.get("against", "reference") == row.get("reference", "reference")
         else f" vs {names.get(c['against'], c['against'])}"
     )
     if c["identical"]:

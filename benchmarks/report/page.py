@@ -7,7 +7,7 @@ from typing import Any
 from .. import eta_zero
 from .format import contender_names, md_table
 from .tables import compile_table, results_table, scaling_table
-from .verdicts import headline_table, jax_loop_section
+from .verdicts import FLOW_TARGET, flow_section, headline_table, jax_loop_section
 
 __all__ = ["render_docs"]
 
@@ -92,6 +92,9 @@ def render_docs(
         "",
         "```bash",
         "python -m benchmarks            # CPU, full grid; rewrites this page",
+        "python -m benchmarks --only flow --out out/flow   # the flow-matching rows alone,",
+        "python -m benchmarks --render-docs benchmarks/results/cpu.json --flow out/flow/flow.json"
+        "   # ... merged here",
         "python -m benchmarks --device cuda   # on a machine with a GPU",
         "```",
         "",
@@ -116,6 +119,11 @@ def render_docs(
         "{#jax-loop-target}",
         "",
         jax_loop_section(results),
+        "",
+        f"## Flow matching: FlowMatchTCDScheduler ≤ {FLOW_TARGET:.2f}× FlowMatchEulerDiscreteScheduler "
+        "at equal work {#flow-matching}",
+        "",
+        flow_section(results),
         "",
         "## Scaling with latent size and batch (4-step loop, η = 0.3)",
         "",

@@ -1,4 +1,5 @@
-"""The tables of a run's every cell, of scaling with the latent's size, and of compile times."""
+"""The tables of a run's every cell, of scaling with the latent's size, of compile times, and of
+the flow-matching run's every cell."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .format import (
     md_table,
 )
 
-__all__ = ["compile_table", "results_table", "scaling_table"]
+__all__ = ["compile_table", "flow_results_table", "results_table", "scaling_table"]
 
 
 def results_table(results: dict[str, Any]) -> str:
@@ -114,3 +115,47 @@ def compile_table(results: dict[str, Any]) -> str:
         for k, per in results["compile_s"].items()
     ]
     return md_table(["contender"] + shapes, rows) if rows else "none"
+
+
+def flow_results_table(flow: dict[str, Any]) -> str:
+    """Every cell of a flow-matching run (``runner.run_flow``): one row per (workload, contender),
+    the ratio taken against the cell's reference (the Euler step at η = 0, the stochastic Euler
+    step at η > 0)."""
+    names = contender_names(flow)
+    rows = []
+    for r in flow["results"]:
+        w = r["workload"]
+        lead = [
+            w["shape_label"],
+            w.get("dtype", "float32"),
+            str(w["steps"]),
+            f"{w['eta']:g}",
+            names[r["contender"]],
+        ]
+        if r["status"] != "ok":
+            rows.append(lead + [f"{r['status']}: {r['reason']}"] + ["—"] * 4)
+            continue
+        t = r["per_step_us"]
+        rows.append(
+            lead
+            + [
+                fmt_us(t["median"]),
+                f"{fmt_us(t['min'])} – {fmt_us(t['max'])}",
+                fmt_ratio(r["vs_reference"]),
+                fmt_memory(r),
+                fmt_check(r, names),
+            ]
+        )
+    header = [
+        "latent",
+        "dtype",
+        "steps",
+        "η",
+        "contender",
+        "per step (median)",
+        "min – max",
+        "× reference",
+        "peak extra memory",
+        "final latents vs reference",
+    ]
+    return md_table(header, rows)

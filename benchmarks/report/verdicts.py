@@ -1,5 +1,7 @@
-"""The verdicts: the headline ratios the issues set targets for, met or missed, and the JAX
-loop's target, judged on the η = 0 study's conv stand-in (``benchmarks.eta_zero``)."""
+"""The verdicts: the headline ratios the issues set targets for, met or missed, the JAX loop's
+target, judged on the η = 0 study's conv stand-in (``benchmarks.eta_zero``), and the flow-matching
+target (issue 18): FlowMatchTCDScheduler no slower than FlowMatchEulerDiscreteScheduler at equal
+work."""
 
 from __future__ import annotations
 
@@ -7,9 +9,33 @@ from typing import Any
 
 # The JAX loop's target and its verdicts (eta_zero imports no jax at import time).
 from .. import eta_zero
-from .format import HEADLINE_ETA, contender_names, find_row, fmt_ratio, fmt_us, md_table
+from .format import (
+    HEADLINE_ETA,
+    contender_names,
+    find_row,
+    fmt_ratio,
+    fmt_us,
+    md_table,
+    ok_rows,
+)
+from .tables import flow_results_table
 
-__all__ = ["headline", "headline_table", "jax_loop_section"]
+__all__ = [
+    "FLOW_OURS",
+    "FLOW_TARGET",
+    "flow_section",
+    "flow_verdicts",
+    "flow_verdicts_table",
+    "headline",
+    "headline_table",
+    "jax_loop_section",
+]
+
+#: Our flow scheduler's key in a flow run, and its target: time per step over the reference's
+#: (ratio of medians) at most this, at equal work.
+FLOW_OURS, FLOW_TARGET = "flow-tcd", 1.0
+#: The η at which ours does the reference's work: the Euler step (0) and the stochastic one (1).
+FLOW_EQUAL_WORK_ETAS = (0.0, 1.0)
 
 
 def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -203,5 +229,158 @@ def jax_loop_section(results: dict[str, Any]) -> str:
             "explains them):",
             "",
             eta_zero.markdown(study["results"]).strip(),
+        ]
+    )
+
+
+def _cell(w: dict[str, Any]) -> tuple[Any, ...]:
+    return (w["shape_label"], w.get("dtype", "float32"), w["steps"], w["eta"])
+
+
+def flow_verdicts(flow: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per cell where ours ran, in the run's order: its time per step over its cell's
+    reference's (ratio of medians, and of minima). At equal work (η = 0 against the Euler step,
+    η = 1 against the stochastic Euler step) the target is ≤ ``FLOW_TARGET``, met only when the
+    final latents are bit-identical to the reference's; at other η (the stochastic step's draws
+    plus a little arithmetic) the ratio is information only."""
+    by_cell = {(_cell(r["workload"]), r["contender"]): r for r in ok_rows(flow)}
+    out = []
+    for r in flow["results"]:
+        if r["contender"] != FLOW_OURS:
+            continue
+        w = r["workload"]
+        ok = r["status"] == "ok"
+        base_key = r.get("reference") if ok else None
+        base = by_cell.get((_cell(w), base_key)) if base_key else None
+        equal = w["eta"] in FLOW_EQUAL_WORK_ETAS
+        ratio = r["vs_reference"] if ok and base else None
+        identical = r["check"]["identical"] if ok and r.get("check") else None
+        target = FLOW_TARGET if equal else None
+        met = None
+        if target is not None and ratio is not None:
+            met = ratio <= target and identical is True
+        out.append(
+            {
+                "shape": w["shape_label"],
+                "dtype": w.get("dtype", "float32"),
+                "steps": w["steps"],
+                "eta": w["eta"],
+                "baseline": base_key,
+                "equal_work": equal,
+                "ratio": ratio,
+                "ratio_min": r["vs_reference_min"] if ok and base else None,
+                "target": target,
+                "met": met,
+                "identical": identical,
+                "contender_us": r["per_step_us"]["median"] if ok else None,
+                "baseline_us": base["per_step_us"]["median"] if base else None,
+            }
+        )
+    return out
+
+
+def flow_verdicts_table(flow: dict[str, Any]) -> str:
+    names = contender_names(flow)
+    rows = []
+    for v in flow_verdicts(flow):
+        if v["met"] is None:
+            result = "—" if v["target"] is None else "not measured"
+        else:
+            result = "met" if v["met"] else "**missed**"
+        if v["equal_work"] and v["identical"] is False:
+            result += " (final latents differ from the reference)"
+        speedup = (
+            fmt_ratio(v["baseline_us"] / v["contender_us"])
+            if v["baseline_us"] and v["contender_us"]
+            else "—"
+        )
+        rows.append(
+            [
+                v["shape"],
+                v["dtype"],
+                str(v["steps"]),
+                f"{v['eta']:g}",
+                names.get(v["baseline"], "—") if v["baseline"] else "—",
+                f"{fmt_us(v['contender_us'])} / {fmt_us(v['baseline_us'])}",
+                "not measured" if v["ratio"] is None else fmt_ratio(v["ratio"]),
+                fmt_ratio(v["ratio_min"]),
+                speedup,
+                "—" if v["target"] is None else f"≤ {v['target']:.2f}×",
+                result,
+            ]
+        )
+    return md_table(
+        [
+            "latent",
+            "dtype",
+            "steps",
+            "η",
+            "reference",
+            "per step, ours / reference (medians)",
+            "ratio of medians",
+            "ratio of minima",
+            "speed-up (reference / ours)",
+            "target",
+            "result",
+        ],
+        rows,
+    )
+
+
+def flow_section(results: dict[str, Any]) -> str:
+    """The flow-matching rows (issue 18): how they are measured, the verdicts, and every cell."""
+    intro = (
+        "The whole loop of `tcd_diffusers.FlowMatchTCDScheduler` against diffusers' "
+        "`FlowMatchEulerDiscreteScheduler`, each driven as `FluxPipeline` drives its scheduler "
+        "with FLUX.1-dev's scheduler config (shift 3.0, dynamic shifting): "
+        "`set_timesteps(sigmas=linspace(1, 1/n, n), mu=mu)` with `mu` computed as FluxPipeline "
+        "does from the latents' token count (1.15 at 4096 tokens, 0.5 at 256), "
+        "`set_begin_index(0)`, then one `step(v, t, x, generator=g)` per step with a model stub "
+        "that returns a fixed velocity. Latents are FLUX-shaped (batch × tokens × 64 channels: "
+        "4096 tokens is a 1024² image; 256 tokens, where per-step overhead dominates, a 256² "
+        "one), in float32 and bfloat16 (the step computes in float32 and returns the model "
+        "output's dtype, as the Euler step does). Pipelines pass no generator; here both "
+        "schedulers get the same `torch.Generator`, re-seeded per loop, so they draw the same "
+        "noise.\n\n"
+        "**Equal work**: ours at η = 0 is the Euler step and at η = 1 the stochastic Euler step "
+        "(`stochastic_sampling=True`), each bit for bit (checked on every run: *final latents "
+        "vs reference*). Ours at η = 0.3 draws the same noise as the stochastic step (one "
+        "`randn` per step) and does a little more arithmetic; it is timed against the "
+        "stochastic step for information, with no target and no check (its latents differ by "
+        "design). "
+        f"Target: at equal work ours is no slower than the reference: its time per step over "
+        f"the reference's (ratio of medians, as elsewhere on this page) ≤ {FLOW_TARGET:.2f}×, "
+        "i.e. a speed-up (reference / ours) ≥ 1, with bit-identical final latents. The ratio of "
+        "minima is shown as well: it is less sensitive to load on a shared machine."
+    )
+    section = results.get("flow")
+    if section is None:
+        return intro + "\n\nNot measured in this run (recorded before the flow rows existed)."
+    if section["status"] != "ok":
+        return intro + f"\n\nNot measured: {section['status']}: {section.get('reason')}"
+    flow = section["results"]
+    verdicts = [v for v in flow_verdicts(flow) if v["target"] is not None]
+    met = sum(1 for v in verdicts if v["met"])
+    m, settings = flow["machine"], flow["settings"]
+    run = (
+        f"Run {flow['created']} (mode `{flow['mode']}`), {settings['repeats']} repeats after "
+        f"{settings['warmup']} warm-up calls, ≥ {settings['min_sample_s'] * 1e3:.0f} ms per "
+        f"sample, torch threads = {settings.get('torch_threads')}, load average before / after "
+        f"{m.get('load_average_before')} / {m.get('load_average_after')}, "
+        f"{flow.get('elapsed_s', 0):.0f} s in all."
+    )
+    return "\n".join(
+        [
+            intro,
+            "",
+            run,
+            "",
+            flow_verdicts_table(flow),
+            "",
+            f"Target met in {met} of {len(verdicts)} equal-work cells.",
+            "",
+            "Every cell of the flow run (peak extra memory as in the last table of this page):",
+            "",
+            flow_results_table(flow),
         ]
     )
