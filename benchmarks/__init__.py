@@ -2,7 +2,8 @@
 
 Run ``python -m benchmarks`` (full CPU grid; rewrites docs/performance.md and
 benchmarks/results/cpu.json), ``python -m benchmarks --quick --out DIR`` (smoke run, < 2 minutes
-on 2 cores), or ``python -m benchmarks --device cuda`` on a GPU machine. See ``--help``.
+on 2 cores), ``python -m benchmarks --only flow`` (the flow-matching grid alone, into flow.json),
+or ``python -m benchmarks --device cuda`` on a GPU machine. See ``--help``.
 
 Modules, each importing only those listed before it (``tests/packaging/test_import_graph.py``
 checks that the project has no import circle):
@@ -10,9 +11,11 @@ checks that the project has no import circle):
 1. ``workloads`` (the grid, shared inputs, the floor's coefficients), ``timing`` (interleaved
    timing, memory), ``machine``, ``schema`` (the results JSON: schema, validate, read, write);
 2. ``contenders`` (one whole-loop callable per contender): ``contenders.base``, then one module
-   per ecosystem (``torch_loops``, ``numpy_loops``, ``jax_loops``, ``kdiffusion_loops``);
+   per ecosystem (``torch_loops``, ``numpy_loops``, ``jax_loops``, ``kdiffusion_loops``) and
+   ``flow_loops`` (the flow-matching schedulers, issue 18);
 3. the studies ``eta_zero`` and ``jax_gpu``, and ``gpu`` (the CUDA mode);
-4. ``runner`` (the CPU run);
+4. ``runner`` (the CPU run, and ``run_flow``: the flow-matching grid, whose verdicts are
+   FlowMatchTCDScheduler ≤ 1.00× FlowMatchEulerDiscreteScheduler at equal work);
 5. ``report`` (tables, verdicts, plot, docs page: ``report.format``, then ``tables``,
    ``verdicts``, ``figure``, ``page``);
 6. ``__main__`` (the command line).

@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-jax", action="store_true", help="skip the JAX contenders")
     p.add_argument(
+        "--only",
+        choices=("flow",),
+        default=None,
+        help="run one part of the CPU benchmark alone: flow = the flow-matching grid "
+        "(FlowMatchTCDScheduler vs FlowMatchEulerDiscreteScheduler; with --quick its quick "
+        "cells); writes flow.json (default folder: ./out/bench-flow), prints its verdicts and "
+        "does not touch docs/ (--render-docs ... --flow flow.json merges it into the page)",
+    )
+    p.add_argument(
         "--no-docs",
         action="store_true",
         help="full run: do not rewrite docs/performance.md and docs/img/",
@@ -72,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="GPU_JSON",
         default=None,
         help="with --render-docs: add a GPU section from a --device cuda run",
+    )
+    p.add_argument(
+        "--flow",
+        type=Path,
+        metavar="FLOW_JSON",
+        default=None,
+        help="with --render-docs: the flow-matching section from a --only flow run (instead "
+        "of the one in RESULTS_JSON)",
     )
     return p
 
@@ -124,6 +141,52 @@ def run_jax_loop(quick: bool, repeats: int | None, log) -> dict:
     return {"status": "ok", "results": study}
 
 
+def run_flow_section(quick: bool, threads: int | None, log, **settings) -> dict:
+    """The flow-matching grid (``runner.run_flow``) as the results' ``flow`` section; a failure
+    is recorded, not raised."""
+    from .runner import run_flow
+
+    try:
+        flow = run_flow(quick, threads=threads, log=lambda s: log(f"  {s}"), **settings)
+    except Exception as exc:  # the rest of the run stands
+        return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok", "results": flow}
+
+
+def merge_flow(results: dict, flow: dict) -> dict:
+    """``results`` with its flow section replaced by the results of a ``--only flow`` run."""
+    from .report import validate
+
+    validate(flow)
+    merged = dict(results, flow={"status": "ok", "results": flow})
+    validate(merged)
+    return merged
+
+
+def _settings(quick: bool, repeats: int | None) -> dict:
+    if quick:
+        return dict(repeats=repeats or 5, warmup=2, min_sample_s=0.003)
+    return dict(repeats=repeats or 21, warmup=3, min_sample_s=0.02)
+
+
+def _run_flow_only(args: argparse.Namespace) -> int:
+    from .report import flow_section, write_json
+
+    log = lambda s: print(s, file=sys.stderr, flush=True)
+    log(f"tcd-core benchmark, flow-matching grid ({'quick' if args.quick else 'full'})")
+    section = run_flow_section(
+        args.quick, args.threads or None, log, **_settings(args.quick, args.repeats)
+    )
+    if section["status"] != "ok":
+        print(f"error: {section['reason']}", file=sys.stderr)
+        return 1
+    out = args.out or Path("out/bench-flow")
+    path = write_json(section["results"], out / "flow.json")
+    print(flow_section({"flow": section}))
+    log(f"wrote {path} in {section['results']['elapsed_s']:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.render_docs is not None:
@@ -132,11 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         from .report import read_json
 
         results = read_json(args.render_docs)
+        if args.flow is not None:
+            results = merge_flow(results, read_json(args.flow))
         gpu = json.loads(args.gpu.read_text(encoding="utf-8")) if args.gpu else None
         print(f"wrote {render_docs_files(results, gpu)}")
         return 0
     if args.device == "cuda":
         return _run_gpu(args)
+    if args.only == "flow":
+        return _run_flow_only(args)
 
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if args.threads == 1 and "jax" not in sys.modules:
@@ -146,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .contenders import cpu_contenders
     from .report import (
+        flow_section,
         headline_table,
         jax_loop_section,
         plot,
@@ -157,12 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     from .workloads import FULL_GRID, QUICK_GRID
 
     quick = args.quick
-    if quick:
-        settings = dict(repeats=args.repeats or 5, warmup=2, min_sample_s=0.003)
-        workloads, mode = QUICK_GRID, "quick"
-    else:
-        settings = dict(repeats=args.repeats or 21, warmup=3, min_sample_s=0.02)
-        workloads, mode = FULL_GRID, "full"
+    settings = _settings(quick, args.repeats)
+    workloads, mode = (QUICK_GRID, "quick") if quick else (FULL_GRID, "full")
     out = args.out or (Path("out/bench-quick") if quick else RESULTS_DIR)
     t0 = time.perf_counter()
     log = lambda s: print(s, file=sys.stderr, flush=True)
@@ -183,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         t_study = time.perf_counter()
         results["jax_loop"] = run_jax_loop(quick, args.repeats, log)
         results["elapsed_s"] += time.perf_counter() - t_study
+    log("flow matching: FlowMatchTCDScheduler vs FlowMatchEulerDiscreteScheduler (issue 18)")
+    t_flow = time.perf_counter()
+    results["flow"] = run_flow_section(quick, args.threads or None, log, **settings)
+    results["elapsed_s"] += time.perf_counter() - t_flow
     json_path = write_json(results, out / "cpu.json")
     docs = not quick and not args.no_docs
     if args.out is not None or not docs:  # a full default run's page and plot go to docs/
@@ -201,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     if "jax_loop" in results:
         print(jax_loop_section(results))
         print()
+    print(flow_section(results))
+    print()
     print(results_table(results))
     if docs:
         page = render_docs_files(results)
