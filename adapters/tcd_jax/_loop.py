@@ -1,6 +1,11 @@
-"""The compiled sampling loop, written once for every algorithm (private): the checks and dtype
-conversions of a loop's inputs, the scan over a plan's rows, and the jitted loop itself
+"""The compiled sampling loop, written once for every algorithm and path (private): the checks and
+dtype conversions of a loop's inputs, the scan over a plan's rows, and the jitted loop itself
 (:func:`run`), which :func:`tcd_jax.sample` and :func:`tcd_jax.sample_lcm` configure.
+
+The path is a value of the loop's arguments: :class:`tcd_core.VPPath` over the config's ᾱ table
+for the VP plans (integer timesteps, which the model also receives), :data:`tcd_core.FLOW` for
+flow plans (a plan with ``sigmas``: the step runs on σ, the model receives the plan's model
+times).
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tcd_core import Algorithm, TCDConfig
+from tcd_core import FLOW, Algorithm, TCDConfig
+from tcd_core.paths import as_path
 
 from ._scheduler_base import host_schedule
 from ._step import jax_step, keyed_step, step_config
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "FLOW_FIELDS",
     "FULL_UNROLL_MAX_STEPS",
+    "VP_FIELDS",
     "checked_config",
     "loop_inputs",
     "run",
@@ -46,7 +54,8 @@ _Rows = TypeVar("_Rows", bound=tuple[Any, ...])
 
 def loop_inputs(latents: Any, plan: _Rows) -> tuple[jax.Array, _Rows, int]:
     """(latents, plan, batch size) for a compiled loop: the latents checked (floating point),
-    the plan's shape checked against them, and its rows in the loop's dtypes."""
+    the plan's shape checked against them, and its rows in the loop's dtypes (int32 timesteps
+    for the VP path; float32 model times and σ for a flow plan, one with ``sigmas``)."""
     latents = jnp.asarray(latents) if not isinstance(latents, jax.Array) else latents
     if not jnp.issubdtype(latents.dtype, jnp.floating):
         raise ValueError(f"`latents` must be a floating-point array, got {latents.dtype}")
@@ -59,24 +68,47 @@ def loop_inputs(latents: Any, plan: _Rows) -> tuple[jax.Array, _Rows, int]:
     # Host (NumPy) plans and tables go to the jitted loop as they are: its dispatch transfers
     # them, which costs less than converting each with jnp.asarray first.
     xp = np if all(isinstance(a, np.ndarray) for a in plan[:3]) else jnp
+    sigmas = getattr(plan, "sigmas", None)
+    if sigmas is None:
+        rows = cast(Any, plan)._replace(
+            timesteps=xp.asarray(plan[0], dtype=np.int32),
+            next_timesteps=xp.asarray(plan[1], dtype=np.int32),
+            final=xp.asarray(plan[2], dtype=bool),
+            begin_index=xp.asarray(plan[3], dtype=np.int32),
+        )
+        return latents, rows, batch
     rows = cast(Any, plan)._replace(
-        timesteps=xp.asarray(plan[0], dtype=np.int32),
-        next_timesteps=xp.asarray(plan[1], dtype=np.int32),
+        timesteps=xp.asarray(plan[0], dtype=np.float32),
+        next_timesteps=xp.asarray(plan[1], dtype=np.float32),
         final=xp.asarray(plan[2], dtype=bool),
         begin_index=xp.asarray(plan[3], dtype=np.int32),
+        sigmas=xp.asarray(sigmas, dtype=np.float32),
+        next_sigmas=xp.asarray(cast(Any, plan).next_sigmas, dtype=np.float32),
     )
     return latents, rows, batch
 
 
-#: One step of a compiled loop: ``step(x, i, t, p, final) -> x`` for the step index i (the
-#: reference's, counting from the plan's begin index) and the plan's row (t, p, final).
-RowStep = Callable[[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
+#: One step of a compiled loop: ``step(x, i, *row) -> x`` for the step index i (the reference's,
+#: counting from the plan's begin index) and the plan's row: (t, p, final) for the VP path's
+#: default ``fields``, (t, σ, σ_next, final) for a flow plan's.
+RowStep = Callable[..., jax.Array]
+
+#: The plan fields of a VP row, and of a flow row (the model's time, then the step's σ).
+VP_FIELDS = ("timesteps", "next_timesteps", "final")
+FLOW_FIELDS = ("timesteps", "sigmas", "next_sigmas", "final")
 
 
-def scan_rows(step: RowStep, latents: jax.Array, plan: Any, *, scan_last: bool) -> jax.Array:
+def scan_rows(
+    step: RowStep,
+    latents: jax.Array,
+    plan: Any,
+    *,
+    scan_last: bool,
+    fields: tuple[str, ...] = VP_FIELDS,
+) -> jax.Array:
     """x after ``step`` over the rows of a sampling plan in one ``lax.scan``, with
-    i = ``plan.begin_index`` + the row number: every row when ``scan_last``, else every row but
-    the last (the caller runs that one).
+    i = ``plan.begin_index`` + the row number and the row's ``fields`` of the plan: every row
+    when ``scan_last``, else every row but the last (the caller runs that one).
 
     Few-step loops (2-8 steps) are fully unrolled (at most ``FULL_UNROLL_MAX_STEPS`` scanned
     rows): XLA then schedules the steps' draws and updates together, which measured 1.2x
@@ -84,13 +116,13 @@ def scan_rows(step: RowStep, latents: jax.Array, plan: Any, *, scan_last: bool) 
     """
     steps = plan.timesteps.shape[0]
     index = plan.begin_index + jnp.arange(steps, dtype=jnp.int32)
-    rows = (index, plan.timesteps, plan.next_timesteps, plan.final)
+    rows = (index, *(getattr(plan, name) for name in fields))
     if not scan_last:
         rows = tuple(r[:-1] for r in rows)
 
     def body(x: jax.Array, row: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
-        i, t, p, final = row
-        return step(x, i, t, p, final), None
+        i, *values = row
+        return step(x, i, *values), None
 
     scanned = steps if scan_last else steps - 1
     x, _ = jax.lax.scan(body, latents, rows, unroll=scanned <= FULL_UNROLL_MAX_STEPS)
@@ -108,8 +140,13 @@ def run(
     config: TCDConfig,
 ) -> jax.Array:
     """The whole loop of ``algorithm`` over a checked sampling plan (``eta`` and
-    ``one_minus_eta`` None for LCM), compiled once per (algorithm, model, step config, shapes)."""
-    table = host_schedule(config).alphas_cumprod
+    ``one_minus_eta`` None for LCM), compiled once per (algorithm, model, step config, path,
+    shapes): on the VP path over ``config``'s ᾱ table, or on the flow path for a plan with
+    ``sigmas``."""
+    if getattr(plan, "sigmas", None) is None:
+        path = as_path(host_schedule(config).alphas_cumprod)
+    else:
+        path = FLOW
     return _loop(
         algorithm,
         model_fn,
@@ -119,7 +156,7 @@ def run(
         plan,
         eta,
         one_minus_eta,
-        table,
+        path,
     )
 
 
@@ -133,16 +170,18 @@ def _loop(
     plan: Any,
     eta: jax.Array | None,
     one_minus_eta: jax.Array | None,
-    alphas_cumprod: jax.Array,
+    path: Any,
 ) -> jax.Array:
     has_eta = algorithm.has_eta
+    if getattr(plan, "sigmas", None) is not None:
+        return _flow_loop(algorithm, model_fn, config, latents, key, plan, eta, one_minus_eta)
 
     def step(x: jax.Array, i: jax.Array, t: jax.Array, p: jax.Array, final: jax.Array) -> jax.Array:
         model_output = model_fn(x, t)
         # No batch element draws (η = 0, or a final row): the step runs without the normal draw.
         draw = algorithm.draws(eta, final)
         out = keyed_step(
-            algorithm, model_output, t, x, p, alphas_cumprod, one_minus_eta,
+            algorithm, model_output, t, x, p, path, one_minus_eta,
             None if has_eta else final, draw, key, i, config,
         )  # fmt: skip
         return out.next_sample
@@ -157,7 +196,48 @@ def _loop(
     x = scan_rows(step, latents, plan, scan_last=False)
     t, p = plan.timesteps[-1], plan.next_timesteps[-1]
     last = jax_step(
-        algorithm, model_fn(x, t), t, x, p, alphas_cumprod, one_minus_eta, None, None, None, None,
+        algorithm, model_fn(x, t), t, x, p, path, one_minus_eta, None, None, None, None,
         config,
+    )  # fmt: skip
+    return last.next_sample
+
+
+def _flow_loop(
+    algorithm: Algorithm,
+    model_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    config: TCDConfig,
+    latents: jax.Array,
+    key: jax.Array,
+    plan: Any,
+    eta: jax.Array | None,
+    one_minus_eta: jax.Array | None,
+) -> jax.Array:
+    """TCD over a flow plan (traced inside :func:`_loop`): the model receives the row's model
+    time t, the step runs from σ to σ_next on :data:`tcd_core.FLOW`. The last row ends at the
+    terminal σ = 0, where σ_s = 0 and the transition is exactly the identity (the reference
+    draws there, with a noise coefficient of exactly 0): it runs after the scan without drawing,
+    as on the VP path."""
+
+    def step(
+        x: jax.Array,
+        i: jax.Array,
+        t: jax.Array,
+        sigma: jax.Array,
+        sigma_next: jax.Array,
+        final: jax.Array,
+    ) -> jax.Array:
+        model_output = model_fn(x, t)
+        draw = algorithm.draws(eta, final)
+        out = keyed_step(
+            algorithm, model_output, sigma, x, sigma_next, FLOW, one_minus_eta, None, draw, key,
+            i, config,
+        )  # fmt: skip
+        return out.next_sample
+
+    x = scan_rows(step, latents, plan, scan_last=False, fields=FLOW_FIELDS)
+    t, sigma, sigma_next = plan.timesteps[-1], plan.sigmas[-1], plan.next_sigmas[-1]
+    last = jax_step(
+        algorithm, model_fn(x, t), sigma, x, sigma_next, FLOW, one_minus_eta, None, None, None,
+        None, config,
     )  # fmt: skip
     return last.next_sample

@@ -27,6 +27,7 @@ import tcd_core
 from tcd_core import NoiseSchedule, TCDConfig, add_noise, get_velocity, noise_schedule
 from tcd_core._array import is_array, is_host
 from tcd_core._step_common import check_array, check_index
+from tcd_core.paths import as_path
 
 from ._convention import (
     ConsistencyState,
@@ -307,7 +308,7 @@ class FlaxConsistencyScheduler(Generic[_S]):
             t,
             sample,
             next_t,
-            state.common.alphas_cumprod,
+            as_path(state.common.alphas_cumprod),
             one_minus,
             # TCD's last step is p = 0, where the transition is exactly the identity: only LCM
             # needs to know the final step
