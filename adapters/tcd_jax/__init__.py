@@ -9,6 +9,10 @@
 * :class:`FlaxLCMScheduler` and :func:`sample_lcm`: multistep consistency sampling (LCM, the
   consistency models' Algorithm 1) in the same two forms: each scheduler and loop is written once
   for every :class:`tcd_core.Algorithm`, the TCD and LCM names are its two configurations.
+* Flow matching (FLUX, SD3, Wan, LTX): :func:`sample` runs TCD on the flow path with a
+  :func:`flow_sampling_plan` (diffusers' ``FlowMatchEulerDiscreteScheduler`` plan), and
+  :class:`FlaxFlowMatchTCDScheduler` follows MaxDiffusion's ``FlaxFlowMatchScheduler`` convention
+  (the step finds its index from the timestep; key and η in the state).
 * :func:`prng_key`: choose the PRNG implementation (threefry, or ``rbg`` for accelerators).
 
 All maths is :mod:`tcd_core`'s; numerically diffusers' ``TCDScheduler`` given the same noise.
@@ -23,11 +27,18 @@ except ImportError as exc:  # pragma: no cover - exercised by the wheel test in 
 
 from tcd_core import TCDConfig
 
+from .flow import (
+    FlaxFlowMatchTCDScheduler,
+    FlaxFlowMatchTCDSchedulerOutput,
+    FlaxFlowMatchTCDSchedulerState,
+    FlowMatchTCDConfig,
+)
 from .lcm import FlaxLCMScheduler, FlaxLCMSchedulerOutput, FlaxLCMSchedulerState
 from .noise import PRNG_IMPLS, prng_key, step_noise
 from .sampling import (
     LCMSamplingPlan,
     SamplingPlan,
+    flow_sampling_plan,
     lcm_sampling_plan,
     sample,
     sample_lcm,
@@ -43,15 +54,20 @@ from .scheduler import (
 
 __all__ = [
     "PRNG_IMPLS",
+    "FlaxFlowMatchTCDScheduler",
+    "FlaxFlowMatchTCDSchedulerOutput",
+    "FlaxFlowMatchTCDSchedulerState",
     "FlaxLCMScheduler",
     "FlaxLCMSchedulerOutput",
     "FlaxLCMSchedulerState",
     "FlaxTCDScheduler",
     "FlaxTCDSchedulerOutput",
     "FlaxTCDSchedulerState",
+    "FlowMatchTCDConfig",
     "LCMSamplingPlan",
     "SamplingPlan",
     "TCDConfig",
+    "flow_sampling_plan",
     "jax_schedule",
     "lcm_sampling_plan",
     "prng_key",
