@@ -153,14 +153,23 @@ def run_flow_section(quick: bool, threads: int | None, log, **settings) -> dict:
     return {"status": "ok", "results": flow}
 
 
-def merge_flow(results: dict, flow: dict) -> dict:
-    """``results`` with its flow section replaced by the results of a ``--only flow`` run."""
+def merge_flow(results: dict, flow: dict, source: str | None = None) -> dict:
+    """``results`` with its flow section replaced by the results of a ``--only flow`` run, read
+    from ``source`` (recorded, for the page to say where the section came from)."""
     from .report import validate
 
     validate(flow)
-    merged = dict(results, flow={"status": "ok", "results": flow})
+    section: dict = {"status": "ok", "results": flow}
+    if source is not None:
+        section["merged_from"] = source
+    merged = dict(results, flow=section)
     validate(merged)
     return merged
+
+
+def _repo_relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _settings(quick: bool, repeats: int | None) -> dict:
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
         results = read_json(args.render_docs)
         if args.flow is not None:
-            results = merge_flow(results, read_json(args.flow))
+            results = merge_flow(results, read_json(args.flow), _repo_relative(args.flow))
         gpu = json.loads(args.gpu.read_text(encoding="utf-8")) if args.gpu else None
         print(f"wrote {render_docs_files(results, gpu)}")
         return 0

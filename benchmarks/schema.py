@@ -30,7 +30,8 @@ JSON schema ``tcd-core-benchmark/1`` (one object):
   process or separately (``--only flow``) and merged: {``status`` ("ok" | "error"), ``reason``
   (unless ok), ``results`` (ok: a results dict of this same schema, mode "flow" or "flow-quick",
   whose rows' ratios are taken against each cell's reference: diffusers'
-  FlowMatchEulerDiscreteScheduler at η = 0, its stochastic step at η > 0)}
+  FlowMatchEulerDiscreteScheduler at η = 0, its stochastic step at η > 0), ``merged_from``
+  (only when merged from a separate run: the path of its flow.json)}
 - ``elapsed_s``
 """
 
@@ -107,6 +108,8 @@ def _validate_flow(section: Any) -> None:
         if not isinstance(section.get("reason"), str):
             raise ValueError("results['flow']: an error needs a reason")
         return
+    if not isinstance(section.get("merged_from", ""), str):
+        raise ValueError("results['flow']['merged_from'] must be a path")
     flow = section.get("results")
     if not isinstance(flow, dict) or "flow" in flow:
         raise ValueError("results['flow']['results'] must be the flow run's results dict")

@@ -369,6 +369,11 @@ def flow_section(results: dict[str, Any]) -> str:
         f"{m.get('load_average_before')} / {m.get('load_average_after')}, "
         f"{flow.get('elapsed_s', 0):.0f} s in all."
     )
+    if section.get("merged_from"):
+        run += (
+            " Measured apart from the rest of this page (`python -m benchmarks --only flow`) "
+            f"and merged from `{section['merged_from']}`."
+        )
     return "\n".join(
         [
             intro,

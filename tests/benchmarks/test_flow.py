@@ -196,6 +196,7 @@ def test_schema_of_the_flow_section(flow):
         {"status": "error"},
         {"status": "maybe", "reason": "?"},
         {"status": "ok", "results": dict(flow, flow={"status": "ok"})},
+        {"status": "ok", "results": flow, "merged_from": 3},
     ):
         with pytest.raises(ValueError, match=r"results\['flow'\]"):
             report.validate(dict(results, flow=bad_section))
@@ -204,6 +205,8 @@ def test_schema_of_the_flow_section(flow):
     with pytest.raises(ValueError, match=r"results\['flow'\]\['results'\].*per_step_us"):
         report.validate(bad)
     report.validate(dict(results, flow={"status": "error", "reason": "ImportError: no"}))
+    assert "merged_from" not in results["flow"]
+    assert cli.merge_flow(results, flow, "x/flow.json")["flow"]["merged_from"] == "x/flow.json"
 
 
 def test_the_page_has_the_flow_section(flow, tmp_path):
@@ -247,3 +250,7 @@ def test_cli_only_flow_then_merge_into_the_page(tmp_path, monkeypatch, capsys):
     text = page.read_text(encoding="utf-8")
     assert "Target met in" in text[text.index("## Flow matching") :]
     assert "--only flow" in text  # the reproduce block names the command
+    # where the section came from: the header's command and the section say so
+    source = str((tmp_path / "flow.json").resolve())
+    assert f"--render-docs benchmarks/results/cpu.json --flow {source}`. -->" in text
+    assert f"and merged from `{source}`." in text
