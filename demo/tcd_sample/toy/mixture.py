@@ -1,8 +1,10 @@
 r"""Isotropic 2-D Gaussian mixtures: the data distribution of the toy problem, exactly.
 
-A mixture p₀(x₀) = Σₖ wₖ·N(x₀; μₖ, sₖ²·I) stays a mixture under the VP forward process
-x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε: component k becomes N(√ᾱ·μₖ, (ᾱ·sₖ² + 1 − ᾱ)·I). Everything the
-toy needs (samples, densities, posteriors, the exact ε-prediction) is therefore closed form.
+A mixture p₀(x₀) = Σₖ wₖ·N(x₀; μₖ, sₖ²·I) stays a mixture on any Gaussian noise path
+x = a·x₀ + b·ε: component k becomes N(a·μₖ, (a²·sₖ² + b²)·I). On the VP path (a, b) =
+(√ᾱ_t, √(1−ᾱ_t)); on the flow-matching path (a, b) = (1−σ, σ). Everything the toy needs
+(samples, densities, posteriors, the exact ε-prediction and flow velocity) is therefore closed
+form.
 
 Host-side helpers (sampling, densities for plotting) use NumPy; :meth:`GaussianMixture.weighted_offset`
 and :meth:`GaussianMixture.assign` are Array API code and run on any backend.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import sys
 from typing import Any
 
 import array_api_compat
@@ -88,6 +91,26 @@ class GaussianMixture:
             self.name,
         )
 
+    def on_path(self, a: float, b: float) -> GaussianMixture:
+        """The marginal of x = a·x₀ + b·ε on any Gaussian noise path: means a·μₖ, stds
+        √(a²·sₖ² + b²). On the flow path, x_σ = (1−σ)·x₀ + σ·ε is ``on_path(1 − σ, σ)``; σ = 0
+        gives the mixture itself (same means and stds, bit for bit), σ = 1 gives N(0, I).
+
+        Example:
+            >>> m = GaussianMixture(((2.0, 0.0),), (0.5,), (1.0,))
+            >>> m.on_path(0.5, 0.5).means, m.on_path(0.5, 0.5).stds
+            (((1.0, 0.0),), (0.5590169943749475,))
+        """
+        a, b = float(a), float(b)
+        if not (math.isfinite(a) and math.isfinite(b) and a >= 0 and b >= 0 and a + b > 0):
+            raise ValueError(f"`a` and `b` must be >= 0 and not both 0, got {a!r} and {b!r}")
+        return GaussianMixture(
+            tuple((a * mx, a * my) for mx, my in self.means),
+            tuple(math.sqrt(a * a * s * s + b * b) for s in self.stds),
+            self.weights,
+            self.name,
+        )
+
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """n exact float64 samples and their component labels (host NumPy)."""
         labels = rng.choice(self.num_components, size=n, p=np.asarray(self.weights))
@@ -112,11 +135,10 @@ class GaussianMixture:
         axis 0 (s², log w and |μ|² as (K, 1) columns); cached per (namespace, dtype, device)."""
         xp = array_api_compat.array_namespace(like)
         dev = array_api_compat.device(like)
-        key = (xp.__name__, str(like.dtype), str(dev))
-        cache = self.__dict__.setdefault("_cache", {})
-        if key not in cache:
+
+        def build() -> tuple[Any, ...]:
             means = np.asarray(self.means)
-            cache[key] = tuple(
+            return tuple(
                 [xp]
                 + [
                     xp.asarray(t, dtype=like.dtype, device=dev)
@@ -128,6 +150,18 @@ class GaussianMixture:
                     )
                 ]
             )
+
+        if array_api_compat.is_jax_namespace(xp) and isinstance(
+            like, sys.modules["jax"].core.Tracer
+        ):
+            # Inside jax.jit (weighted_offset and posterior_mean compile), jnp.asarray gives
+            # tracers, which must not outlive their trace: a cached one broke the next trace
+            # (another shape, or the other function). Uncached: constants of the program.
+            return build()
+        key = (xp.__name__, str(like.dtype), str(dev))
+        cache = self.__dict__.setdefault("_cache", {})
+        if key not in cache:
+            cache[key] = build()
         return cache[key]
 
     def weighted_offset(self, y: Any, sigma2: Any) -> Any:
@@ -148,12 +182,12 @@ class GaussianMixture:
             return self._jitted(y)(y, sigma2)
         return self._weighted_offset(y, sigma2)
 
-    def _jitted(self, like: Any) -> Any:
+    def _jitted(self, like: Any, function: str = "_weighted_offset") -> Any:
         cache = self.__dict__.setdefault("_jit_cache", {})
-        key = (str(like.dtype), str(array_api_compat.device(like)))
+        key = (function, str(like.dtype), str(array_api_compat.device(like)))
         if key not in cache:
             jit = importlib.import_module("jax").jit
-            cache[key] = jit(self._weighted_offset)
+            cache[key] = jit(getattr(self, function))
         return cache[key]
 
     def _weighted_offset(self, y: Any, sigma2: Any) -> Any:
@@ -172,6 +206,64 @@ class GaussianMixture:
         w = r / (xp.sum(r, axis=0, keepdims=True) * var)  # rₖ / (sₖ² + σ²), shape (K, N)
         gt = yt * xp.sum(w, axis=0, keepdims=True) - xp.permute_dims(mu, (1, 0)) @ w
         return xp.permute_dims(gt, (1, 0))
+
+    def posterior_mean(self, x: Any, a: Any, b: Any, of: tuple[float, float] = (1.0, 0.0)) -> Any:
+        r"""E[c·x₀ + d·ε | x] for x = a·x₀ + b·ε on any Gaussian noise path, (c, d) = ``of``.
+
+        Written in x itself, not in y = x/a: component k gives x ~ N(a·μₖ, vₖ·I) with
+        vₖ = a²·sₖ² + b² ≥ min(sₖ², 1)/2 > 0 wherever a + b = 1 or a² + b² = 1, and the
+        per-component conditionals E[x₀ | x, k] = μₖ + a·sₖ²·(x − a·μₖ)/vₖ, E[ε | x, k] =
+        b·(x − a·μₖ)/vₖ. Weighted by the posterior probabilities rₖ(x) ∝ wₖ·N(x; a·μₖ, vₖ·I):
+
+            E[c·x₀ + d·ε | x] = c·Σₖ rₖ·μₖ + Σₖ rₖ·(c·a·sₖ² + d·b)/vₖ·(x − a·μₖ).
+
+        Nothing divides by a or b, so both ends of the flow path are plain: at a = 0 (σ = 1,
+        pure noise) E[x₀ | x] is the mixture's mean and E[ε | x] = x; at b = 0 (clean data)
+        E[x₀ | x] = x and E[ε | x] = 0. (The y-space of :meth:`weighted_offset` divides by a,
+        infinite at σ = 1.) ``of`` = (1, 0) is E[x₀ | x], (0, 1) is E[ε | x] and (−1, 1) is
+        the flow path's exact velocity E[ε − x₀ | x].
+
+        Args:
+            x: array of shape (N, 2).
+            a, b: the path's roots at x's level: Python floats, 0-d arrays or (N, 1) arrays.
+            of: (c, d), Python floats.
+
+        Example:
+            >>> import numpy as np
+            >>> m = GaussianMixture(((1.0, 0.0), (-1.0, 0.0)), (0.5, 0.5), (1.0, 1.0))
+            >>> x = np.array([[0.3, 0.2]])
+            >>> m.posterior_mean(x, 0.0, 1.0).round(12).tolist()       # σ = 1: the mixture's mean
+            [[0.0, 0.0]]
+            >>> m.posterior_mean(x, 1.0, 0.0).round(12).tolist()       # clean data: x itself
+            [[0.3, 0.2]]
+        """
+        xp = array_api_compat.array_namespace(x)
+        c, d = (float(v) for v in of)
+        if array_api_compat.is_jax_namespace(xp):
+            # compiled, like weighted_offset (c and d traced too: one program per dtype)
+            a, b = xp.asarray(a, dtype=x.dtype), xp.asarray(b, dtype=x.dtype)
+            c_, d_ = xp.asarray(c, dtype=x.dtype), xp.asarray(d, dtype=x.dtype)
+            return self._jitted(x, "_posterior_mean")(x, a, b, c_, d_)
+        return self._posterior_mean(x, a, b, c, d)
+
+    def _posterior_mean(self, x: Any, a: Any, b: Any, c: Any, d: Any) -> Any:
+        xp, mu, s2, logw, mu2 = self._tables(x)
+        if not isinstance(a, (int, float)):
+            a = xp.reshape(a, (1, -1)) if a.ndim else a  # one column per sample
+        if not isinstance(b, (int, float)):
+            b = xp.reshape(b, (1, -1)) if b.ndim else b
+        xt = xp.permute_dims(x, (1, 0))  # (2, N): components on axis 0, as in weighted_offset
+        var = (a * a) * s2 + b * b  # vₖ, (K, 1) or (K, N)
+        # |x − a·μₖ|² = |x|² − 2a·μₖ·x + a²·|μₖ|², by matrix products
+        d2 = (xp.sum(xt * xt, axis=0, keepdims=True) - (2 * a) * (mu @ xt)) + (a * a) * mu2
+        logits = logw - 0.5 * d2 / var - xp.log(var)
+        # the same stable softmax as weighted_offset (clipped at −80: no subnormal floats)
+        r = xp.exp(xp.clip(logits - xp.max(logits, axis=0, keepdims=True), min=-80.0))
+        r = r / xp.sum(r, axis=0, keepdims=True)  # rₖ(x), (K, N)
+        w = r * ((c * a) * s2 + d * b) / var  # rₖ·(c·a·sₖ² + d·b)/vₖ
+        mu_t = xp.permute_dims(mu, (1, 0))  # (2, K)
+        out = (xt * xp.sum(w, axis=0, keepdims=True) - a * (mu_t @ w)) + c * (mu_t @ r)
+        return xp.permute_dims(out, (1, 0))
 
     def assign(self, x: Any, off_mode_radius: float = 4.0) -> Any:
         """Per sample, the most probable component, or −1 when the sample is off every mode.

@@ -1,22 +1,44 @@
-r"""The two exact models of the toy problem: the teacher and the ideal distilled model.
+r"""The two exact models of the toy problem, the teacher and the ideal distilled model, on either
+noise path: the VP path of the scheduler's ᾱ table and the flow-matching path of
+:data:`tcd_core.FLOW`.
 
-Notation: ᾱ from the scheduler's table, σ = √((1−ᾱ)/ᾱ) and y = x/√ᾱ (DDIM's change of
-variables: y = x₀ + σ·ε). In these variables the probability-flow ODE of the VP process is
+**The VP path.** Notation: ᾱ from the scheduler's table, σ = √((1−ᾱ)/ᾱ) and y = x/√ᾱ (DDIM's
+change of variables: y = x₀ + σ·ε). In these variables the probability-flow ODE of the VP
+process is
 
     dy/dσ = ε*(y, σ) = σ·g(y, σ²),   or, in λ = log σ,   dy/dλ = σ²·g(y, σ²),
 
 with g from :meth:`GaussianMixture.weighted_offset`. In λ the right-hand side is Lipschitz with
-constant ≈ 1 away from the boundaries between modes, so a fixed-step RK4 is very accurate.
+constant ≈ 1 away from the boundaries between modes, so a fixed-step RK4 is very accurate. The
+models output ε.
 
-* **Teacher**: ε*(x_t, t) = E[ε | x_t], the exact ε-prediction (minimum-MSE denoiser). One DDIM
-  step with it jumps to the posterior mean E[x₀ | x_t]: few steps blur the mixture.
-* **Distilled**: ε̂(x_t, t) such that the DDIM jump from (x_t, t) to timestep 0 lands exactly on
-  the probability-flow-ODE solution at ᾱ₀ (solved from the teacher): the ideal consistency model.
-  With y₀ = ODE(y_t; σ_t → σ₀), the DDIM jump y₀ = y_t + (σ₀ − σ_t)·ε̂ gives
-  ε̂ = (y_t − y₀)/(σ_t − σ₀).
+**The flow path.** x_σ = (1−σ)·x₀ + σ·ε with σ ∈ [0, 1] (σ = 1 pure noise, σ = 0 the data); its
+"timesteps" are σ themselves (the toy takes σ, where real flow models take 1000·σ). The models
+output the velocity v = ε − x₀ (``prediction_type="flow_prediction"``). The exact velocity is
+v*(x, σ) = E[ε − x₀ | x_σ] (:meth:`GaussianMixture.posterior_mean` with (a, b) = (1−σ, σ)), and
+the probability-flow ODE is dx/dσ = v*(x, σ). It has the VP ODE's trajectories (in
+y = x/(1−σ), σ_y = σ/(1−σ) it is the same equation), but y and λ are infinite at both ends of
+the flow path (σ = 1: y = ε/0; σ = 0: λ = −∞), and a flow plan starts at σ = 1 and ends at
+σ = 0 exactly. So :func:`flow_ode` integrates in x, where both ends are ordinary points, with
+RK4 in ρ = log(σ + c), c half the smallest component std s: the steps in σ are ∝ σ + c, fine
+where the dynamics are fast (σ ≲ s, where |∂v*/∂x| peaks at ≈ 1/(2s)), coarse near σ = 1, where
+v* is nearly affine in x.
 
-Models are callables ``model(x, t) -> ε`` over the Array API: x has shape (N, 2), t is a Python
-int or a host array of N ints; computation runs in x's dtype on x's device.
+On either path:
+
+* **Teacher**: the exact posterior-mean prediction, ε*(x_t, t) = E[ε | x_t] on VP (the
+  minimum-MSE denoiser), v*(x_σ, σ) on flow. One DDIM step with ε* (one Euler step with v*)
+  jumps to the posterior mean E[x₀ | x]: few steps blur the mixture.
+* **Distilled**: the ideal consistency model, whose one-step jump from (x, t) to the path's end
+  lands exactly on the probability-flow-ODE solution (solved from the teacher). The jump is a
+  straight line in the path's straight coordinates (u, τ): (y, σ) on VP, (x, σ) itself on flow.
+  So the output is the slope of the chord to the ODE's end point:
+  ε̂ = (y_t − y₀)/(σ_t − σ₀) on VP, where the end is timestep 0 (ᾱ₀);
+  v̂ = (x_σ − x₀)/(σ − 0) on flow, where the end is σ = 0, the data itself.
+
+Models are callables ``model(x, t) -> output`` over the Array API: x has shape (N, 2); t is a
+Python int or a host array of N ints on VP, a Python float σ or a host array of N floats on flow;
+computation runs in x's dtype on x's device. ``model.prediction_type`` says what they output.
 """
 
 from __future__ import annotations
@@ -27,14 +49,19 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from tcd_core import FLOW_PREDICTION, FlowPath
+
 from .mixture import GaussianMixture
 
 __all__ = [
     "DistilledModel",
     "TeacherModel",
     "epsilon_to_prediction",
+    "flow_ode",
     "probability_flow",
     "teacher_epsilon",
+    "teacher_velocity",
+    "velocity_to_prediction",
 ]
 
 
@@ -184,34 +211,238 @@ def epsilon_to_prediction(eps: Any, x: Any, alpha_bar: Any, prediction_type: str
     )
 
 
-class TeacherModel:
-    """The exact ε-prediction of ``mixture`` under the noise schedule ``alphas_cumprod``.
+def teacher_velocity(mixture: GaussianMixture, x: Any, sigma: Any) -> Any:
+    r"""The exact velocity on the flow path, v*(x_σ, σ) = E[ε − x₀ | x_σ] for
+    x_σ = (1−σ)·x₀ + σ·ε (:meth:`GaussianMixture.posterior_mean` at (a, b) = (1−σ, σ)).
+
+    Finite on all of [0, 1]: v*(x, 1) = x − E[x₀] (the mixture's mean) and v*(x, 0) = −x.
+
+    Args:
+        mixture: the data distribution.
+        x: x_σ, shape (N, 2), any Array API namespace.
+        sigma: σ, a Python float or an (N, 1) array, in [0, 1].
 
     Example:
         >>> import numpy as np
-        >>> from tcd_core import TCDConfig, alphas_cumprod
+        >>> from tcd_sample.toy import GaussianMixture
+        >>> m = GaussianMixture(((0.0, 0.0),), (1.0,), (1.0,))  # x_σ ~ N(0, ((1−σ)² + σ²)·I)
+        >>> x, s = np.array([[2.0, -1.0]]), 0.25          # v* = (2σ − 1)·x/((1−σ)² + σ²)
+        >>> teacher_velocity(m, x, s).round(6).tolist()
+        [[-1.6, 0.8]]
+    """
+    return mixture.posterior_mean(x, 1 - sigma, sigma, of=(-1.0, 1.0))
+
+
+def flow_ode(
+    mixture: GaussianMixture,
+    x: Any,
+    sigma_from: Any,
+    sigma_to: Any,
+    substeps: int | None = None,
+    max_step: float = 0.05,
+) -> Any:
+    r"""Solve the flow path's probability-flow ODE dx/dσ = v*(x, σ) from σ_from to σ_to with
+    classic RK4 in ρ = log(σ + c), c = half the smallest component std (see the module
+    docstring).
+
+    In ρ the equation is dx/dρ = (σ + c)·v*(x, σ) with σ = e^ρ − c. Both ends of the path are
+    ordinary points: σ = 1 (pure noise) and σ = 0 (the data). All samples take the same number
+    of substeps (vectorised); each sample's step is its own (ρ_to − ρ_from)/substeps.
+
+    Args:
+        mixture: the data distribution.
+        x: x at σ_from, shape (N, 2).
+        sigma_from: σ where x is, a Python float or an (N, 1) array, in [0, 1].
+        sigma_to: σ to solve to, a Python float or an (N, 1) array, in [0, 1].
+        substeps: the number of RK4 steps; default ⌈max |Δρ| / max_step⌉ (at least 1).
+        max_step: the largest ρ step when ``substeps`` is None (the default, 48–66 steps from
+            σ = 1 to 0, is within 6e-4 of a 20x finer solve from any σ on every preset).
+
+    Example:
+        >>> import numpy as np
+        >>> from tcd_sample.toy import GaussianMixture
+        >>> m = GaussianMixture(((1.0, 0.0),), (0.5,), (1.0,))
+        >>> # one Gaussian: x − (1−σ)·μ scales with the marginal's std √((1−σ)²·s² + σ²)
+        >>> x = flow_ode(m, np.array([[3.0, 1.0]]), 1.0, 0.0)           # from pure noise...
+        >>> exact = np.array([1.0, 0.0]) + 0.5 * np.array([3.0, 1.0])    # ...to the data
+        >>> bool(np.allclose(x, exact, rtol=0, atol=1e-6))
+        True
+    """
+    xp = array_api_compat.array_namespace(x)
+    c = 0.5 * min(mixture.stds)
+    rho_from = _log(sigma_from + c, xp)
+    rho_to = _log(sigma_to + c, xp)
+    if substeps is None:
+        gap = rho_to - rho_from
+        span = abs(gap) if isinstance(gap, float) else float(np.max(np.abs(_host(gap))))
+        substeps = max(1, math.ceil(span / max_step))
+    h = (rho_to - rho_from) / substeps
+
+    def drift(y: Any, rho: Any) -> Any:
+        scale = _exp(rho, xp)  # σ + c
+        return scale * teacher_velocity(mixture, y, scale - c)
+
+    y = x
+    for i in range(substeps):
+        rho = rho_from + i * h
+        k1 = drift(y, rho)
+        k2 = drift(y + (0.5 * h) * k1, rho + 0.5 * h)
+        k3 = drift(y + (0.5 * h) * k2, rho + 0.5 * h)
+        k4 = drift(y + h * k3, rho + h)
+        y = y + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+    return y
+
+
+def velocity_to_prediction(v: Any, x: Any, sigma: Any, prediction_type: str) -> Any:
+    """Rewrite a flow velocity v = ε − x₀ at σ as the output a ``prediction_type`` model would
+    give on the flow path x = (1−σ)·x₀ + σ·ε:
+
+    * ``flow_prediction``: v
+    * ``sample``: x̂₀ = x − σ·v
+    * ``epsilon``: ε = x + (1−σ)·v
+
+    :func:`tcd_core.parameterise` inverts each of them (``epsilon`` only where σ < 1: it divides
+    by 1 − σ). The VP path's ``v_prediction`` is not the flow velocity: ValueError.
+
+    Example:
+        >>> import numpy as np
+        >>> x, v = np.array([[1.0, 0.0]]), np.array([[0.5, 0.5]])
+        >>> velocity_to_prediction(v, x, 0.25, "sample").round(6).tolist()      # x − 0.25·v
+        [[0.875, -0.125]]
+    """
+    if prediction_type == FLOW_PREDICTION:
+        return v
+    if prediction_type == "sample":
+        return x - sigma * v
+    if prediction_type == "epsilon":
+        return x + (1 - sigma) * v
+    raise ValueError(
+        "`prediction_type` on the flow path must be 'flow_prediction', 'sample' or 'epsilon'; "
+        f"got {prediction_type!r}"
+    )
+
+
+class _VPView:
+    """The models' view of the VP path over an ᾱ table (private): levels are ᾱ, the output ε,
+    the end timestep 0, the straight coordinates (y, σ) = (x/√ᾱ, √((1−ᾱ)/ᾱ))."""
+
+    prediction_type = "epsilon"
+    max_step = 0.1  # λ-steps of probability_flow
+
+    def __init__(self, alphas_cumprod: Any):
+        self.table = _host_table(alphas_cumprod)
+        self.end = float(self.table[0])
+
+    def level(self, t: Any, like: Any) -> Any:
+        return _lookup(self.table, t, like)
+
+    @staticmethod
+    def at_end(t: Any) -> bool:
+        return isinstance(t, (int, np.integer)) and int(t) == 0
+
+    @staticmethod
+    def exact(mixture: GaussianMixture, x: Any, level: Any) -> Any:
+        return teacher_epsilon(mixture, x, level)
+
+    @staticmethod
+    def solve(mixture: GaussianMixture, x: Any, start: Any, end: Any, *options: Any) -> Any:
+        return probability_flow(mixture, x, start, end, *options)
+
+    @staticmethod
+    def straight(x: Any, level: Any, xp: Any) -> tuple[Any, Any]:
+        return x / _sqrt(level, xp), _sqrt((1 - level) / level, xp)
+
+
+class _FlowView:
+    """The models' view of the flow path (private): levels are σ, the output the velocity, the
+    end σ = 0, the straight coordinates (x, σ) themselves."""
+
+    prediction_type = FLOW_PREDICTION
+    max_step = 0.05  # ρ-steps of flow_ode
+    table = None
+    end = 0.0
+
+    @staticmethod
+    def level(sigma: Any, like: Any) -> Any:
+        """σ as a Python float (a host scalar) or an (N, 1) array in ``like``'s namespace."""
+        if isinstance(sigma, (int, float, np.integer, np.floating)):
+            value = float(sigma)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"σ must be in [0, 1] on the flow path, got {sigma!r}")
+            return value
+        host = np.asarray(_host(sigma), dtype=np.float64).reshape(-1, 1)
+        if not np.all((host >= 0) & (host <= 1)):
+            raise ValueError(f"σ must be in [0, 1] on the flow path, got {host.ravel().tolist()}")
+        xp = array_api_compat.array_namespace(like)
+        return xp.asarray(host, dtype=like.dtype, device=array_api_compat.device(like))
+
+    @staticmethod
+    def at_end(sigma: Any) -> bool:
+        return isinstance(sigma, (int, float, np.integer, np.floating)) and float(sigma) == 0.0
+
+    @staticmethod
+    def exact(mixture: GaussianMixture, x: Any, level: Any) -> Any:
+        return teacher_velocity(mixture, x, level)
+
+    @staticmethod
+    def solve(mixture: GaussianMixture, x: Any, start: Any, end: Any, *options: Any) -> Any:
+        return flow_ode(mixture, x, start, end, *options)
+
+    @staticmethod
+    def straight(x: Any, level: Any, xp: Any) -> tuple[Any, Any]:
+        return x, level
+
+
+def _view(path: Any) -> _VPView | _FlowView:
+    """The models' view of ``path``: :data:`tcd_core.FLOW`, or an ᾱ table (the VP path)."""
+    if isinstance(path, FlowPath):
+        return _FlowView()
+    return _VPView(path)
+
+
+class TeacherModel:
+    """The exact posterior-mean prediction of ``mixture`` on ``path``: ε*(x_t, t) = E[ε | x_t] on
+    the VP path of an ᾱ table (``alphas_cumprod``), v*(x_σ, σ) = E[ε − x₀ | x_σ] on
+    :data:`tcd_core.FLOW` (then t is σ).
+
+    Attributes:
+        prediction_type: what the model outputs, ``"epsilon"`` (VP) or ``"flow_prediction"``.
+        table: the host float64 ᾱ table (VP), None on the flow path.
+
+    Example:
+        >>> import numpy as np
+        >>> from tcd_core import FLOW, TCDConfig, alphas_cumprod
         >>> from tcd_sample.toy import TeacherModel, preset
         >>> model = TeacherModel(preset("ring"), alphas_cumprod(TCDConfig()))
         >>> model(np.zeros((3, 2), dtype=np.float32), 999).shape
         (3, 2)
+        >>> flow = TeacherModel(preset("ring"), FLOW)      # σ = 1: v* = x − E[x₀] = x here
+        >>> flow(np.ones((1, 2)), 1.0).round(6).tolist(), flow.prediction_type
+        ([[1.0, 1.0]], 'flow_prediction')
     """
 
     name = "teacher"
 
-    def __init__(self, mixture: GaussianMixture, alphas_cumprod: Any):
+    def __init__(self, mixture: GaussianMixture, path: Any):
         self.mixture = mixture
-        self.table = _host_table(alphas_cumprod)
+        self._path = _view(path)
+        self.table = self._path.table
+        self.prediction_type = self._path.prediction_type
 
     def __call__(self, x: Any, t: Any) -> Any:
-        return teacher_epsilon(self.mixture, x, _lookup(self.table, t, x))
+        return self._path.exact(self.mixture, x, self._path.level(t, x))
 
 
 class DistilledModel(TeacherModel):
-    r"""The ideal consistency model: ε̂ whose DDIM jump from (x_t, t) to timestep 0 is exact.
+    r"""The ideal consistency model: the output whose one-step jump from (x, t) to the path's end
+    is exact.
 
-    ε̂ = (y_t − y₀)/(σ_t − σ₀), where y₀ solves the probability-flow ODE from σ_t to σ₀
-    (:func:`probability_flow`, RK4 with λ-steps of at most ``max_step``). At t = 0 itself the
-    jump is empty and ε̂ is the teacher's ε.
+    VP: ε̂ = (y_t − y₀)/(σ_t − σ₀), where y₀ solves the probability-flow ODE from σ_t to σ₀
+    (:func:`probability_flow`, RK4 with λ-steps of at most ``max_step``, 0.1 by default): the
+    DDIM jump to timestep 0 lands on it. Flow: v̂ = (x_σ − x₀)/σ, where x₀ solves the ODE from σ
+    to 0 (:func:`flow_ode`, ρ-steps of at most ``max_step``, 0.05 by default): the Euler jump to
+    σ = 0 lands on it. At the end itself (t = 0, σ = 0) the jump is empty and the output is the
+    teacher's.
 
     Example:
         >>> import numpy as np
@@ -226,31 +457,35 @@ class DistilledModel(TeacherModel):
         >>> jump = np.sqrt(a_0) * x0_hat + np.sqrt(1 - a_0) * eps
         >>> bool(np.allclose(jump, model.flow(x, 999), atol=1e-12))
         True
+        >>> from tcd_core import FLOW
+        >>> flow = DistilledModel(preset("ring"), FLOW)
+        >>> v = flow(x, 0.75)                                    # Euler jump from σ = 0.75 to 0
+        >>> bool(np.allclose(x - 0.75 * v, flow.flow(x, 0.75), atol=1e-12))
+        True
     """
 
     name = "distilled"
 
-    def __init__(self, mixture: GaussianMixture, alphas_cumprod: Any, max_step: float = 0.1):
-        super().__init__(mixture, alphas_cumprod)
-        self.max_step = float(max_step)
+    def __init__(self, mixture: GaussianMixture, path: Any, max_step: float | None = None):
+        super().__init__(mixture, path)
+        self.max_step = float(self._path.max_step if max_step is None else max_step)
 
     def flow(self, x: Any, t: Any, substeps: int | None = None) -> Any:
-        """x at timestep 0 on the probability-flow-ODE trajectory through (x, t)."""
-        a_t, a_0 = _lookup(self.table, t, x), float(self.table[0])
-        return probability_flow(self.mixture, x, a_t, a_0, substeps, self.max_step)
+        """x at the path's end (timestep 0, or σ = 0) on the probability-flow-ODE trajectory
+        through (x, t)."""
+        path = self._path
+        return path.solve(self.mixture, x, path.level(t, x), path.end, substeps, self.max_step)
 
     def __call__(self, x: Any, t: Any) -> Any:
-        xp = array_api_compat.array_namespace(x)
-        a_t, a_0 = _lookup(self.table, t, x), float(self.table[0])
-        sigma_t = _sqrt((1 - a_t) / a_t, xp)
-        sigma_0 = math.sqrt((1 - a_0) / a_0)
-        if isinstance(t, (int, np.integer)) and int(t) == 0:
+        path = self._path
+        if path.at_end(t):
             return super().__call__(x, t)
-        y_t = x / _sqrt(a_t, xp)
-        y_0 = self.flow(x, t) / math.sqrt(a_0)
-        gap = sigma_t - sigma_0
+        xp = array_api_compat.array_namespace(x)
+        u_t, tau_t = path.straight(x, path.level(t, x), xp)
+        u_0, tau_0 = path.straight(self.flow(x, t), path.end, xp)
+        gap = tau_t - tau_0
         if isinstance(gap, float):
-            return (y_t - y_0) / gap
-        at_zero = gap == 0
-        eps = (y_t - y_0) / xp.where(at_zero, xp.ones_like(gap), gap)
-        return xp.where(at_zero, super().__call__(x, t), eps)
+            return (u_t - u_0) / gap
+        at_end = gap == 0
+        out = (u_t - u_0) / xp.where(at_end, xp.ones_like(gap), gap)
+        return xp.where(at_end, super().__call__(x, t), out)
