@@ -187,7 +187,11 @@ class FlowPath(NamedTuple):
         the Euler step and η = 1 the stochastic one, bit for bit."""
         keep = (1 - level_to) / (1 - level_from)
         spread = (level_to - level_from) * (level_to + keep * level_from) / (1 - level_from)
-        return keep, xp.sqrt(spread)
+        # Equal levels at σ = 1 (a plan that repeats σ = 1) divide 0 by 0: the identity there,
+        # as everywhere else levels are equal.
+        same = level_from == level_to
+        one = xp.ones_like(keep)
+        return xp.where(same, one, keep), xp.where(same, xp.zeros_like(spread), xp.sqrt(spread))
 
 
 #: The flow-matching path (the only value of :class:`FlowPath`).

@@ -42,6 +42,8 @@ def float64_step(v, x, z, sigma, sigma_next, eta):
     sigma, sigma_next = float(sigma), float(sigma_next)
     v, x = np.asarray(v, np.float64), np.asarray(x, np.float64)
     x_s = x + (s - sigma) * v
+    if s == sigma_next:  # the identity transition (σ_s = σ_next = 1 included, where a is 0/0)
+        return x_s
     a = (1 - sigma_next) / (1 - s)
     return a * x_s + np.sqrt(max(sigma_next**2 - a**2 * s**2, 0.0)) * np.asarray(z, np.float64)
 
@@ -80,8 +82,8 @@ def test_intermediate_sigma_is_the_float32_product_without_a_floor():
 def test_transition_at_the_ends_is_the_euler_and_the_stochastic_step():
     xp = FLOW.namespace()[0]
     f32 = np.float32
-    for to in map(f32, (0.0, 0.1, 0.3, 0.7, 0.999)):
-        assert FLOW.transition(to, to, xp) == (1.0, 0.0)  # η = 0: identity
+    for to in map(f32, (0.0, 0.1, 0.3, 0.7, 0.999, 1.0)):
+        assert FLOW.transition(to, to, xp) == (1.0, 0.0)  # η = 0: identity (σ = 1: not 0/0)
         keep, noise = FLOW.transition(f32(0.0), to, xp)  # η = 1: from the data end
         assert keep == 1 - to and noise == to  # √(σ²) is σ, bit for bit
     keep, noise = FLOW.transition(f32(0.25), f32(0.5), xp)
