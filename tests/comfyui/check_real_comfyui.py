@@ -108,8 +108,11 @@ def main() -> int:
     # ---- 1. install and load -----------------------------------------------------------
     installer = os.path.join(os.path.dirname(sys.executable), "tcd-comfyui-install")
     done = subprocess.run([installer, root], capture_output=True, text=True)
-    record("tcd-comfyui-install writes custom_nodes/tcd_core_nodes", done.returncode == 0,
-           done.stdout.strip().splitlines()[0] if done.stdout else done.stderr.strip())  # fmt: skip
+    record(
+        "tcd-comfyui-install writes custom_nodes/tcd_core_nodes",
+        done.returncode == 0,
+        done.stdout.strip().splitlines()[0] if done.stdout else done.stderr.strip(),
+    )
     shim = os.path.join(root, "custom_nodes", "tcd_core_nodes")
     ok = asyncio.run(nodes.load_custom_node(shim, module_parent="custom_nodes"))
     record("nodes.load_custom_node(custom_nodes/tcd_core_nodes)", ok and "SamplerTCD" in N)
@@ -117,11 +120,13 @@ def main() -> int:
 
     installed = os.path.dirname(pack.__file__)
     ok = asyncio.run(nodes.load_custom_node(installed, module_parent="custom_nodes"))
-    record("nodes.load_custom_node(<site-packages>/tcd_kdiffusion/comfyui)", ok,
-           installed)  # fmt: skip
+    record("nodes.load_custom_node(<site-packages>/tcd_kdiffusion/comfyui)", ok, installed)
     names = {k: nodes.NODE_DISPLAY_NAME_MAPPINGS.get(k) for k in ("SamplerTCD", "TCDSigmas")}
-    record("display names", names == {"SamplerTCD": "Sampler TCD", "TCDSigmas": "TCD Sigmas"},
-           str(names))  # fmt: skip
+    record(
+        "display names",
+        names == {"SamplerTCD": "Sampler TCD", "TCDSigmas": "TCD Sigmas"},
+        str(names),
+    )
     SamplerTCD, TCDSigmas = N["SamplerTCD"], N["TCDSigmas"]
 
     # ---- the models: ComfyUI's BaseModel with a tiny network ---------------------------
@@ -168,16 +173,18 @@ def main() -> int:
 
     def custom(model, sampler, sigmas, seed, latent=None, cfg=1.0):
         latent = torch.zeros(shape) if latent is None else latent
-        out = N["SamplerCustom"]().sample(model, True, seed, cfg, cond, cond, sampler, sigmas,
-                                          {"samples": latent})  # fmt: skip
+        out = N["SamplerCustom"]().sample(
+            model, True, seed, cfg, cond, cond, sampler, sigmas, {"samples": latent}
+        )
         return out[0]["samples"]
 
     def advanced(model, sampler, sigmas, seed, latent=None):
         latent = torch.zeros(shape) if latent is None else latent
         guider = N["BasicGuider"]().get_guider(model, cond)[0]
         noise = N["RandomNoise"]().get_noise(seed)[0]
-        out = N["SamplerCustomAdvanced"]().sample(noise, guider, sampler, sigmas,
-                                                  {"samples": latent})  # fmt: skip
+        out = N["SamplerCustomAdvanced"]().sample(
+            noise, guider, sampler, sigmas, {"samples": latent}
+        )
         return out[0]["samples"]
 
     def tcd(eta, step_noise="comfyui"):
@@ -199,8 +206,10 @@ def main() -> int:
 
     # ---- 2. SD-style models vs diffusers -------------------------------------------------
     seed = 42
-    for prediction, model_type in (("epsilon", comfy.model_base.ModelType.EPS),
-                                   ("v_prediction", comfy.model_base.ModelType.V_PREDICTION)):  # fmt: skip
+    for prediction, model_type in (
+        ("epsilon", comfy.model_base.ModelType.EPS),
+        ("v_prediction", comfy.model_base.ModelType.V_PREDICTION),
+    ):
         model, net = build(comfy.supported_models.SD15, model_type, None)
         ms = model.get_model_object("model_sampling")
         ac = 1 / (1 + ms.sigmas.double() ** 2)
@@ -216,8 +225,11 @@ def main() -> int:
                     torch.randn(shape, generator=g)  # the pipeline's latents come first
                 ref = diffusers_tcd(net.fn, ac, z, eta, g, prediction)
                 err = scaled(ours, ref)
-                record(f"SD1.5 {prediction} eta={eta} noise={mode} vs diffusers",
-                       err <= TOL and net.calls == 4, f"{err:.2e}, {net.calls} model calls")  # fmt: skip
+                record(
+                    f"SD1.5 {prediction} eta={eta} noise={mode} vs diffusers",
+                    err <= TOL and net.calls == 4,
+                    f"{err:.2e}, {net.calls} model calls",
+                )
         # image-to-image
         latent = torch.tanh(torch.randn(shape, generator=torch.Generator().manual_seed(3)))
         ours = custom(model, tcd(0.3, "diffusers"), sigmas_of(model, 4, 0.5), seed, latent)
@@ -230,12 +242,17 @@ def main() -> int:
         a = advanced(model, tcd(0.3), sigmas, seed)
         b = custom(model, tcd(0.3), sigmas, seed)
         c = custom(model, tcd(0.3), sigmas, seed)
-        record(f"SD1.5 {prediction} SamplerCustomAdvanced == SamplerCustom, reruns equal",
-               torch.equal(a, b) and torch.equal(b, c))  # fmt: skip
+        record(
+            f"SD1.5 {prediction} SamplerCustomAdvanced == SamplerCustom, reruns equal",
+            torch.equal(a, b) and torch.equal(b, c),
+        )
         net.calls = 0
         custom(model, tcd(0.3), sigmas, seed, cfg=2.0)
-        record(f"SD1.5 {prediction} cfg=2: one model call per step", net.calls == 4,
-               f"{net.calls} calls")  # fmt: skip
+        record(
+            f"SD1.5 {prediction} cfg=2: one model call per step",
+            net.calls == 4,
+            f"{net.calls} calls",
+        )
 
     # zero-terminal SNR (v-prediction), through ComfyUI's ModelSamplingDiscrete node
     model, net = build(comfy.supported_models.SD15, comfy.model_base.ModelType.V_PREDICTION, None)
@@ -248,8 +265,11 @@ def main() -> int:
     z = torch.randn(shape, generator=g)
     ref = diffusers_tcd(net.fn, ac, z, 0.3, g, "v_prediction")
     err = scaled(ours, ref)
-    record("SD v zsnr (ModelSamplingDiscrete v_prediction, zsnr) vs diffusers", err <= TOL,
-           f"{err:.2e}")  # fmt: skip
+    record(
+        "SD v zsnr (ModelSamplingDiscrete v_prediction, zsnr) vs diffusers",
+        err <= TOL,
+        f"{err:.2e}",
+    )
 
     # ---- 3. the lcm patch --------------------------------------------------------------
     for zsnr in (False, True):
@@ -278,8 +298,11 @@ def main() -> int:
             print(f"      lcm patch (zsnr=True) vs diffusers: {err:.2e} (ε at σ = 4518, float32)")
             record("lcm patch (zsnr=True): timesteps", steps == [999, 759, 499, 259], f"{steps}")
         else:
-            record(f"lcm patch ({len(ms.sigmas)} sigmas) vs diffusers",
-                   err <= TOL and steps == [999, 759, 499, 259], f"{err:.2e}, timesteps {steps}")  # fmt: skip
+            record(
+                f"lcm patch ({len(ms.sigmas)} sigmas) vs diffusers",
+                err <= TOL and steps == [999, 759, 499, 259],
+                f"{err:.2e}, timesteps {steps}",
+            )
         # the same sigmas on the unpatched model give the same image
         unpatched = model if not zsnr else N["ModelSamplingDiscrete"]().patch(model, "eps", True)[0]
         plain = custom(unpatched, tcd(0.3, "diffusers"), sigmas, seed)
@@ -290,24 +313,43 @@ def main() -> int:
     euler = N["KSamplerSelect"]().get_sampler("euler")[0]
     lcm = N["KSamplerSelect"]().get_sampler("lcm")[0]
     flows = []
-    model, net = build(comfy.supported_models.SD3, comfy.model_base.ModelType.FLOW, flow_fn,
-                       {"in_channels": 4})  # fmt: skip
+    model, net = build(
+        comfy.supported_models.SD3, comfy.model_base.ModelType.FLOW, flow_fn, {"in_channels": 4}
+    )
     flows.append(("SD3 (DiscreteFlow shift 3)", model, net))
     flows.append(
         ("SD3 + ModelSamplingSD3 shift 5", N["ModelSamplingSD3"]().patch(model, 5.0)[0], net)
     )
-    flows.append(("AuraFlow (ModelSamplingAuraFlow)", N["ModelSamplingAuraFlow"]().patch_aura(model, 1.73)[0], net))  # fmt: skip
+    flows.append(
+        (
+            "AuraFlow (ModelSamplingAuraFlow)",
+            N["ModelSamplingAuraFlow"]().patch_aura(model, 1.73)[0],
+            net,
+        )
+    )
     model, net = build(comfy.supported_models.Flux, comfy.model_base.ModelType.FLUX, flow_fn)
     flows.append(("FLUX (ModelSamplingFlux)", model, net))
-    flows.append(("FLUX + ModelSamplingFlux 1024x1024",
-                  N["ModelSamplingFlux"]().patch(model, 1.15, 0.5, 1024, 1024)[0], net))  # fmt: skip
+    flows.append(
+        (
+            "FLUX + ModelSamplingFlux 1024x1024",
+            N["ModelSamplingFlux"]().patch(model, 1.15, 0.5, 1024, 1024)[0],
+            net,
+        )
+    )
     model, net = build(comfy.supported_models.SD15, comfy.model_base.ModelType.EPS, flow_fn)
-    flows.append(("Cosmos (ContinuousEDM node, cosmos_rflow)",
-                  N["ModelSamplingContinuousEDM"]().patch(model, "cosmos_rflow", 80.0, 0.002)[0], net))  # fmt: skip
+    flows.append(
+        (
+            "Cosmos (ContinuousEDM node, cosmos_rflow)",
+            N["ModelSamplingContinuousEDM"]().patch(model, "cosmos_rflow", 80.0, 0.002)[0],
+            net,
+        )
+    )
     for name, model, net in flows:
-        for label, sigmas in (("TCD Sigmas", sigmas_of(model, 4)),
-                              ("BasicScheduler simple", N["BasicScheduler"]().get_sigmas(model, "simple", 4, 1.0)[0]),
-                              ("TCD Sigmas denoise 0.6", sigmas_of(model, 4, 0.6))):  # fmt: skip
+        for label, sigmas in (
+            ("TCD Sigmas", sigmas_of(model, 4)),
+            ("BasicScheduler simple", N["BasicScheduler"]().get_sigmas(model, "simple", 4, 1.0)[0]),
+            ("TCD Sigmas denoise 0.6", sigmas_of(model, 4, 0.6)),
+        ):
             latent = None
             if "denoise" in label:
                 latent = torch.tanh(torch.randn(shape, generator=torch.Generator().manual_seed(5)))
@@ -318,8 +360,11 @@ def main() -> int:
                 ref = custom(model, reference, sigmas, seed, latent)
                 err = scaled(ours, ref)
                 which = "euler" if eta == 0 else "lcm"
-                record(f"{name}, {label}: eta={eta:g} vs {which}",
-                       err <= TOL and calls == len(sigmas) - 1, f"{err:.2e}, {calls} calls")  # fmt: skip
+                record(
+                    f"{name}, {label}: eta={eta:g} vs {which}",
+                    err <= TOL and calls == len(sigmas) - 1,
+                    f"{err:.2e}, {calls} calls",
+                )
         a = custom(model, tcd(0.3), sigmas_of(model, 4), seed)
         b = advanced(model, tcd(0.3), sigmas_of(model, 4), seed)
         record(f"{name}: eta=0.3 SamplerCustomAdvanced == SamplerCustom", torch.equal(a, b))
@@ -328,12 +373,24 @@ def main() -> int:
     # ---- 5. model samplings TCD cannot sample: a ValueError before the first model call ----
     model, net = build(comfy.supported_models.SD15, comfy.model_base.ModelType.EPS, flow_fn)
     refused = [
-        ("ModelSamplingContinuousEDM edm", N["ModelSamplingContinuousEDM"]().patch(model, "edm", 120.0, 0.002)[0]),
-        ("ModelSamplingContinuousEDM v_prediction", N["ModelSamplingContinuousEDM"]().patch(model, "v_prediction", 120.0, 0.002)[0]),
-        ("ModelSamplingContinuousEDM eps", N["ModelSamplingContinuousEDM"]().patch(model, "eps", 120.0, 0.002)[0]),
-        ("ModelSamplingContinuousV", N["ModelSamplingContinuousV"]().patch(model, "v_prediction", 500.0, 0.03)[0]),
+        (
+            "ModelSamplingContinuousEDM edm",
+            N["ModelSamplingContinuousEDM"]().patch(model, "edm", 120.0, 0.002)[0],
+        ),
+        (
+            "ModelSamplingContinuousEDM v_prediction",
+            N["ModelSamplingContinuousEDM"]().patch(model, "v_prediction", 120.0, 0.002)[0],
+        ),
+        (
+            "ModelSamplingContinuousEDM eps",
+            N["ModelSamplingContinuousEDM"]().patch(model, "eps", 120.0, 0.002)[0],
+        ),
+        (
+            "ModelSamplingContinuousV",
+            N["ModelSamplingContinuousV"]().patch(model, "v_prediction", 500.0, 0.03)[0],
+        ),
         ("ModelSamplingStableCascade", N["ModelSamplingStableCascade"]().patch(model, 2.0)[0]),
-    ]  # fmt: skip
+    ]
     for name, patched in refused:
         net.calls = 0
         sigmas = N["BasicScheduler"]().get_sigmas(patched, "karras", 4, 1.0)[0]
@@ -341,8 +398,7 @@ def main() -> int:
             custom(patched, tcd(0.3), sigmas, seed)
             record(f"{name}: refused", False, "no error")
         except ValueError as err:
-            record(f"{name}: ValueError before the model runs", net.calls == 0,
-                   str(err)[:90] + "…")  # fmt: skip
+            record(f"{name}: ValueError before the model runs", net.calls == 0, str(err)[:90] + "…")
         try:
             sigmas_of(patched, 4)
             record(f"{name}: TCD Sigmas refused", False, "no error")
