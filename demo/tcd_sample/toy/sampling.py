@@ -23,10 +23,12 @@ from tcd_core import (
     LCM,
     TCD,
     Algorithm,
+    FlowConfig,
     FlowPath,
     TCDConfig,
     alphas_cumprod,
     check_eta,
+    flow_plan,
     plan_timesteps,
     step,
 )
@@ -46,8 +48,9 @@ def flow_sigmas(num_inference_steps: int, shift: float = DEFAULT_SHIFT) -> np.nd
     σ = shift·u/(1 + (shift − 1)·u) (SD3's static shift), then the terminal 0. Step i goes from
     ``sigmas[i]`` to ``sigmas[i + 1]``; the first σ is 1 (pure noise), the last 0 (the data).
 
-    It is diffusers' ``FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(sigmas=u)``:
-    u rounded to float32 first, the shift in float32.
+    It is the core's :func:`tcd_core.flow_plan` with these ``sigmas``, i.e. diffusers'
+    ``FlowMatchEulerDiscreteScheduler(shift=shift).set_timesteps(sigmas=u)``, bit for bit
+    (ValueError for n < 1 or a shift outside [0.01, float32's largest]).
 
     Example:
         >>> flow_sigmas(4).astype(float).round(4).tolist()
@@ -55,16 +58,11 @@ def flow_sigmas(num_inference_steps: int, shift: float = DEFAULT_SHIFT) -> np.nd
         >>> flow_sigmas(2, shift=1.0).tolist()
         [1.0, 0.5, 0.0]
     """
-    if int(num_inference_steps) != num_inference_steps or num_inference_steps < 1:
-        raise ValueError(
-            f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}"
-        )
-    if not (np.isfinite(shift) and shift > 0):
-        raise ValueError(f"`shift` must be a positive number, got {shift!r}")
-    n = int(num_inference_steps)
-    u = np.linspace(1.0, 1.0 / n, n).astype(np.float32)
-    shifted = shift * u / (1 + (shift - 1) * u)
-    return np.concatenate([shifted.astype(np.float32), np.zeros(1, dtype=np.float32)])
+    n = num_inference_steps
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`num_inference_steps` must be an integer >= 1, got {n!r}")
+    u = np.linspace(1.0, 1.0 / n, n)
+    return flow_plan(FlowConfig(shift=shift), int(n), sigmas=u).sigmas
 
 
 class _Schedule(NamedTuple):
