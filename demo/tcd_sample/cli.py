@@ -12,6 +12,12 @@ Algorithm 1: ``lcm_timesteps`` + ``lcm_step``) beside TCD (Algorithm 4), on the 
 same x_T and the same reference samples. LCM has no η: it gives one row per (model, steps), with
 the η column shown as "–" (``null`` in the JSON).
 
+``--path flow`` runs the same table and figure on the flow-matching path x_σ = (1−σ)·x₀ + σ·ε
+(:data:`tcd_core.FLOW`): the teacher is then the exact velocity v* = E[ε − x₀ | x_σ] and the
+distilled model the ideal consistency model whose Euler jump to σ = 0 lands on the ODE's end
+point; the plan is :func:`~tcd_sample.toy.flow_sigmas` with ``--shift`` (3 by default), and the
+target the mixture itself (σ = 0). TCD only (LCM has no flow form).
+
 Exit status: 0 on success, 2 for bad arguments (one line on stderr, no traceback), 1 when an
 optional dependency (a backend, matplotlib) is missing or writing a file fails.
 """
@@ -31,7 +37,10 @@ from typing import Any, NoReturn, TextIO
 import numpy as np
 
 from tcd_core import (
+    FLOW,
+    FLOW_PREDICTION,
     PREDICTION_TYPES,
+    FlowConfig,
     TCDConfig,
     __version__,
     alphas_cumprod,
@@ -42,7 +51,7 @@ from tcd_core import (
 
 from .toy import PRESETS, DistilledModel, TeacherModel, component_shares, sliced_wasserstein
 from .toy._backend import BACKENDS, load_backend, to_numpy
-from .toy.sampling import lcm_sample, tcd_sample
+from .toy.sampling import DEFAULT_SHIFT, lcm_sample, tcd_sample
 
 __all__ = ["main"]
 
@@ -51,6 +60,10 @@ MODELS = {"teacher": TeacherModel, "distilled": DistilledModel}
 # sampler -> (table label, plan function); LCM's plan rejects the same step counts as TCD's
 SAMPLERS = {"tcd": ("TCD", tcd_timesteps), "lcm": ("LCM", lcm_timesteps)}
 DEFAULT_ETA = 0.3
+PATHS = ("vp", "flow")
+#: --steps on the flow path: its plan has no distillation grid; 1000 is the flow models' training
+#: grid (σ·1000 timesteps)
+MAX_FLOW_STEPS = 1000
 NO_ETA = "–"  # the η column of LCM rows
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 MAX_SAMPLES = 1_000_000
@@ -79,7 +92,29 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Several values for --model, --sampler, --steps or --eta give a sweep (one row each). "
-            "LCM has no eta: one LCM row per model and steps value, eta shown as '–'."
+            "LCM has no eta: one LCM row per model and steps value, eta shown as '–'. "
+            "--path flow samples on the flow-matching path x = (1-σ)·x0 + σ·ε instead, with the "
+            "exact velocity (teacher) and the ideal flow consistency model (distilled)."
+        ),
+    )
+    p.add_argument(
+        "--path",
+        choices=PATHS,
+        default="vp",
+        help=(
+            "noise path: vp (the scheduler config's ᾱ schedule, ε-prediction models) or flow "
+            "(rectified flow x = (1-σ)·x0 + σ·ε, velocity models v = ε - x0, the σ plan of "
+            "--shift; TCD only) (vp)"
+        ),
+    )
+    p.add_argument(
+        "--shift",
+        type=float,
+        default=None,
+        metavar="S",
+        help=(
+            "--path flow only: the plan's shift, σ = S·u/(1 + (S-1)·u) for u = 1, 1-1/n, ..., 1/n "
+            f"(SD3-like: {DEFAULT_SHIFT:g})"
         ),
     )
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array library (numpy)")
@@ -103,9 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eta", nargs="+", type=float, default=None, help="η in [0, 1], TCD only (0.3)")
     p.add_argument(
         "--prediction-type",
-        choices=PREDICTION_TYPES,
+        choices=(*PREDICTION_TYPES, FLOW_PREDICTION),
         default=None,
-        help="what the model outputs (the scheduler config's: epsilon)",
+        help=(
+            "what the model outputs (vp: the scheduler config's, epsilon; flow: flow_prediction, "
+            "or sample)"
+        ),
     )
     p.add_argument("--preset", choices=tuple(PRESETS), default="ring", help="mixture (ring)")
     p.add_argument("--samples", type=int, default=2000, help="samples per setting (2000)")
@@ -174,6 +212,14 @@ def _validate(args: argparse.Namespace) -> TCDConfig:
         _check_dir("--out", args.out)
     if args.json:
         _check_dir("--json", args.json)
+    if args.path == "flow":
+        return _validate_flow(args)
+    if args.shift is not None:
+        raise UsageError("--shift applies to --path flow only (the VP plan has no shift)")
+    if args.prediction_type == FLOW_PREDICTION:
+        raise UsageError(
+            "--prediction-type flow_prediction is the flow path's velocity: use it with --path flow"
+        )
     config = _load_config(args.config)
     if args.prediction_type is not None:
         config = config.replace(prediction_type=args.prediction_type)
@@ -196,6 +242,40 @@ def _validate(args: argparse.Namespace) -> TCDConfig:
     for e in args.eta:
         check_eta(e)
     return config
+
+
+def _validate_flow(args: argparse.Namespace) -> TCDConfig:
+    """The checks of ``--path flow`` (after the common ones); returns the step's config."""
+    if "lcm" in args.sampler:
+        raise UsageError(
+            "--sampler lcm has no flow form (its boundary conditions are defined on the VP path's "
+            "timesteps); on --path flow, TCD with --eta 1 is the flow LCM step"
+        )
+    if args.config is not None:
+        raise UsageError(
+            "--config is a TCDScheduler config of the VP path; --path flow takes --shift"
+        )
+    if args.shift is None:
+        args.shift = DEFAULT_SHIFT
+    try:
+        FlowConfig(shift=args.shift)
+    except ValueError as exc:
+        raise UsageError(f"--shift: {exc}") from None
+    kind = args.prediction_type or FLOW_PREDICTION
+    if kind == "v_prediction":
+        raise UsageError(
+            "--prediction-type v_prediction is the VP path's; on --path flow use flow_prediction "
+            "(the velocity) or sample"
+        )
+    if kind == "epsilon":
+        raise UsageError(
+            "--prediction-type epsilon cannot start the flow plan at σ = 1 (x̂₀ = (x − σ·ε)/(1 − σ) "
+            "divides by zero there); on --path flow use flow_prediction or sample"
+        )
+    for s in args.steps:
+        if s > MAX_FLOW_STEPS:
+            raise UsageError(f"--steps must be <= {MAX_FLOW_STEPS} on --path flow, got {s}")
+    return TCDConfig(prediction_type=kind)
 
 
 def max_steps(config: TCDConfig) -> int:
@@ -347,17 +427,21 @@ DENSITY_CMAP = "Blues"
 def _build_figure(
     runs: list[dict],
     mixture: Any,
-    alpha0: float,
+    alpha0: float | None,
     trajectories: bool,
     samplers: Sequence[str] = ("tcd",),
     exact: dict | None = None,
+    *,
+    shift: float | None = None,
 ) -> Any:
     """One panel per run, samples over the target density; returns the matplotlib Figure.
 
     ``exact`` ({"samples", "swd"}: exact samples and their SW₁ to the reference, the noise floor)
     adds a panel of them in a column of its own on the left, to compare the others with. A key
     under the panels names the colours. Panels name their sampler (TCD/LCM) when LCM is in the
-    sweep; so does the figure's title."""
+    sweep; so does the figure's title. The target is the mixture noised to ``alpha0`` (the VP
+    path's timestep 0); with ``shift`` (the flow path's plan) it is the mixture itself (σ = 0),
+    and the title names the path (``alpha0`` is then unused)."""
     Figure, FigureCanvasAgg = _load_matplotlib()
     n = len(runs)
     cols = min(4, n)
@@ -365,6 +449,8 @@ def _build_figure(
     first = 1 if exact is not None else 0  # the column of the exact panel
     width = 3.2 * (cols + first)
     lines = [f"tcd-sample: {mixture.name} mixture, samples over the target density"]
+    if shift is not None:
+        lines.append(f"flow-matching path, shift {shift:g}")
     if "lcm" in samplers:
         names = {"tcd": "TCD (Algorithm 4)", "lcm": "LCM (Algorithm 1)"}
         lines.append(" and ".join(names[s] for s in dict.fromkeys(samplers)))
@@ -386,7 +472,8 @@ def _build_figure(
     lim = float(np.max(np.abs(means)) + 4 * max(mixture.stds) + 0.3)
     grid = np.linspace(-lim, lim, 200)
     gx, gy = np.meshgrid(grid, grid)
-    density = np.exp(mixture.noised(alpha0).log_density(np.stack([gx, gy], axis=-1)))
+    target = mixture if shift is not None else mixture.noised(alpha0)
+    density = np.exp(target.log_density(np.stack([gx, gy], axis=-1)))
 
     def panel(where: Any, points: np.ndarray, colour: str, heading: str) -> Any:
         ax = fig.add_subplot(where)
@@ -412,7 +499,8 @@ def _build_figure(
                 ax.plot(line[:, 0], line[:, 1], "-o", color=PATH_COLOUR, lw=0.6, ms=1.8, alpha=0.8)
 
     fig.suptitle("\n".join(title))
-    _key(fig, grid_spec, rows, exact is not None, trajectories, samplers, alpha0)
+    where = "the data, σ = 0" if shift is not None else f"ᾱ₀ = {alpha0:.5f}"
+    _key(fig, grid_spec, rows, exact is not None, trajectories, samplers, where)
     # Constrained layout settles over two passes (tick labels and titles are placed while
     # drawing): the first left a row's titles on the x tick labels of the row above. Lay out once
     # here, so that the figure as saved is the second pass.
@@ -427,9 +515,10 @@ def _key(
     exact: bool,
     trajectories: bool,
     samplers: Sequence[str],
-    alpha0: float,
+    where: str,
 ) -> None:
-    """The figure's key: the density's colour, the sampled and the exact points', the paths'.
+    """The figure's key: the density's colour (the target's, ``where``: "ᾱ₀ = …" or the flow
+    path's "the data, σ = 0"), the sampled and the exact points', the paths'.
     Under the exact panel where the column has room (two rows of panels or more), else under the
     figure."""
     import matplotlib
@@ -440,7 +529,7 @@ def _key(
     names = "/".join(SAMPLERS[s][0] for s in dict.fromkeys(samplers))
     dots: dict[str, Any] = {"ls": "", "marker": "o", "ms": 4}
     key = [
-        Patch(color=cmap(0.75), label=f"target density\n(ᾱ₀ = {alpha0:.5f})"),
+        Patch(color=cmap(0.75), label=f"target density\n({where})"),
         Line2D([], [], color=SAMPLED_COLOUR, label=f"sampled ({names})", **dots),
     ]
     if exact:
@@ -490,13 +579,20 @@ def _sweep(
     args: argparse.Namespace, config: TCDConfig, xp: Any, stdout: TextIO, stderr: TextIO
 ) -> dict:
     mixture = PRESETS[args.preset]
-    table = to_numpy(alphas_cumprod(config)).astype(np.float64)
-    alpha0 = float(table[0])
+    flow = args.path == "flow"
+    if flow:
+        # the flow path's end is σ = 0: the target is the data itself
+        path: Any = FLOW
+        alpha0 = None
+        target = mixture
+    else:
+        path = table = to_numpy(alphas_cumprod(config)).astype(np.float64)
+        alpha0 = float(table[0])
+        target = mixture.noised(alpha0)
     try:
-        models = {name: MODELS[name](mixture, table) for name in dict.fromkeys(args.model)}
+        models = {name: MODELS[name](mixture, path) for name in dict.fromkeys(args.model)}
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    target = mixture.noised(alpha0)
     seeds = np.random.SeedSequence(args.seed).spawn(2)
     reference, _ = target.sample(args.samples, np.random.default_rng(seeds[0]))
     other, _ = target.sample(args.samples, np.random.default_rng(seeds[1]))
@@ -535,6 +631,7 @@ def _sweep(
                 trajectory=args.trajectories,
             )
         else:
+            on_flow = {"path": FLOW, "shift": args.shift} if flow else {}
             result = tcd_sample(
                 models[name],
                 config,
@@ -544,6 +641,7 @@ def _sweep(
                 args.seed,
                 xp,
                 trajectory=args.trajectories,
+                **on_flow,
             )
         samples = to_numpy(result.samples).astype(np.float64)
         shares, off = component_shares(samples, target)
@@ -563,11 +661,16 @@ def _sweep(
         progress.advance(label)
     progress.close()
 
+    if flow:
+        where = f"path flow (shift {args.shift:g}), "
+        against = "of the mixture (sigma = 0)"
+    else:
+        where, against = "", f"at alpha_bar_0 = {alpha0:.5f}"
     print(
         f"tcd-sample {__version__}: {mixture.name} mixture ({mixture.num_components} components), "
-        f"{args.samples} samples, seed {args.seed}, backend {args.backend}, "
+        f"{args.samples} samples, seed {args.seed}, backend {args.backend}, {where}"
         f"prediction_type {config.prediction_type}; SW1 = sliced 1-Wasserstein distance to "
-        f"{args.samples} fresh exact samples at alpha_bar_0 = {alpha0:.5f}",
+        f"{args.samples} fresh exact samples {against}",
         file=stdout,
     )
     _table(rows, floor, mixture, stdout, "lcm" in samplers, args.samples)
@@ -575,6 +678,7 @@ def _sweep(
         "tool": PROG,
         "version": __version__,
         "backend": args.backend,
+        "path": args.path,
         "preset": args.preset,
         "mixture": {
             "means": [list(m) for m in mixture.means],
@@ -583,7 +687,7 @@ def _sweep(
         },
         "samples": args.samples,
         "seed": args.seed,
-        "alpha_bar_0": alpha0,
+        **({"shift": args.shift} if flow else {"alpha_bar_0": alpha0}),
         "config": config.to_dict(),
         "metric": "sliced 1-Wasserstein, 128 directions",
         "samplers": samplers,
@@ -592,7 +696,15 @@ def _sweep(
     }
     if not args.no_figure:
         exact = {"samples": other, "swd": floor["swd"]}
-        fig = _build_figure(runs, mixture, alpha0, args.trajectories > 0, samplers, exact)
+        fig = _build_figure(
+            runs,
+            mixture,
+            alpha0,
+            args.trajectories > 0,
+            samplers,
+            exact,
+            shift=args.shift if flow else None,
+        )
         _save_figure(fig, args.out)
         print(f"figure: {args.out}", file=stdout)
     if args.json:

@@ -30,3 +30,12 @@ def ring_reference(alpha0):
     m = preset("ring")
     ref, _ = m.noised(alpha0).sample(4000, np.random.default_rng(12345))
     return m, ref
+
+
+@pytest.fixture(scope="session")
+def ring_flow_reference():
+    """The ``ring`` preset and 4000 exact samples of it at σ = 0, the flow path's end (the
+    mixture itself; fixed seed): what the flow-path tests measure sampled points against."""
+    m = preset("ring")
+    ref, _ = m.sample(4000, np.random.default_rng(12345))
+    return m, ref

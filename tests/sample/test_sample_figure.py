@@ -19,6 +19,7 @@ KINDS = {
     "trajectories": ["--trajectories", "5", "--steps", "2", "4"],
     "one panel": ["--model", "distilled", "--steps", "1"],
     "grid preset": ["--preset", "grid", "--steps", "1", "4"],
+    "flow path": ["--path", "flow", "--steps", "1", "4", "--trajectories", "3"],
 }
 
 
@@ -107,14 +108,16 @@ def test_no_two_texts_overlap(draw, kind):
     assert not outside, outside
 
 
-@pytest.mark.parametrize("kind", ["default", "tcd and lcm", "trajectories"])
+@pytest.mark.parametrize("kind", ["default", "tcd and lcm", "trajectories", "flow path"])
 def test_the_key_names_the_colours_and_the_exact_samples_have_a_panel(draw, kind):
     fig = draw(KINDS[kind])
     legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
     assert len(legends) == 1
     labels = " | ".join(t.get_text() for t in legends[0].get_texts())
     assert "target density" in labels and "exact samples" in labels and "sampled" in labels
-    assert ("path" in labels) == (kind == "trajectories")
+    assert ("path" in labels) == (kind in ("trajectories", "flow path"))
+    assert ("σ = 0" in labels) == (kind == "flow path")  # the flow path's target: the data
     titles = [ax.get_title() for ax in fig.axes]
     (exact,) = [t for t in titles if t.startswith("exact samples")]
     assert "noise floor" in exact
+    assert ("flow-matching path, shift 3" in fig._suptitle.get_text()) == (kind == "flow path")
