@@ -129,6 +129,34 @@ def main() -> int:
     )
     SamplerTCD, TCDSigmas = N["SamplerTCD"], N["TCDSigmas"]
 
+    # ---- the guide's minimal workflow passes ComfyUI's own prompt validation --------------
+    import json
+
+    import execution
+
+    guide = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "guides", "kdiffusion.md")
+    with open(guide, encoding="utf-8") as file:
+        text = file.read()
+    block = text.split("### A minimal workflow", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    prompt = json.loads(block)
+    made = []
+    for folder, key in (("checkpoints", "ckpt_name"), ("loras", "lora_name")):
+        name = next(n["inputs"][key] for n in prompt.values() if key in n["inputs"])
+        path = os.path.join(root, "models", folder, name)
+        if not os.path.exists(path):
+            open(path, "wb").close()  # an empty file: validation checks the name only
+            made.append(path)
+    try:
+        valid = asyncio.run(execution.validate_prompt("docs", prompt, None))
+    finally:
+        for path in made:
+            os.remove(path)
+    record(
+        "the guide's API-format workflow passes validate_prompt",
+        valid[0] is True,
+        str(valid[1])[:90] if not valid[0] else f"outputs {valid[2]}",
+    )
+
     # ---- the models: ComfyUI's BaseModel with a tiny network ---------------------------
     class Net(torch.nn.Module):
         def __init__(self, fn):
