@@ -262,7 +262,7 @@ class FlowConfig:
 def _checked(config: Any) -> FlowConfig:
     if not isinstance(config, FlowConfig):
         raise TypeError(
-            f"`config` must be a tcd_core.flow.FlowConfig, got {type(config).__name__}; "
+            f"`config` must be a tcd_core.FlowConfig, got {type(config).__name__}; "
             "build one with FlowConfig.from_config(...)"
         )
     return config

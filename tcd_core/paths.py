@@ -41,7 +41,11 @@ from ._step_common import as_index, check_index, check_indices, check_order
 from .algorithms import intermediate_level, intermediate_timestep
 from .config import FLOW_PREDICTION, PREDICTION_TYPES
 
-__all__ = ["FLOW", "FlowPath", "VPPath", "as_path"]
+__all__ = ["FLOW", "FLOW_PREDICTION_TYPES", "FlowPath", "VPPath", "as_path"]
+
+#: The prediction types a step on the flow path takes: the velocity, and ε or x̂₀ through its
+#: (a, b) = (1−σ, σ) (the VP path's are :data:`~tcd_core.PREDICTION_TYPES`).
+FLOW_PREDICTION_TYPES = (FLOW_PREDICTION, "epsilon", "sample")
 
 
 class VPPath(NamedTuple):
@@ -58,9 +62,6 @@ class VPPath(NamedTuple):
     """
 
     alphas_cumprod: Any
-
-    #: The prediction types this path's steps take (diffusers' names).
-    prediction_types = PREDICTION_TYPES
 
     def namespace(self, *hints: Any) -> tuple[Any, Any]:
         """(the Array API namespace, the device) of the path's table: looked up once per step
@@ -81,7 +82,7 @@ class VPPath(NamedTuple):
 
     def check_prediction(self, prediction_type: str) -> None:
         """ValueError for the flow path's velocity, which has no meaning on this path."""
-        _check_prediction(prediction_type, self.prediction_types, "the VP path (an ᾱ table)")
+        _check_prediction(prediction_type, PREDICTION_TYPES, "the VP path (an ᾱ table)")
 
     def level(self, timestep: Any, ndim: int, xp: Any, device: Any) -> Any:
         """ᾱ at ``timestep`` (an int, or an integer array given once or once per batch element;
@@ -124,9 +125,6 @@ class FlowPath(NamedTuple):
         (0.5, 0.5)
     """
 
-    #: The prediction types this path's steps take.
-    prediction_types = (FLOW_PREDICTION, "epsilon", "sample")
-
     @staticmethod
     def namespace(*hints: Any) -> tuple[Any, Any]:
         """(namespace, device) of the first array among ``hints`` (the step's σ, then its
@@ -152,7 +150,7 @@ class FlowPath(NamedTuple):
 
     def check_prediction(self, prediction_type: str) -> None:
         """ValueError for the VP path's v-prediction, which is not the flow velocity."""
-        _check_prediction(prediction_type, self.prediction_types, "the flow path")
+        _check_prediction(prediction_type, FLOW_PREDICTION_TYPES, "the flow path")
 
     @staticmethod
     def level(sigma: Any, ndim: int, xp: Any, device: Any) -> Any:

@@ -3,7 +3,7 @@
 FLUX, SD3 and Wan pipelines drive their scheduler with ``set_timesteps(…, sigmas=, mu=)``,
 ``scale_noise`` (img2img), ``set_begin_index`` and ``step(noise_pred, t, latents)``.
 :class:`FlowMatchTCDScheduler` answers all of these as the Euler scheduler does (the plan is
-:func:`tcd_core.flow`, bit for bit the reference's) and steps with TCD on the core's flow
+:func:`tcd_core.flow_plan`, bit for bit the reference's) and steps with TCD on the core's flow
 path (:data:`tcd_core.FLOW`): from σ through σ_s = f32(1−η)·σ_next, re-noised to σ_next.
 
 * η = 0: ``FlowMatchEulerDiscreteScheduler``'s step, bit for bit (no noise drawn).
@@ -18,8 +18,9 @@ path (:data:`tcd_core.FLOW`): from σ through σ_s = f32(1−η)·σ_next, re-no
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,8 @@ from ._base import StepIndices, _checked_eta, check_tensors, step_noise
 from ._inplace import IN_PLACE
 
 __all__ = ["FlowMatchTCDScheduler", "FlowMatchTCDSchedulerOutput"]
+
+_COEFFICIENT_PLANS = 16
 
 #: The core config of every step: the model predicts the flow velocity v = ε − x₀.
 _VELOCITY = tcd_core.TCDConfig(prediction_type=tcd_core.FLOW_PREDICTION)
@@ -53,7 +56,7 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
     Construct it from a pipeline's scheduler, ``FlowMatchTCDScheduler.from_config(
     pipe.scheduler.config)`` or with ``eta=…`` added. The config fields are the Euler scheduler's
     (validated with ValueError where the reference accepts nonsense:
-    :class:`tcd_core.flow.FlowConfig`) plus ``eta``. ``stochastic_sampling=True`` is η = 1,
+    :class:`tcd_core.FlowConfig`) plus ``eta``. ``stochastic_sampling=True`` is η = 1,
     so it is accepted only with ``eta=1.0``; ``invert_sigmas`` runs σ upwards, where only η = 0
     (Euler) is defined.
 
@@ -70,7 +73,6 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
     """
 
     config_name = SCHEDULER_CONFIG_NAME  # type: ignore[assignment]
-    _compatibles: ClassVar[list[str]] = []
     order = 1
     _internal_dict: FrozenDict
 
@@ -112,7 +114,10 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
         self._begin_index: int | None = None
         self._host_sigmas: list[float] = sigmas.tolist()
         self._host_timesteps: list[float] = self.timesteps.tolist()
-        self._coefficients: dict[Any, list[tcd_core.Coefficients]] = {}
+        # every step's coefficients per (plan σ, device, η): pipelines call set_timesteps with
+        # the same plan for every image, so a plan's coefficients are computed once
+        self._coefficients: OrderedDict[Any, list[tcd_core.Coefficients]] = OrderedDict()
+        self._plan_key: Any = (sigmas.numpy().tobytes(), sigmas.device)
         self.num_inference_steps: int | None = None
         #: A generator for the step noise when ``step`` is given none (None: torch's global RNG).
         self.generator: torch.Generator | None = None
@@ -128,7 +133,7 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
         return cached[1]
 
     def _check_direction(self, eta: float) -> None:
-        if self.config.invert_sigmas and eta > 0:
+        if self.config["invert_sigmas"] and eta > 0:
             raise ValueError(
                 "`invert_sigmas=True` runs σ from 0 up to 1, where TCD's re-noising is not "
                 f"defined: use eta=0 (the Euler step), got eta={eta!r}"
@@ -153,7 +158,7 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
         mu: float | None = None,
         timesteps: list[float] | None = None,
     ) -> None:
-        """The Euler scheduler's plan, bit for bit (:func:`tcd_core.flow`): ``timesteps``
+        """The Euler scheduler's plan, bit for bit (:func:`tcd_core.flow_plan`): ``timesteps``
         (the model's time) and ``sigmas`` (with the terminal σ appended) on ``device``."""
         plan = flow_plan(
             self._flow_config(),
@@ -168,7 +173,7 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
         self.sigmas = torch.from_numpy(plan.sigmas).to(device)
         self._host_sigmas = plan.sigmas.tolist()
         self._host_timesteps = plan.timesteps.tolist()
-        self._coefficients = {}
+        self._plan_key = (plan.sigmas.tobytes(), self.sigmas.device)
         self._step_index = None
         self._begin_index = None
 
@@ -252,8 +257,11 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
         check_tensors(model_output, sample)
         if self.num_inference_steps is None:
             raise ValueError("call `set_timesteps` before `step`")
-        eta = self.config.eta if eta is None else _checked_eta(eta)
-        self._check_direction(eta)
+        if eta is None:
+            eta = self.config["eta"]  # checked with the config
+        else:
+            eta = _checked_eta(eta)
+            self._check_direction(eta)
         if self._step_index is None:
             self._init_step_index(timestep)
         index = self._step_index
@@ -286,9 +294,10 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
 
     def _step_coefficients(self, eta: float) -> list[tcd_core.Coefficients]:
         """Every step's coefficients for ``eta``, computed at once from the plan's σ (one
-        vector operation per coefficient, on the σ's device) and cached until the plan
-        changes."""
-        steps = self._coefficients.get(eta)
+        vector operation per coefficient, on the σ's device) and cached per (plan, device, η)
+        for the next images (a few plans at most: least recently used first out)."""
+        key = (self._plan_key, eta)
+        steps = self._coefficients.get(key)
         if steps is None:
             sigmas = self.sigmas
             vectors = tcd_core.coefficients(
@@ -296,8 +305,10 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
             )
             columns = [torch.unbind(v) for v in vectors]
             steps = [tcd_core.Coefficients(*row) for row in zip(*columns, strict=True)]
-            self._coefficients[eta] = steps
+            self._coefficients[key] = steps
+            if len(self._coefficients) > _COEFFICIENT_PLANS:
+                self._coefficients.popitem(last=False)
         return steps
 
     def __len__(self) -> int:
-        return int(self.config.num_train_timesteps)
+        return int(self.config["num_train_timesteps"])

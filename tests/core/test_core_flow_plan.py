@@ -1,4 +1,4 @@
-"""tcd_core.flow against diffusers' FlowMatchEulerDiscreteScheduler: the training σ table and
+"""tcd_core.flow_plan against diffusers' FlowMatchEulerDiscreteScheduler: the training σ table and
 its ends, and ``set_timesteps``' timesteps and σ, bit for bit, over every option the reference
 has; where we raise, the reference fails or returns nonsense; each error names its argument."""
 
