@@ -248,7 +248,14 @@ def model_sampling_sigmas(model_sampling: Any, steps: int, denoise: float = 1.0)
         return get_sigmas_tcd(steps, schedule.alphas_cumprod, strength=float(denoise))
     total = steps if denoise >= 1.0 else int(steps / denoise)
     if schedule.scaling == "const":
-        grid = [float(model_sampling.percent_to_sigma(i / total)) for i in range(total)]
+        to_sigma = getattr(model_sampling, "percent_to_sigma", None)
+        if not callable(to_sigma):
+            raise ValueError(
+                f"this flow model's model sampling ({type(model_sampling).__name__}) has no "
+                f"percent_to_sigma to build its time grid from: use one of ComfyUI's schedulers "
+                f"(simple, beta) for its sigmas"
+            )
+        grid = [float(to_sigma(i / total)) for i in range(total)]
     else:
         top = float(model_sampling.sigma_max)
         top = top / (1 + top)

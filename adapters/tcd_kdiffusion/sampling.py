@@ -335,6 +335,12 @@ def sample_tcd(
     Sigmas that do not end in 0 (a schedule split in two) re-noise on their last step, so the
     two halves run back to back equal the whole.
 
+    On a ComfyUI model whose ``model_sampling`` is a flow-matching one (CONST: SD3, FLUX, Wan,
+    …; COSMOS_RFLOW), σ is the flow σ and each step is TCD on :data:`tcd_core.FLOW` instead
+    (σ_s = f32(1−η)·σ_next; η = 0 is ComfyUI's ``euler``, η = 1 its ``lcm``); a model sampling
+    with continuous time (EDM, continuous v, Stable Cascade) is refused
+    (:mod:`tcd_kdiffusion.model_sampling` lists them all).
+
     Everything is validated before the model is first called.
 
     Args:
@@ -362,7 +368,8 @@ def sample_tcd(
 
     Raises:
         ValueError: ``sigmas`` not strictly decreasing, negative, not finite or off the model's
-            table; ``eta`` outside [0, 1] or of the wrong shape; no table found;
+            table (on a flow model: above 1); ``eta`` outside [0, 1] or of the wrong shape; no
+            table found; a ComfyUI model sampling TCD cannot sample;
             ``extra_args`` not a dict; ``x`` not a floating tensor. All before the model runs.
 
     Example:
