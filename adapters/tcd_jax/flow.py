@@ -574,8 +574,9 @@ class FlaxFlowMatchTCDScheduler:
             to_final: MaxDiffusion's: step to the terminal σ from wherever this step is.
             return_dict: an output with ``.to_tuple()`` when True, else ``(prev_sample, state)``.
             step_index: MaxDiffusion's: the index itself instead of the lookup.
-            key, eta: override the state's for this call (``eta`` a host number is checked and
-                rounded as the reference rounds it; a JAX array is used as given).
+            key: overrides the state's key for this call.
+            eta: overrides the state's η for this call (a host number is checked and rounded as
+                the reference rounds it; a JAX array is used as given).
 
         The noise of step i is ``normal(fold_in(key, i))`` in the sample's dtype (i the first
         batch element's index), entering where η > 0; at the last step (σ_next = 0) its

@@ -327,9 +327,11 @@ def flow_sampling_plan(
         config: a :class:`tcd_core.FlowConfig`, or a diffusers scheduler config mapping
             (``pipe.scheduler.config``, a ``scheduler_config.json``; unknown keys such as
             ``eta`` or ``_class_name`` are ignored); default ``FlowConfig()``.
-        num_inference_steps, sigmas, mu, timesteps, shift: as in
-            :func:`~tcd_core.flow_plan` (``mu`` is needed with
-            ``use_dynamic_shifting``; ``shift`` is the reference's ``set_shift``).
+        num_inference_steps: as in :func:`~tcd_core.flow_plan` (so are the next four).
+        sigmas: custom σ per step.
+        mu: the time shift, needed with ``use_dynamic_shifting``.
+        timesteps: custom model times per step.
+        shift: overrides the config's shift (the reference's ``set_shift``).
         begin_index: start at row ``begin_index`` (img2img pipelines' ``set_begin_index``); step
             i still draws ``fold_in(key, begin_index + i)``.
 
