@@ -36,9 +36,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from .schedule import Table, host_1d, table_from_sigmas
+from .schedule import (
+    _MAX_DEPTH,
+    Table,
+    _sigma_table,
+    host_1d,
+    table_from_alphas_cumprod,
+    table_from_sigmas,
+)
 
-__all__ = ["FlowSchedule", "model_sampling_sigmas", "resolve_model_sampling"]
+__all__ = [
+    "FlowSchedule",
+    "model_sampling_sigmas",
+    "resolve_model_sampling",
+    "resolve_schedule",
+]
 
 #: ComfyUI's LCM type (``comfy_extras.nodes_model_advanced.LCM``): the boundary condition
 #: c_skip·x + c_out·x̂₀ with τ = 10·t and σ_data = 0.5.
@@ -101,6 +113,49 @@ def resolve_model_sampling(
     if not isinstance(sigmas, torch.Tensor):
         raise ValueError(f"{source} ({cls}) has no `sigmas` table")
     return table_from_sigmas(sigmas, f"{source}.sigmas", lcm_boundary=lcm)
+
+
+def resolve_schedule(model: Any, alphas_cumprod: Any = None) -> Table | FlowSchedule:
+    """The model's noise schedule: ``alphas_cumprod`` when given, else found on the model.
+
+    Looked for on the model and its chain of ``inner_model`` wrappers, nearest first: ComfyUI's
+    ``model_sampling`` (read by :func:`~tcd_kdiffusion.model_sampling.resolve_model_sampling`:
+    a discrete table, a flow-matching schedule, or a ValueError), a k-diffusion
+    ``DiscreteSchedule`` or Forge schedule wrapper (``sigmas`` with ``log_sigmas``), or an
+    ``alphas_cumprod`` tensor (A1111's LDM model).
+    """
+
+    if alphas_cumprod is not None:
+        return table_from_alphas_cumprod(alphas_cumprod, "`alphas_cumprod`")
+    obj, path = model, "model"
+    for _ in range(_MAX_DEPTH):
+        if obj is None:
+            break
+        try:
+            sampling = getattr(obj, "model_sampling", None)
+        except Exception:
+            sampling = None
+        if sampling is not None and isinstance(getattr(sampling, "sigmas", None), torch.Tensor):
+            return resolve_model_sampling(sampling, f"{path}.model_sampling")
+        sigmas = _sigma_table(obj)
+        if sigmas is not None:
+            return table_from_sigmas(sigmas, f"{path}.sigmas")
+        try:
+            ac = getattr(obj, "alphas_cumprod", None)
+        except Exception:
+            ac = None
+        if isinstance(ac, torch.Tensor) and ac.ndim == 1 and ac.numel() > 1:
+            return table_from_alphas_cumprod(ac, f"{path}.alphas_cumprod")
+        try:
+            obj = getattr(obj, "inner_model", None)
+        except Exception:
+            obj = None
+        path += ".inner_model"
+    raise ValueError(
+        "no noise schedule found: pass `alphas_cumprod` (the model's ᾱ table), or a model that "
+        "carries its table the way k-diffusion (`.sigmas`/`.log_sigmas`) or ComfyUI "
+        "(`.inner_model.inner_model.model_sampling`) wrappers do"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,9 +43,9 @@ from tcd_core import (
     update,
 )
 
-from .model_sampling import LCM_SIGMA_DATA, LCM_TIMESTEP_SCALING, FlowSchedule
+from .model_sampling import LCM_SIGMA_DATA, LCM_TIMESTEP_SCALING, FlowSchedule, resolve_schedule
 from .noise import NoiseSampler, default_noise_sampler
-from .schedule import Table, host_1d, resolve_table, timesteps_of
+from .schedule import Table, host_1d, timesteps_of
 
 __all__ = ["sample_tcd"]
 
@@ -403,7 +403,7 @@ def sample_tcd(
     eta_host = _host_eta(eta, x.shape[0])
     if len(sig) < 2:
         return x
-    schedule = resolve_table(model, alphas_cumprod)
+    schedule = resolve_schedule(model, alphas_cumprod)
     eta_key = eta_host if isinstance(eta_host, float) else eta_host.tobytes()
     if isinstance(schedule, FlowSchedule):
         plan = _flow_plan(schedule.scaling, schedule.source, sig.tobytes(), eta_key)

@@ -13,13 +13,10 @@ import dataclasses
 import functools
 import math
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from .model_sampling import FlowSchedule
 
 __all__ = ["SIGMA_RTOL", "alphas_cumprod_from_sigmas", "sigmas_from_alphas_cumprod"]
 
@@ -192,10 +189,6 @@ def table_from_sigmas(
     )
 
 
-def _from_sigmas(sigmas: Any, source: str) -> Table:
-    return table_from_sigmas(sigmas, source)
-
-
 def table_from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
     """The Table of an ᾱ table, validated, cached by value."""
     return _from_alphas_cumprod(alphas_cumprod, source)
@@ -203,50 +196,6 @@ def table_from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
 
 def _from_alphas_cumprod(alphas_cumprod: Any, source: str) -> Table:
     return _cached_table("alphas_cumprod", host_1d(alphas_cumprod, source).tobytes(), source)
-
-
-def resolve_table(model: Any, alphas_cumprod: Any = None) -> Table | FlowSchedule:
-    """The model's noise schedule: ``alphas_cumprod`` when given, else found on the model.
-
-    Looked for on the model and its chain of ``inner_model`` wrappers, nearest first: ComfyUI's
-    ``model_sampling`` (read by :func:`~tcd_kdiffusion.model_sampling.resolve_model_sampling`:
-    a discrete table, a flow-matching schedule, or a ValueError), a k-diffusion
-    ``DiscreteSchedule`` or Forge schedule wrapper (``sigmas`` with ``log_sigmas``), or an
-    ``alphas_cumprod`` tensor (A1111's LDM model).
-    """
-    from .model_sampling import resolve_model_sampling
-
-    if alphas_cumprod is not None:
-        return _from_alphas_cumprod(alphas_cumprod, "`alphas_cumprod`")
-    obj, path = model, "model"
-    for _ in range(_MAX_DEPTH):
-        if obj is None:
-            break
-        try:
-            sampling = getattr(obj, "model_sampling", None)
-        except Exception:
-            sampling = None
-        if sampling is not None and isinstance(getattr(sampling, "sigmas", None), torch.Tensor):
-            return resolve_model_sampling(sampling, f"{path}.model_sampling")
-        sigmas = _sigma_table(obj)
-        if sigmas is not None:
-            return _from_sigmas(sigmas, f"{path}.sigmas")
-        try:
-            ac = getattr(obj, "alphas_cumprod", None)
-        except Exception:
-            ac = None
-        if isinstance(ac, torch.Tensor) and ac.ndim == 1 and ac.numel() > 1:
-            return _from_alphas_cumprod(ac, f"{path}.alphas_cumprod")
-        try:
-            obj = getattr(obj, "inner_model", None)
-        except Exception:
-            obj = None
-        path += ".inner_model"
-    raise ValueError(
-        "no noise schedule found: pass `alphas_cumprod` (the model's ᾱ table), or a model that "
-        "carries its table the way k-diffusion (`.sigmas`/`.log_sigmas`) or ComfyUI "
-        "(`.inner_model.inner_model.model_sampling`) wrappers do"
-    )
 
 
 def timesteps_of(sigmas: np.ndarray, table: Table, name: str = "`sigmas`") -> np.ndarray:

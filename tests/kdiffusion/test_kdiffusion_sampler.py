@@ -26,7 +26,7 @@ from kdiffusion_helpers import (
 import tcd_kdiffusion
 from tcd_core import TCDConfig, alphas_cumprod
 from tcd_kdiffusion import default_noise_sampler, get_sigmas_tcd, sample_tcd
-from tcd_kdiffusion.schedule import resolve_table
+from tcd_kdiffusion.model_sampling import resolve_schedule as resolve_table
 
 AC = torch.from_numpy(alphas_cumprod(TCDConfig()))
 SHAPE = (2, 4, 8, 8)

@@ -24,7 +24,8 @@ from tcd_kdiffusion import (
     get_sigmas_tcd,
     sigmas_from_alphas_cumprod,
 )
-from tcd_kdiffusion.schedule import resolve_table, timestep_of
+from tcd_kdiffusion.model_sampling import resolve_schedule as resolve_table
+from tcd_kdiffusion.schedule import timestep_of
 
 REF_LOGGER = "diffusers.schedulers.scheduling_tcd"
 OUR_LOGGER = "tcd_core"
