@@ -225,7 +225,9 @@ class GaussianMixture:
 
         Args:
             x: array of shape (N, 2).
-            a, b: the path's roots at x's level: Python floats, 0-d arrays or (N, 1) arrays.
+            a: the weight of x₀ at x's level (the path's first root): a Python float, a 0-d array
+                or an (N, 1) array.
+            b: the weight of ε, likewise.
             of: (c, d), Python floats.
 
         Example:
