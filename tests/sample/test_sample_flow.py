@@ -10,7 +10,7 @@ directions against the exact projected CDF, 2000 samples, three seeds each):
 * distilled, η = 1: 2, 4, 8 steps 0.80–1.79 (exact in distribution)
 * distilled, η = 0, 4 steps: 3.26–3.51; teacher, η = 1, 4 steps: 7.84–8.00
 * teacher, η = 0 (Euler on the exact velocity), 4000 samples, median distance to the ODE's end
-  point from the same x_T: 0.51, 0.11, 0.045, 0.026, 0.014 for 4, 8, 16, 32, 64 steps (first
+  point from the same x_T: 0.51, 0.12, 0.046, 0.026, 0.014 for 4, 8, 16, 32, 64 steps (first
   order); SW₁ 0.81 at 2 steps, 0.043 at 32 (exact vs exact 0.02)
 """
 
@@ -351,7 +351,7 @@ def test_euler_with_the_exact_velocity_converges_to_the_mixture(ring_flow_refere
         swd.append(sliced_wasserstein(x, ref))
         median.append(float(np.median(np.linalg.norm(x - end, axis=1))))
     assert swd == sorted(swd, reverse=True) and median == sorted(median, reverse=True)
-    assert median[4] < median[2] / 3  # 8 -> 32 steps: measured ×4.2
+    assert median[4] < median[2] / 3  # 8 -> 32 steps: measured ×4.4
     assert swd[0] > 0.5 and swd[4] < 0.06  # measured 0.81 and 0.043 (exact vs exact: 0.02)
 
 
