@@ -181,12 +181,32 @@ def _undo_lcm_boundary(weights: np.ndarray, t: np.ndarray, source: str) -> np.nd
     return out
 
 
+def _plan_arguments(sigmas: bytes, eta: float | bytes) -> tuple[np.ndarray, float | np.ndarray]:
+    """The σ's and η back from the bytes the plan caches are keyed on (η stays a Python float
+    when it is one)."""
+    sig = np.frombuffer(sigmas, dtype=np.float64)
+    return sig, eta if isinstance(eta, float) else np.frombuffer(eta, dtype=np.float64)
+
+
+def _frozen_plan(weights64: np.ndarray, eta: float | np.ndarray, final: Iterable[Any]) -> _Folded:
+    """A plan's float64 weights (steps, rows, 3) rounded once to float32 and made read-only,
+    with the Python-float weights of a scalar η and each step's draw: the reference's rule
+    (:meth:`tcd_core.TCD.draws`: η > 0 and the step not ``final``, i.e. not ending at σ = 0),
+    where any batch element's η > 0 draws one noise for the batch."""
+    weights = weights64.astype(np.float32)
+    weights.flags.writeable = False
+    positive = float(np.max(eta))
+    scalars = None
+    if isinstance(eta, float):
+        scalars = tuple((float(a), float(b), float(c)) for a, b, c in weights[:, 0].tolist())
+    return _Folded(weights, scalars, tuple(TCD.draws(positive, bool(f)) for f in final))
+
+
 @functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
 def _host_plan(table: Table, sigmas: bytes, eta: float | bytes) -> _Folded:
     """σ's → integer timesteps → each step's weights (all validation). Cached: a UI samples
     with the same table, sigmas and η call after call; the arguments are the values' bytes."""
-    sig = np.frombuffer(sigmas, dtype=np.float64)
-    eta_host = eta if isinstance(eta, float) else np.frombuffer(eta, dtype=np.float64)
+    sig, eta_host = _plan_arguments(sigmas, eta)
     final = sig[-1] == 0
     ts = timesteps_of(sig[:-1] if final else sig, table)
     if final:
@@ -207,14 +227,7 @@ def _host_plan(table: Table, sigmas: bytes, eta: float | bytes) -> _Folded:
     weights64 = _folded_weights(table.alphas_cumprod, t, p, s, is_final, np.float64)
     if table.lcm_boundary:
         weights64 = _undo_lcm_boundary(weights64, t, table.source)
-    weights = weights64.astype(np.float32)
-    weights.flags.writeable = False
-    # the reference's rule (any batch element's η > 0 draws one noise for the batch)
-    positive = float(np.max(eta_host))
-    scalars = None
-    if isinstance(eta_host, float):
-        scalars = tuple((float(a), float(b), float(c)) for a, b, c in weights[:, 0].tolist())
-    return _Folded(weights, scalars, tuple(TCD.draws(positive, bool(f)) for f in is_final))
+    return _frozen_plan(weights64, eta_host, is_final)
 
 
 @functools.lru_cache(maxsize=_PLAN_CACHE_SIZE)
@@ -228,8 +241,7 @@ def _flow_plan(scaling: str, source: str, sigmas: bytes, eta: float | bytes) -> 
     ``euler`` on the same sigmas, η = 1 its ``lcm``. For Cosmos (``"cosmos"``) the sampler's
     x = x₀ + σ·ε is the flow sample times 1+σ, with σ_flow = σ/(1+σ).
     """
-    sig = np.frombuffer(sigmas, dtype=np.float64)
-    eta_host = eta if isinstance(eta, float) else np.frombuffer(eta, dtype=np.float64)
+    sig, eta_host = _plan_arguments(sigmas, eta)
     if scaling == "const":
         if np.any(sig > 1):
             i = int(np.argmax(sig > 1))
@@ -253,14 +265,7 @@ def _flow_plan(scaling: str, source: str, sigmas: bytes, eta: float | bytes) -> 
     if scaling != "const":  # x_flow = (1−σ_f)·x in, x = x_flow/(1−σ_f') out
         weights64[:, :, 0] *= (1.0 - level64[:-1])[:, None]
         weights64 /= (1.0 - level64[1:])[:, None, None]
-    weights = weights64.astype(np.float32)
-    weights.flags.writeable = False
-    positive = float(np.max(eta_host))
-    scalars = None
-    if isinstance(eta_host, float):
-        scalars = tuple((float(a), float(b), float(c)) for a, b, c in weights[:, 0].tolist())
-    draws = tuple(positive > 0 and bool(level[i + 1] > 0) for i in range(n))
-    return _Folded(weights, scalars, draws)
+    return _frozen_plan(weights64, eta_host, level[1:] == 0)  # a step to σ = 0 draws no noise
 
 
 def _device_weights(plan: _Folded, x: torch.Tensor) -> list[tuple[Any, Any, Any]]:
