@@ -26,6 +26,12 @@ __all__ = [
 STEP_NOISE = ("comfyui", "diffusers")
 
 
+def _check_step_noise(step_noise: str) -> None:
+    """One check for the node (when the workflow is built) and the sampler (called directly)."""
+    if step_noise not in STEP_NOISE:
+        raise ValueError(f"`step_noise` must be one of {STEP_NOISE}, got {step_noise!r}")
+
+
 def _comfyui_noise_sampler(x: torch.Tensor, seed: Any) -> NoiseSampler:
     """ComfyUI's own ``default_noise_sampler(x, seed)`` when ComfyUI is there, else ours (the
     same draws: a generator on x's device seeded once, one ``randn`` of x's shape per step)."""
@@ -57,8 +63,7 @@ def sample_tcd_comfyui(
     pipeline called with ``generator=torch.Generator().manual_seed(seed)``. A ``noise_sampler``
     passed in wins over both.
     """
-    if step_noise not in STEP_NOISE:
-        raise ValueError(f"`step_noise` must be one of {STEP_NOISE}, got {step_noise!r}")
+    _check_step_noise(step_noise)
     seed = (extra_args or {}).get("seed") if isinstance(extra_args, dict) else None
     if noise_sampler is None:
         if step_noise == "diffusers":
@@ -113,8 +118,7 @@ class SamplerTCD:
         }
 
     def get_sampler(self, eta: float, step_noise: str = "comfyui") -> tuple[Any]:
-        if step_noise not in STEP_NOISE:
-            raise ValueError(f"`step_noise` must be one of {STEP_NOISE}, got {step_noise!r}")
+        _check_step_noise(step_noise)
         import comfy.samplers
 
         options = {"eta": float(eta), "step_noise": step_noise}
