@@ -20,15 +20,30 @@ from .format import (
 __all__ = ["compile_table", "flow_results_table", "results_table", "scaling_table"]
 
 
-def results_table(results: dict[str, Any]) -> str:
-    """Every cell: one row per (workload, contender)."""
+def _cells_table(
+    results: dict[str, Any], ratios: tuple[tuple[str, str], ...], dtype: bool = False
+) -> str:
+    """One row per (workload, contender): which cell it is (latent, the dtype where ``dtype``,
+    steps, η, contender), then its time per step and spread, the ratios ``ratios`` names as
+    (column, row key), its peak extra memory and its final-latents check; a row that did not run
+    gives its status and reason in place of its measurements."""
     names = contender_names(results)
+    measured = [
+        "per step (median)",
+        "min – max",
+        *(column for column, _ in ratios),
+        "peak extra memory",
+        "final latents vs reference",
+    ]
     rows = []
     for r in results["results"]:
         w = r["workload"]
-        lead = [w["shape_label"], str(w["steps"]), f"{w['eta']:g}", names[r["contender"]]]
+        lead = [w["shape_label"]]
+        if dtype:
+            lead.append(w.get("dtype", "float32"))
+        lead += [str(w["steps"]), f"{w['eta']:g}", names[r["contender"]]]
         if r["status"] != "ok":
-            rows.append(lead + [f"{r['status']}: {r['reason']}"] + ["—"] * 5)
+            rows.append(lead + [f"{r['status']}: {r['reason']}"] + ["—"] * (len(measured) - 1))
             continue
         t = r["per_step_us"]
         rows.append(
@@ -36,25 +51,19 @@ def results_table(results: dict[str, Any]) -> str:
             + [
                 fmt_us(t["median"]),
                 f"{fmt_us(t['min'])} – {fmt_us(t['max'])}",
-                fmt_ratio(r["vs_reference"]),
-                fmt_ratio(r["vs_floor"]),
+                *(fmt_ratio(r[key]) for _, key in ratios),
                 fmt_memory(r),
                 fmt_check(r, names),
             ]
         )
-    header = [
-        "latent",
-        "steps",
-        "η",
-        "contender",
-        "per step (median)",
-        "min – max",
-        "× reference",
-        "× floor",
-        "peak extra memory",
-        "final latents vs reference",
-    ]
+    header = ["latent"] + (["dtype"] if dtype else []) + ["steps", "η", "contender"] + measured
     return md_table(header, rows)
+
+
+def results_table(results: dict[str, Any]) -> str:
+    """Every cell: one row per (workload, contender), timed against the reference and the
+    contender's floor."""
+    return _cells_table(results, (("× reference", "vs_reference"), ("× floor", "vs_floor")))
 
 
 def scaling_table(results: dict[str, Any], steps=HEADLINE_STEPS, eta=HEADLINE_ETA) -> str:
@@ -121,41 +130,4 @@ def flow_results_table(flow: dict[str, Any]) -> str:
     """Every cell of a flow-matching run (``runner.run_flow``): one row per (workload, contender),
     the ratio taken against the cell's reference (the Euler step at η = 0, the stochastic Euler
     step at η > 0)."""
-    names = contender_names(flow)
-    rows = []
-    for r in flow["results"]:
-        w = r["workload"]
-        lead = [
-            w["shape_label"],
-            w.get("dtype", "float32"),
-            str(w["steps"]),
-            f"{w['eta']:g}",
-            names[r["contender"]],
-        ]
-        if r["status"] != "ok":
-            rows.append(lead + [f"{r['status']}: {r['reason']}"] + ["—"] * 4)
-            continue
-        t = r["per_step_us"]
-        rows.append(
-            lead
-            + [
-                fmt_us(t["median"]),
-                f"{fmt_us(t['min'])} – {fmt_us(t['max'])}",
-                fmt_ratio(r["vs_reference"]),
-                fmt_memory(r),
-                fmt_check(r, names),
-            ]
-        )
-    header = [
-        "latent",
-        "dtype",
-        "steps",
-        "η",
-        "contender",
-        "per step (median)",
-        "min – max",
-        "× reference",
-        "peak extra memory",
-        "final latents vs reference",
-    ]
-    return md_table(header, rows)
+    return _cells_table(flow, (("× reference", "vs_reference"),), dtype=True)
