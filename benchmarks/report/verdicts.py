@@ -160,6 +160,20 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _timing_cells(v: dict[str, Any]) -> list[str]:
+    """A verdict's columns of times: per step, ours / the baseline's (medians), then the ratio of
+    medians ("not measured" without one) and of minima."""
+    return [
+        f"{fmt_us(v['contender_us'])} / {fmt_us(v['baseline_us'])}",
+        "not measured" if v["ratio"] is None else fmt_ratio(v["ratio"]),
+        fmt_ratio(v["ratio_min"]),
+    ]
+
+
+def _fmt_target(target: float | None) -> str:
+    return "—" if target is None else f"≤ {target:.2f}×"
+
+
 def headline_table(results: dict[str, Any]) -> str:
     names = contender_names(results)
     rows = []
@@ -167,17 +181,14 @@ def headline_table(results: dict[str, Any]) -> str:
         met = "—" if h["met"] is None else ("met" if h["met"] else "**missed**")
         if h["identical"] is False:
             met += " (final latents differ from the reference)"
-        target = "—" if h["target"] is None else f"≤ {h['target']:.2f}×"
         rows.append(
             [
                 h["what"],
                 h["shape"],
                 f"{names.get(h['contender'], h['contender'])} / "
                 f"{names.get(h['baseline'], h['baseline'])}",
-                f"{fmt_us(h['contender_us'])} / {fmt_us(h['baseline_us'])}",
-                "not measured" if h["ratio"] is None else fmt_ratio(h["ratio"]),
-                fmt_ratio(h["ratio_min"]),
-                target,
+                *_timing_cells(h),
+                _fmt_target(h["target"]),
                 met,
             ]
         )
@@ -301,11 +312,9 @@ def flow_verdicts_table(flow: dict[str, Any]) -> str:
                 str(v["steps"]),
                 f"{v['eta']:g}",
                 names.get(v["baseline"], "—") if v["baseline"] else "—",
-                f"{fmt_us(v['contender_us'])} / {fmt_us(v['baseline_us'])}",
-                "not measured" if v["ratio"] is None else fmt_ratio(v["ratio"]),
-                fmt_ratio(v["ratio_min"]),
+                *_timing_cells(v),
                 speedup,
-                "—" if v["target"] is None else f"≤ {v['target']:.2f}×",
+                _fmt_target(v["target"]),
                 result,
             ]
         )
