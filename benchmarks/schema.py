@@ -101,12 +101,20 @@ def validate(results: dict[str, Any]) -> None:
         _validate_flow(results["flow"])
 
 
-def _validate_flow(section: Any) -> None:
+def _section_ok(section: Any, name: str) -> bool:
+    """Whether the optional section ``results[name]`` holds results: a dict with status 'ok', or
+    one with status 'error' and its reason (then False)."""
     if not isinstance(section, dict) or section.get("status") not in ("ok", "error"):
-        raise ValueError("results['flow'] must be a dict with status 'ok' or 'error'")
+        raise ValueError(f"results[{name!r}] must be a dict with status 'ok' or 'error'")
     if section["status"] != "ok":
         if not isinstance(section.get("reason"), str):
-            raise ValueError("results['flow']: an error needs a reason")
+            raise ValueError(f"results[{name!r}]: an error needs a reason")
+        return False
+    return True
+
+
+def _validate_flow(section: Any) -> None:
+    if not _section_ok(section, "flow"):
         return
     if not isinstance(section.get("merged_from", ""), str):
         raise ValueError("results['flow']['merged_from'] must be a path")
@@ -123,11 +131,7 @@ _JAX_LOOP_ROW = ("model", "shape", "eta", "strategy", "us_per_step", "over_floor
 
 
 def _validate_jax_loop(study: Any) -> None:
-    if not isinstance(study, dict) or study.get("status") not in ("ok", "error"):
-        raise ValueError("results['jax_loop'] must be a dict with status 'ok' or 'error'")
-    if study["status"] != "ok":
-        if not isinstance(study.get("reason"), str):
-            raise ValueError("results['jax_loop']: an error needs a reason")
+    if not _section_ok(study, "jax_loop"):
         return
     rows = study.get("results", {}).get("rows")
     if not isinstance(rows, list):
