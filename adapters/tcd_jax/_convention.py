@@ -14,6 +14,10 @@ module holds what any scheduler meeting that convention needs, independent of it
 * :func:`pytree_dataclass` / :class:`StateMixin`: frozen dataclasses registered as JAX pytrees,
   with ``replace`` (``flax.struct`` style, without depending on flax);
 * :class:`OutputMixin`: ``to_tuple() -> (prev_sample, state)``, what the pipelines unpack;
+* :class:`SchedulerMixin`: what a scheduler object shares around its configuration (``has_state``,
+  ``len``, ``repr``, equality and hashing, ``from_config`` / ``from_pretrained`` /
+  ``save_pretrained``, ``scale_model_input``), used by the consistency schedulers and the
+  flow-matching one alike;
 * :func:`state_key` / :func:`default_key`: the key kept in the state (typed; a fixed default so
   runs are reproducible);
 * :func:`state_eta`: η kept in the state as float32 arrays, with ``f32(1 − η)`` rounded on the
@@ -30,10 +34,12 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
+
+import tcd_core
 
 from ._step import eta_arrays
 from .noise import as_typed_key
@@ -43,6 +49,7 @@ __all__ = [
     "SCHEDULER_CONFIG_NAME",
     "ConsistencyState",
     "OutputMixin",
+    "SchedulerMixin",
     "StateMixin",
     "check_dtype",
     "default_key",
@@ -59,6 +66,9 @@ SCHEDULER_CONFIG_NAME = "scheduler_config.json"
 DEFAULT_SEED = 0
 
 _T = TypeVar("_T")
+#: A scheduler's config type (the one its constructor takes beside a mapping) and state type.
+_C = TypeVar("_C")
+_S = TypeVar("_S")
 
 if TYPE_CHECKING:  # PEP 681: type checkers then see the decorated classes as dataclasses
     from typing_extensions import dataclass_transform
@@ -143,6 +153,106 @@ class OutputMixin:
     def to_tuple(self) -> tuple[jax.Array, Any]:
         """``(prev_sample, state)``: the two values the Flax pipelines unpack."""
         return self.prev_sample, self.state
+
+
+class SchedulerMixin(Generic[_C, _S]):
+    """What every tcd_jax scheduler shares around its configuration, whatever its maths: the
+    consistency schedulers (``_C`` :class:`tcd_core.TCDConfig`) and the flow-matching one
+    (``_C`` :class:`tcd_core.FlowConfig`); ``_S`` is the state type.
+
+    A scheduler sets ``_config`` (its config: ``num_train_timesteps`` readable as an attribute)
+    and ``dtype`` in its constructor, which takes ``(config, *, dtype=..., **fields)``, and
+    defines :meth:`create_state` and :meth:`_saved_fields`.
+    """
+
+    #: The class written as ``_class_name`` by :meth:`save_pretrained` (the class that reads it).
+    _class_name: ClassVar[str]
+    _config: Any
+    dtype: Any
+
+    if TYPE_CHECKING:  # the constructor every scheduler has (each writes its own)
+
+        def __init__(
+            self, config: _C | Mapping[str, Any] | None = None, *, dtype: Any = ..., **kwargs: Any
+        ) -> None: ...
+
+    @property
+    def has_state(self) -> bool:
+        """Always true: diffusers' Flax loaders (and MaxDiffusion's) check it before calling
+        ``create_state``."""
+        return True
+
+    def __len__(self) -> int:
+        return self._config.num_train_timesteps
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._config!r}, dtype={self.dtype.name})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, SchedulerMixin)
+            and other._class_name == self._class_name
+            and other._config == self._config
+            and other.dtype == self.dtype
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._class_name, self._config, self.dtype))
+
+    @classmethod
+    def from_config(
+        cls, config: _C | Mapping[str, Any], *, dtype: Any = jnp.float32, **kwargs: Any
+    ) -> Self:
+        """A scheduler from its config type (:class:`tcd_core.TCDConfig`, or
+        :class:`tcd_core.FlowConfig` for the flow-matching scheduler) or a
+        ``scheduler_config.json``-style mapping (e.g. another diffusers scheduler's ``.config``,
+        ``pipe.scheduler.config``; unknown keys are ignored); ``kwargs`` override fields."""
+        return cls(config, dtype=dtype, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
+        subfolder: str | None = None,
+        *,
+        dtype: Any = jnp.float32,
+        **kwargs: Any,
+    ) -> tuple[Self, _S]:
+        """``(scheduler, state)`` from a local folder holding ``scheduler_config.json`` (e.g. a
+        pipeline or model folder with ``subfolder="scheduler"``, as diffusers' Flax pipelines and
+        MaxDiffusion's loaders call it) or from a config dict.
+
+        Only local folders are read (no network access): download a Hub repository first, e.g.
+        with ``huggingface_hub.snapshot_download``. ``kwargs`` override config fields (e.g.
+        ``eta=0.3`` for the flow-matching scheduler). The state is :meth:`create_state`'s (its
+        defaults: the fixed default key; TCD's η = 0.3, the flow-matching scheduler's the
+        config's ``eta``).
+        """
+        config = load_config(pretrained_model_name_or_path, subfolder)
+        scheduler = cls.from_config(config, dtype=dtype, **kwargs)
+        return scheduler, scheduler.create_state()
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Write ``scheduler_config.json`` in diffusers' format and return its path: the
+        config's fields, with ``_class_name`` the class that reads them (diffusers'
+        ``TCDScheduler`` / ``LCMScheduler`` for the scheduler of the same name,
+        ``tcd_diffusers.FlowMatchTCDScheduler`` for the flow-matching one, whose fields are
+        diffusers' flow fields with ``eta`` and ``stochastic_sampling``)."""
+        data = {"_class_name": self._class_name, "_tcd_core_version": tcd_core.__version__}
+        data.update(self._saved_fields())
+        return write_config(save_directory, data)
+
+    def _saved_fields(self) -> dict[str, Any]:
+        """The config fields :meth:`save_pretrained` writes."""
+        raise NotImplementedError
+
+    def create_state(self, key: Any = None) -> _S:
+        raise NotImplementedError
+
+    def scale_model_input(self, state: _S, sample: jax.Array, timestep: Any = None) -> jax.Array:
+        """The sample unchanged (consistency sampling needs no input scaling; flow models take
+        x_σ as it is); kept for interchangeability."""
+        return sample
 
 
 def default_key() -> jax.Array:

@@ -1,10 +1,11 @@
 """diffusers' former Flax scheduler convention on top of :mod:`tcd_core`, written once (private).
 
 :class:`FlaxConsistencyScheduler` is the whole scheduler for any :class:`tcd_core.Algorithm`: the
-configuration handling (constructor, ``config``, equality, ``from_config`` /
-``from_pretrained`` / ``save_pretrained``), the state fields every consistency scheduler has
-(:meth:`~FlaxConsistencyScheduler._initial_fields`), ``set_timesteps``' plan-to-state
-conversion (:func:`tcd_core.plan_timesteps`), ``set_begin_index``, ``scale_model_input``, the
+constructor and ``config`` (the rest of the configuration handling, equality, ``from_config`` /
+``from_pretrained`` / ``save_pretrained`` and ``scale_model_input``, is
+``_convention.SchedulerMixin``, which the flow-matching scheduler shares), the state fields every
+consistency scheduler has (:meth:`~FlaxConsistencyScheduler._initial_fields`), ``set_timesteps``'
+plan-to-state conversion (:func:`tcd_core.plan_timesteps`), ``set_begin_index``, the
 step (:meth:`~FlaxConsistencyScheduler._step`: its index and key bookkeeping, then the one keyed
 step of ``_step.keyed_step``), ``add_noise`` and ``get_velocity``. ``FlaxTCDScheduler`` and
 ``FlaxLCMScheduler`` are named configurations: their algorithm, the diffusers class their config
@@ -15,9 +16,8 @@ is saved as (``_class_name``), their state and output types, and the public sign
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -29,14 +29,7 @@ from tcd_core._array import is_array, is_host
 from tcd_core._step_common import check_array, check_index
 from tcd_core.paths import as_path
 
-from ._convention import (
-    ConsistencyState,
-    check_dtype,
-    load_config,
-    state_key,
-    step_index,
-    write_config,
-)
+from ._convention import ConsistencyState, SchedulerMixin, check_dtype, state_key, step_index
 from ._step import eta_arrays, keyed_step, step_config
 from .noise import as_typed_key
 
@@ -68,12 +61,10 @@ def _index(timesteps: Any, size: int) -> Any:
     return timesteps
 
 
-class FlaxConsistencyScheduler(Generic[_S]):
+class FlaxConsistencyScheduler(SchedulerMixin[TCDConfig, _S]):
     """The shared machinery of the Flax-style schedulers (see the module docstring); ``_S`` is
     the state type."""
 
-    #: The diffusers class written as ``_class_name`` by :meth:`save_pretrained`.
-    _class_name: ClassVar[str]
     #: The algorithm (:data:`tcd_core.TCD` / :data:`tcd_core.LCM`): its plan, step and rules.
     _algorithm: ClassVar[tcd_core.Algorithm]
     #: The ``step`` output: ``(prev_sample, state, <the step's estimate>, pred_original_sample)``.
@@ -102,68 +93,11 @@ class FlaxConsistencyScheduler(Generic[_S]):
         same name: ``TCDScheduler`` / ``LCMScheduler``)."""
         return self._config
 
-    @property
-    def has_state(self) -> bool:
-        """Always true: diffusers' Flax loaders check it before calling ``create_state``."""
-        return True
-
-    def __len__(self) -> int:
-        return self._config.num_train_timesteps
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._config!r}, dtype={self.dtype.name})"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, FlaxConsistencyScheduler)
-            and other._class_name == self._class_name
-            and other._config == self._config
-            and other.dtype == self.dtype
-        )
-
-    def __hash__(self) -> int:
-        return hash((self._class_name, self._config, self.dtype))
-
-    @classmethod
-    def from_config(
-        cls, config: TCDConfig | Mapping[str, Any], *, dtype: Any = jnp.float32, **kwargs: Any
-    ) -> Self:
-        """A scheduler from a :class:`TCDConfig` or a ``scheduler_config.json``-style mapping
-        (e.g. another diffusers scheduler's ``.config``; unknown keys are ignored)."""
-        return cls(config, dtype=dtype, **kwargs)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
-        subfolder: str | None = None,
-        *,
-        dtype: Any = jnp.float32,
-        **kwargs: Any,
-    ) -> tuple[Self, _S]:
-        """``(scheduler, state)`` from a local folder holding ``scheduler_config.json`` (e.g. a
-        pipeline folder with ``subfolder="scheduler"``) or from a config dict.
-
-        Only local folders are read (no network access): download a Hub repository first, e.g.
-        with ``huggingface_hub.snapshot_download``. ``kwargs`` override config fields. The state
-        is :meth:`create_state`'s (its defaults: the fixed default key, TCD's η = 0.3).
-        """
-        config = load_config(pretrained_model_name_or_path, subfolder)
-        scheduler = cls.from_config(config, dtype=dtype, **kwargs)
-        return scheduler, scheduler.create_state()
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
-        """Write ``scheduler_config.json`` in diffusers' format, with ``_class_name`` the
-        diffusers class of the same name (``"TCDScheduler"`` / ``"LCMScheduler"``, so that
-        class's ``from_pretrained`` reads it), and return its path."""
-        data = {"_class_name": self._class_name, "_tcd_core_version": tcd_core.__version__}
-        data.update(self._config.to_dict())
-        return write_config(save_directory, data)
+    def _saved_fields(self) -> dict[str, Any]:
+        """The :class:`TCDConfig`'s fields."""
+        return self._config.to_dict()
 
     # ------------------------------------------------------------------ state
-    def create_state(self, key: Any = None) -> _S:
-        raise NotImplementedError
-
     def _initial_fields(self, key: Any) -> dict[str, Any]:
         """The fields of a fresh state: the noise schedule, every training timestep
         (descending), no ``num_inference_steps``, step index -1 and the PRNG ``key``."""
@@ -246,11 +180,6 @@ class FlaxConsistencyScheduler(Generic[_S]):
             if not 0 <= begin_index < n:
                 raise ValueError(f"`begin_index` must be in [0, {n}), got {begin_index}")
         return state.replace(step_index=jnp.asarray(begin_index, dtype=jnp.int32))
-
-    def scale_model_input(self, state: _S, sample: jax.Array, timestep: Any = None) -> jax.Array:
-        """The sample unchanged (consistency sampling needs no input scaling); kept for
-        interchangeability."""
-        return sample
 
     # ------------------------------------------------------------------ the step's bookkeeping
     @staticmethod

@@ -28,27 +28,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Iterator, Mapping
-from typing import Any, Self
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import tcd_core
 from tcd_core import FLOW, TCD, FlowConfig, check_eta, flow_plan, train_sigma_range
 from tcd_core._array import is_array
 from tcd_core._step_common import check_array
 
 from ._convention import (
     OutputMixin,
+    SchedulerMixin,
     check_dtype,
-    load_config,
     pytree_dataclass,
     state_eta,
     state_key,
-    write_config,
 )
 from ._step import FLOW_STEP_CONFIG, eta_arrays, keyed_step
 from .noise import as_typed_key
@@ -184,7 +181,7 @@ def _check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
-class FlaxFlowMatchTCDScheduler:
+class FlaxFlowMatchTCDScheduler(SchedulerMixin[FlowConfig, FlaxFlowMatchTCDSchedulerState]):
     r"""TCD's Strategic Stochastic Sampling on a flow-matching model, for JAX, in MaxDiffusion's
     ``FlaxFlowMatchScheduler`` convention (see the module docstring).
 
@@ -320,62 +317,17 @@ class FlaxFlowMatchTCDScheduler:
         """The plan's :class:`tcd_core.FlowConfig` (diffusers' fields)."""
         return self._flow
 
-    @property
-    def has_state(self) -> bool:
-        """Always true (the Flax loaders check it before calling ``create_state``)."""
-        return True
-
-    def __len__(self) -> int:
-        return self._flow.num_train_timesteps
-
     def __repr__(self) -> str:
+        # the fields as a plain dict, without the config's own class name around them
         return f"{type(self).__name__}({dict(self._config)!r}, dtype={self.dtype.name})"
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, FlaxFlowMatchTCDScheduler)
-            and other._config == self._config
-            and other.dtype == self.dtype
-        )
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self._config, self.dtype))
-
-    @classmethod
-    def from_config(
-        cls, config: FlowConfig | Mapping[str, Any], *, dtype: Any = jnp.float32, **kwargs: Any
-    ) -> Self:
-        """A scheduler from a :class:`~tcd_core.FlowConfig` or a config mapping (e.g.
-        ``pipe.scheduler.config``; unknown keys are ignored); ``kwargs`` override fields."""
-        return cls(config, dtype=dtype, **kwargs)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike | Mapping[str, Any],
-        subfolder: str | None = None,
-        *,
-        dtype: Any = jnp.float32,
-        **kwargs: Any,
-    ) -> tuple[Self, FlaxFlowMatchTCDSchedulerState]:
-        """``(scheduler, state)`` from a local folder holding ``scheduler_config.json`` (a model
-        folder with ``subfolder="scheduler"``) or from a config dict, as MaxDiffusion's loaders
-        call it. Only local folders are read (no network). ``kwargs`` override fields (e.g.
-        ``eta=0.3``)."""
-        config = load_config(pretrained_model_name_or_path, subfolder)
-        scheduler = cls.from_config(config, dtype=dtype, **kwargs)
-        return scheduler, scheduler.create_state()
-
-    def save_pretrained(self, save_directory: str | os.PathLike) -> str:
-        """Write ``scheduler_config.json`` with diffusers' flow fields and ``eta``,
-        ``_class_name`` ``"FlowMatchTCDScheduler"`` (``tcd_diffusers.FlowMatchTCDScheduler``
-        reads it); returns its path."""
-        data = {"_class_name": self._class_name, "_tcd_core_version": tcd_core.__version__}
-        data.update(self._flow.to_dict())
+    def _saved_fields(self) -> dict[str, Any]:
+        """diffusers' flow fields, ``eta`` and ``stochastic_sampling``."""
+        data = self._flow.to_dict()
         data.update(
             eta=self._config["eta"], stochastic_sampling=self._config["stochastic_sampling"]
         )
-        return write_config(save_directory, data)
+        return data
 
     # ------------------------------------------------------------------ state
     def _host_eta(self, eta: Any) -> Any:
@@ -520,12 +472,6 @@ class FlaxFlowMatchTCDScheduler:
             timesteps=timesteps,
             **kwargs,
         )
-
-    def scale_model_input(
-        self, state: FlaxFlowMatchTCDSchedulerState, sample: jax.Array, timestep: Any = None
-    ) -> jax.Array:
-        """The sample unchanged (flow models take x_σ as it is)."""
-        return sample
 
     # ------------------------------------------------------------------ the step
     @staticmethod
