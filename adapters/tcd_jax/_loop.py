@@ -172,72 +172,55 @@ def _loop(
     one_minus_eta: jax.Array | None,
     path: Any,
 ) -> jax.Array:
+    """:func:`run`'s loop, traced. A row's model receives its time t; its step runs on ``path``
+    from t to p (VP plans) or, for a flow plan (one with ``sigmas``, run by TCD only), from σ
+    to σ_next on :data:`tcd_core.FLOW`."""
     has_eta = algorithm.has_eta
-    if getattr(plan, "sigmas", None) is not None:
-        return _flow_loop(algorithm, model_fn, config, latents, key, plan, eta, one_minus_eta)
-
-    def step(x: jax.Array, i: jax.Array, t: jax.Array, p: jax.Array, final: jax.Array) -> jax.Array:
-        model_output = model_fn(x, t)
-        # No batch element draws (η = 0, or a final row): the step runs without the normal draw.
-        draw = algorithm.draws(eta, final)
-        out = keyed_step(
-            algorithm, model_output, t, x, p, path, one_minus_eta,
-            None if has_eta else final, draw, key, i, config,
-        )  # fmt: skip
-        return out.next_sample
-
-    if algorithm.next_after_last != "zero":
-        # LCM: the last row of a plan is not always noise-free (a custom plan trimmed by strength
-        # renoises there), so every row runs in the scan; a final row skips its draw in the cond.
-        return scan_rows(step, latents, plan, scan_last=True)
-    # TCD: the last row always has p = 0, hence s = 0 and a transition that is exactly the
-    # identity: its noise term is exactly zero whatever is drawn, so it runs after the scan
-    # without drawing (the draw would cost as much as the rest of the step).
-    x = scan_rows(step, latents, plan, scan_last=False)
-    t, p = plan.timesteps[-1], plan.next_timesteps[-1]
-    last = jax_step(
-        algorithm, model_fn(x, t), t, x, p, path, one_minus_eta, None, None, None, None,
-        config,
-    )  # fmt: skip
-    return last.next_sample
-
-
-def _flow_loop(
-    algorithm: Algorithm,
-    model_fn: Callable[[jax.Array, jax.Array], jax.Array],
-    config: TCDConfig,
-    latents: jax.Array,
-    key: jax.Array,
-    plan: Any,
-    eta: jax.Array | None,
-    one_minus_eta: jax.Array | None,
-) -> jax.Array:
-    """TCD over a flow plan (traced inside :func:`_loop`): the model receives the row's model
-    time t, the step runs from σ to σ_next on :data:`tcd_core.FLOW`. The last row ends at the
-    terminal σ = 0, where σ_s = 0 and the transition is exactly the identity (the reference
-    draws there, with a noise coefficient of exactly 0): it runs after the scan without drawing,
-    as on the VP path."""
 
     def step(
         x: jax.Array,
         i: jax.Array,
         t: jax.Array,
-        sigma: jax.Array,
-        sigma_next: jax.Array,
+        start: jax.Array,
+        end: jax.Array,
         final: jax.Array,
     ) -> jax.Array:
+        """x after a scanned row: the model at t, then the keyed step from ``start`` to ``end``
+        (t to p, or σ to σ_next)."""
         model_output = model_fn(x, t)
+        # No batch element draws (η = 0, or a final row): the step runs without the normal draw.
         draw = algorithm.draws(eta, final)
         out = keyed_step(
-            algorithm, model_output, sigma, x, sigma_next, FLOW, one_minus_eta, None, draw, key,
-            i, config,
+            algorithm, model_output, start, x, end, path, one_minus_eta,
+            None if has_eta else final, draw, key, i, config,
         )  # fmt: skip
         return out.next_sample
 
-    x = scan_rows(step, latents, plan, scan_last=False, fields=FLOW_FIELDS)
-    t, sigma, sigma_next = plan.timesteps[-1], plan.sigmas[-1], plan.next_sigmas[-1]
-    last = jax_step(
-        algorithm, model_fn(x, t), sigma, x, sigma_next, FLOW, one_minus_eta, None, None, None,
-        None, config,
-    )  # fmt: skip
-    return last.next_sample
+    def last_step(x: jax.Array, t: jax.Array, start: jax.Array, end: jax.Array) -> jax.Array:
+        """x after TCD's last row, run after the scan without drawing. That row ends at p = 0
+        (VP) or at the terminal σ = 0 (flow), hence s = 0 / σ_s = 0 and a transition that is
+        exactly the identity: its noise term is exactly zero whatever is drawn (the reference
+        draws there), and the draw would cost as much as the rest of the step."""
+        last = jax_step(
+            algorithm, model_fn(x, t), start, x, end, path, one_minus_eta, None, None, None,
+            None, config,
+        )  # fmt: skip
+        return last.next_sample
+
+    if getattr(plan, "sigmas", None) is not None:
+        x = scan_rows(step, latents, plan, scan_last=False, fields=FLOW_FIELDS)
+        return last_step(x, plan.timesteps[-1], plan.sigmas[-1], plan.next_sigmas[-1])
+
+    def vp_step(
+        x: jax.Array, i: jax.Array, t: jax.Array, p: jax.Array, final: jax.Array
+    ) -> jax.Array:
+        # a VP row's step starts at the model's own time t
+        return step(x, i, t, t, p, final)
+
+    if algorithm.next_after_last != "zero":
+        # LCM: the last row of a plan is not always noise-free (a custom plan trimmed by strength
+        # renoises there), so every row runs in the scan; a final row skips its draw in the cond.
+        return scan_rows(vp_step, latents, plan, scan_last=True)
+    x = scan_rows(vp_step, latents, plan, scan_last=False)
+    t = plan.timesteps[-1]
+    return last_step(x, t, t, plan.next_timesteps[-1])
