@@ -36,7 +36,30 @@ from ._inplace import IN_PLACE
 
 __all__ = ["FlowMatchTCDScheduler", "FlowMatchTCDSchedulerOutput"]
 
-_COEFFICIENT_PLANS = 16
+_COEFFICIENT_PLANS = _PLANS = 16
+
+
+def _call_key(*arguments: Any) -> tuple[Any, ...] | None:
+    """A hashable key for ``set_timesteps``' arguments (None: not cached, e.g. tensors, or
+    custom timesteps without σ, whose warning the reference logs at every call)."""
+    n, sigmas, mu, timesteps, shift = arguments
+    if timesteps is not None and sigmas is None:
+        return None
+    try:
+        return (n, _values_key(sigmas), mu, _values_key(timesteps), shift)
+    except (TypeError, ValueError):
+        return None  # let the plan raise its own error
+
+
+def _values_key(values: Any) -> Any:
+    if values is None:
+        return None
+    if isinstance(values, np.ndarray):
+        return (values.dtype.str, values.shape, values.tobytes())
+    if isinstance(values, torch.Tensor):
+        raise TypeError("not cached")
+    return tuple(float(v) for v in values)
+
 
 #: The core config of every step: the model predicts the flow velocity v = ε − x₀.
 _VELOCITY = tcd_core.TCDConfig(prediction_type=tcd_core.FLOW_PREDICTION)
@@ -117,7 +140,8 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
         # every step's coefficients per (plan σ, device, η): pipelines call set_timesteps with
         # the same plan for every image, so a plan's coefficients are computed once
         self._coefficients: OrderedDict[Any, list[tcd_core.Coefficients]] = OrderedDict()
-        self._plan_key: Any = (sigmas.numpy().tobytes(), sigmas.device)
+        self._plan_key: Any = (None, sigmas.device)
+        self._plans: OrderedDict[Any, tuple[Any, ...]] = OrderedDict()
         self.num_inference_steps: int | None = None
         #: A generator for the step noise when ``step`` is given none (None: torch's global RNG).
         self.generator: torch.Generator | None = None
@@ -159,21 +183,33 @@ class FlowMatchTCDScheduler(StepIndices, SchedulerMixin, ConfigMixin):
         timesteps: list[float] | None = None,
     ) -> None:
         """The Euler scheduler's plan, bit for bit (:func:`tcd_core.flow_plan`): ``timesteps``
-        (the model's time) and ``sigmas`` (with the terminal σ appended) on ``device``."""
-        plan = flow_plan(
-            self._flow_config(),
-            num_inference_steps,
-            sigmas=sigmas,
-            mu=mu,
-            timesteps=timesteps,
-            shift=self._shift,
-        )
+        (the model's time) and ``sigmas`` (with the terminal σ appended) on ``device``.
+
+        Pipelines plan the same steps for every image, so the host plan is cached per call
+        (arguments, shift and config); each call still gets tensors of its own."""
+        key = _call_key(num_inference_steps, sigmas, mu, timesteps, self._shift)
+        cached = None if key is None else self._plans.get(key)
+        if cached is None or cached[0] is not self._internal_dict:
+            plan = flow_plan(
+                self._flow_config(),
+                num_inference_steps,
+                sigmas=sigmas,
+                mu=mu,
+                timesteps=timesteps,
+                shift=self._shift,
+            )
+            host = (plan.sigmas.tolist(), plan.timesteps.tolist(), plan.sigmas.tobytes())
+            cached = (self._internal_dict, plan, *host)
+            if key is not None:
+                self._plans[key] = cached
+                if len(self._plans) > _PLANS:
+                    self._plans.popitem(last=False)
+        _, plan, self._host_sigmas, self._host_timesteps, sigma_bytes = cached
         self.num_inference_steps = plan.num_inference_steps
-        self.timesteps = torch.from_numpy(plan.timesteps).to(device)
-        self.sigmas = torch.from_numpy(plan.sigmas).to(device)
-        self._host_sigmas = plan.sigmas.tolist()
-        self._host_timesteps = plan.timesteps.tolist()
-        self._plan_key = (plan.sigmas.tobytes(), self.sigmas.device)
+        # copies: the cached plan's arrays are never handed out
+        self.timesteps = torch.from_numpy(plan.timesteps).to(device, copy=True)
+        self.sigmas = torch.from_numpy(plan.sigmas).to(device, copy=True)
+        self._plan_key = (sigma_bytes, self.sigmas.device)
         self._step_index = None
         self._begin_index = None
 

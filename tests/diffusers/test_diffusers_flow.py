@@ -279,3 +279,39 @@ def test_errors_are_clear():
         s.set_begin_index(-1)
     with pytest.raises(ValueError, match="`mu` must be passed"):
         FlowMatchTCDScheduler(use_dynamic_shifting=True).set_timesteps(4)
+
+
+def test_the_plan_cache_is_invisible():
+    """set_timesteps caches the host plan per call: each call still gets tensors of its own, a
+    changed shift or config plans anew, and the reference's timesteps-only warning is logged at
+    every call, as the reference logs it."""
+    import logging
+
+    ref, ours = _pair({"shift": 3.0}, 0.3)
+    sigmas = np.linspace(1, 0.25, 4)
+    ours.set_timesteps(sigmas=sigmas)
+    first = ours.timesteps
+    first.fill_(0.0)  # a caller writing into the tensor it was given
+    ours.set_timesteps(sigmas=sigmas)
+    ref.set_timesteps(sigmas=sigmas)
+    assert ours.timesteps is not first and torch.equal(ours.timesteps, ref.timesteps)
+    for s in (ref, ours):
+        s.set_shift(5.0)
+        s.set_timesteps(sigmas=sigmas)
+    assert torch.equal(ours.sigmas, ref.sigmas)
+    other = FlowMatchTCDScheduler.from_config(ours.config, shift=2.0)
+    reference = FlowMatchEulerDiscreteScheduler(shift=2.0)
+    other.set_timesteps(sigmas=sigmas)
+    reference.set_timesteps(sigmas=sigmas)
+    assert torch.equal(other.sigmas, reference.sigmas)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("tcd_core")
+    logger.addHandler(handler)
+    try:
+        for _ in range(2):
+            ours.set_timesteps(timesteps=[900.0, 500.0])
+    finally:
+        logger.removeHandler(handler)
+    assert sum("were passed without `sigmas`" in r.getMessage() for r in records) == 2
