@@ -369,17 +369,19 @@ class FlaxFlowMatchTCDScheduler(SchedulerMixin[FlowConfig, FlaxFlowMatchTCDSched
         denoising_strength: float = 1.0,
         training: bool = False,
         shift: float | None = None,
-        *,
-        sigmas: Any = None,
-        mu: float | None = None,
         timesteps: Any = None,
+        sigmas: Any = None,
+        *,
+        mu: float | None = None,
         key: Any = None,
         eta: Any = None,
     ) -> FlaxFlowMatchTCDSchedulerState:
         """The state for a new sampling run: diffusers' ``FlowMatchEulerDiscreteScheduler`` plan,
         bit for bit (:func:`tcd_core.flow_plan`), computed on the host.
 
-        MaxDiffusion's signature and conventions: ``shape`` is accepted and unused;
+        MaxDiffusion's signatures and conventions: those of ``set_timesteps`` and of
+        ``set_timesteps_ltx2`` (its LTX-2 entry point, which adds ``timesteps`` and ``sigmas``
+        after ``shift``; here it is this method). ``shape`` is accepted and unused;
         ``shift`` overrides the config's shift, and under ``use_dynamic_shifting`` (where
         MaxDiffusion passes the time shift μ as ``shift``) it is ``mu``; ``denoising_strength``
         < 1 starts the grid lower, at σ_min + (σ_max − σ_min)·strength of the training table's
@@ -447,31 +449,9 @@ class FlaxFlowMatchTCDScheduler(SchedulerMixin[FlowConfig, FlaxFlowMatchTCDSched
             **given,
         )
 
-    def set_timesteps_ltx2(
-        self,
-        state: FlaxFlowMatchTCDSchedulerState,
-        num_inference_steps: int | None = None,
-        shape: tuple[int, ...] | None = None,
-        denoising_strength: float = 1.0,
-        training: bool = False,
-        shift: float | None = None,
-        timesteps: Any = None,
-        sigmas: Any = None,
-        **kwargs: Any,
-    ) -> FlaxFlowMatchTCDSchedulerState:
-        """MaxDiffusion's LTX-2 entry point (custom ``sigmas``/``timesteps``, the time shift as
-        ``shift``): :meth:`set_timesteps` with the same arguments."""
-        return self.set_timesteps(
-            state,
-            num_inference_steps,
-            shape,
-            denoising_strength,
-            training,
-            shift,
-            sigmas=sigmas,
-            timesteps=timesteps,
-            **kwargs,
-        )
+    #: MaxDiffusion's LTX-2 entry point (custom ``sigmas``/``timesteps``, the time shift as
+    #: ``shift``): the same method, whose positional order already extends to it.
+    set_timesteps_ltx2 = set_timesteps
 
     # ------------------------------------------------------------------ the step
     @staticmethod

@@ -11,6 +11,7 @@ through the calls its loops make."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -414,6 +415,27 @@ def test_flax_scheduler_in_the_ltx2_scan_equals_the_compiled_loop():
     want = tcd_jax.sample(toy_model_jax, x, key, plan, 0.3)
     scale = 1.0 + float(jnp.max(jnp.abs(want)))
     assert float(jnp.max(jnp.abs(got - want))) <= 16 * 2.0**-24 * scale
+
+
+def test_both_maxdiffusion_entry_points_take_their_positional_order():
+    """MaxDiffusion's ``set_timesteps(state, n, shape, denoising_strength, training, shift)`` and
+    ``set_timesteps_ltx2(…, shift, timesteps, sigmas)``: one method serves both, called
+    positionally as MaxDiffusion's loops may, with the same plan as the keyword call."""
+    scheduler = tcd_jax.FlaxFlowMatchTCDScheduler(FLUX, eta=0.3)
+    names = list(inspect.signature(scheduler.set_timesteps_ltx2).parameters)
+    assert names[:8] == [
+        "state", "num_inference_steps", "shape", "denoising_strength", "training", "shift",
+        "timesteps", "sigmas",
+    ]  # fmt: skip
+    sigmas = np.linspace(1.0, 1.0 / 4, 4, dtype=np.float32)
+    state = scheduler.create_state()
+    positional = scheduler.set_timesteps_ltx2(state, 4, (1, 4), 1.0, False, FLUX_MU, None, sigmas)
+    keywords = scheduler.set_timesteps(state, 4, shift=FLUX_MU, sigmas=sigmas)
+    for field in ("timesteps", "sigmas", "next_sigmas"):
+        assert np.array_equal(getattr(positional, field), getattr(keywords, field)), field
+    assert not np.array_equal(
+        positional.sigmas, scheduler.set_timesteps(state, 4, shift=FLUX_MU).sigmas
+    )  # the custom σ were used
 
 
 def test_eta_zero_draws_nothing_and_is_the_euler_step():
