@@ -43,7 +43,10 @@ computation runs in x's dtype on x's device. ``model.prediction_type`` says what
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -147,25 +150,34 @@ def probability_flow(
     xp = array_api_compat.array_namespace(x)
     lam_from = 0.5 * _log((1 - alpha_from) / alpha_from, xp)
     lam_to = 0.5 * _log((1 - alpha_to) / alpha_to, xp)
-    if substeps is None:
-        gap = lam_to - lam_from
-        span = abs(gap) if isinstance(gap, float) else float(np.max(np.abs(_host(gap))))
-        substeps = max(1, math.ceil(span / max_step))
-    h = (lam_to - lam_from) / substeps
 
     def drift(y: Any, lam: Any) -> Any:
         sigma2 = _exp(2 * lam, xp)
         return sigma2 * mixture.weighted_offset(y, sigma2)
 
-    y = x / _sqrt(alpha_from, xp)
-    for i in range(substeps):
-        lam = lam_from + i * h
-        k1 = drift(y, lam)
-        k2 = drift(y + (0.5 * h) * k1, lam + 0.5 * h)
-        k3 = drift(y + (0.5 * h) * k2, lam + 0.5 * h)
-        k4 = drift(y + h * k3, lam + h)
-        y = y + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+    y = _rk4(drift, x / _sqrt(alpha_from, xp), lam_from, lam_to, substeps, max_step)
     return _sqrt(alpha_to, xp) * y
+
+
+def _rk4(
+    drift: Callable[[Any, Any], Any], y: Any, start: Any, end: Any, substeps: Any, max_step: float
+) -> Any:
+    """Classic RK4 for dy/du = drift(y, u) from u = ``start`` to ``end`` (Python floats or
+    (N, 1) arrays): every sample takes the same number of substeps, each its own step
+    (end − start)/substeps; ``substeps`` None is ⌈max |end − start| / max_step⌉ (at least 1)."""
+    if substeps is None:
+        gap = end - start
+        span = abs(gap) if isinstance(gap, float) else float(np.max(np.abs(_host(gap))))
+        substeps = max(1, math.ceil(span / max_step))
+    h = (end - start) / substeps
+    for i in range(substeps):
+        u = start + i * h
+        k1 = drift(y, u)
+        k2 = drift(y + (0.5 * h) * k1, u + 0.5 * h)
+        k3 = drift(y + (0.5 * h) * k2, u + 0.5 * h)
+        k4 = drift(y + h * k3, u + h)
+        y = y + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+    return y
 
 
 def _log(v: Any, xp: Any) -> Any:
@@ -270,27 +282,12 @@ def flow_ode(
     """
     xp = array_api_compat.array_namespace(x)
     c = 0.5 * min(mixture.stds)
-    rho_from = _log(sigma_from + c, xp)
-    rho_to = _log(sigma_to + c, xp)
-    if substeps is None:
-        gap = rho_to - rho_from
-        span = abs(gap) if isinstance(gap, float) else float(np.max(np.abs(_host(gap))))
-        substeps = max(1, math.ceil(span / max_step))
-    h = (rho_to - rho_from) / substeps
 
     def drift(y: Any, rho: Any) -> Any:
         scale = _exp(rho, xp)  # σ + c
         return scale * teacher_velocity(mixture, y, scale - c)
 
-    y = x
-    for i in range(substeps):
-        rho = rho_from + i * h
-        k1 = drift(y, rho)
-        k2 = drift(y + (0.5 * h) * k1, rho + 0.5 * h)
-        k3 = drift(y + (0.5 * h) * k2, rho + 0.5 * h)
-        k4 = drift(y + h * k3, rho + h)
-        y = y + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
-    return y
+    return _rk4(drift, x, _log(sigma_from + c, xp), _log(sigma_to + c, xp), substeps, max_step)
 
 
 def velocity_to_prediction(v: Any, x: Any, sigma: Any, prediction_type: str) -> Any:
@@ -322,82 +319,73 @@ def velocity_to_prediction(v: Any, x: Any, sigma: Any, prediction_type: str) -> 
     )
 
 
-class _VPView:
-    """The models' view of the VP path over an ᾱ table (private): levels are ᾱ, the output ε,
-    the end timestep 0, the straight coordinates (y, σ) = (x/√ᾱ, √((1−ᾱ)/ᾱ))."""
+@dataclasses.dataclass(frozen=True)
+class _View:
+    """The models' view of a path (private): what its levels are, what the model outputs, where
+    the path ends, the exact output and ODE of a mixture on it, and the straight coordinates
+    (u, τ) in which its DDIM/Euler jump is a straight line."""
 
-    prediction_type = "epsilon"
-    max_step = 0.1  # λ-steps of probability_flow
-
-    def __init__(self, alphas_cumprod: Any):
-        self.table = _host_table(alphas_cumprod)
-        self.end = float(self.table[0])
-
-    def level(self, t: Any, like: Any) -> Any:
-        return _lookup(self.table, t, like)
-
-    @staticmethod
-    def at_end(t: Any) -> bool:
-        return isinstance(t, (int, np.integer)) and int(t) == 0
-
-    @staticmethod
-    def exact(mixture: GaussianMixture, x: Any, level: Any) -> Any:
-        return teacher_epsilon(mixture, x, level)
-
-    @staticmethod
-    def solve(mixture: GaussianMixture, x: Any, start: Any, end: Any, *options: Any) -> Any:
-        return probability_flow(mixture, x, start, end, *options)
-
-    @staticmethod
-    def straight(x: Any, level: Any, xp: Any) -> tuple[Any, Any]:
-        return x / _sqrt(level, xp), _sqrt((1 - level) / level, xp)
+    prediction_type: str
+    max_step: float  # the ODE's steps: λ-steps of probability_flow, ρ-steps of flow_ode
+    end: float  # the level at the path's end
+    level: Callable[[Any, Any], Any]  # (t, like) -> the level at t
+    at_end: Callable[[Any], bool]  # t -> whether t is a host scalar at the path's end
+    exact: Callable[..., Any]  # (mixture, x, level) -> the exact output
+    solve: Callable[..., Any]  # (mixture, x, start, end, substeps, max_step) -> x at end
+    straight: Callable[[Any, Any, Any], tuple[Any, Any]]  # (x, level, xp) -> (u, τ)
+    table: np.ndarray | None = None  # the host float64 ᾱ table (VP)
 
 
-class _FlowView:
-    """The models' view of the flow path (private): levels are σ, the output the velocity, the
-    end σ = 0, the straight coordinates (x, σ) themselves."""
-
-    prediction_type = FLOW_PREDICTION
-    max_step = 0.05  # ρ-steps of flow_ode
-    table = None
-    end = 0.0
-
-    @staticmethod
-    def level(sigma: Any, like: Any) -> Any:
-        """σ as a Python float (a host scalar) or an (N, 1) array in ``like``'s namespace."""
-        if isinstance(sigma, (int, float, np.integer, np.floating)):
-            value = float(sigma)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"σ must be in [0, 1] on the flow path, got {sigma!r}")
-            return value
-        host = np.asarray(_host(sigma), dtype=np.float64).reshape(-1, 1)
-        if not np.all((host >= 0) & (host <= 1)):
-            raise ValueError(f"σ must be in [0, 1] on the flow path, got {host.ravel().tolist()}")
-        xp = array_api_compat.array_namespace(like)
-        return xp.asarray(host, dtype=like.dtype, device=array_api_compat.device(like))
-
-    @staticmethod
-    def at_end(sigma: Any) -> bool:
-        return isinstance(sigma, (int, float, np.integer, np.floating)) and float(sigma) == 0.0
-
-    @staticmethod
-    def exact(mixture: GaussianMixture, x: Any, level: Any) -> Any:
-        return teacher_velocity(mixture, x, level)
-
-    @staticmethod
-    def solve(mixture: GaussianMixture, x: Any, start: Any, end: Any, *options: Any) -> Any:
-        return flow_ode(mixture, x, start, end, *options)
-
-    @staticmethod
-    def straight(x: Any, level: Any, xp: Any) -> tuple[Any, Any]:
-        return x, level
+def _vp_view(alphas_cumprod: Any) -> _View:
+    """The VP path over an ᾱ table: levels are ᾱ, the output ε, the end timestep 0, the straight
+    coordinates (y, σ) = (x/√ᾱ, √((1−ᾱ)/ᾱ))."""
+    table = _host_table(alphas_cumprod)
+    return _View(
+        prediction_type="epsilon",
+        max_step=0.1,
+        end=float(table[0]),
+        level=functools.partial(_lookup, table),
+        at_end=lambda t: isinstance(t, (int, np.integer)) and int(t) == 0,
+        exact=teacher_epsilon,
+        solve=probability_flow,
+        straight=lambda x, level, xp: (x / _sqrt(level, xp), _sqrt((1 - level) / level, xp)),
+        table=table,
+    )
 
 
-def _view(path: Any) -> _VPView | _FlowView:
+def _flow_level(sigma: Any, like: Any) -> Any:
+    """σ as a Python float (a host scalar) or an (N, 1) array in ``like``'s namespace."""
+    if isinstance(sigma, (int, float, np.integer, np.floating)):
+        value = float(sigma)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"σ must be in [0, 1] on the flow path, got {sigma!r}")
+        return value
+    host = np.asarray(_host(sigma), dtype=np.float64).reshape(-1, 1)
+    if not np.all((host >= 0) & (host <= 1)):
+        raise ValueError(f"σ must be in [0, 1] on the flow path, got {host.ravel().tolist()}")
+    xp = array_api_compat.array_namespace(like)
+    return xp.asarray(host, dtype=like.dtype, device=array_api_compat.device(like))
+
+
+#: The flow path: levels are σ, the output the velocity, the end σ = 0, the straight
+#: coordinates (x, σ) themselves.
+_FLOW_VIEW = _View(
+    prediction_type=FLOW_PREDICTION,
+    max_step=0.05,
+    end=0.0,
+    level=_flow_level,
+    at_end=lambda sigma: (
+        isinstance(sigma, (int, float, np.integer, np.floating)) and float(sigma) == 0.0
+    ),
+    exact=teacher_velocity,
+    solve=flow_ode,
+    straight=lambda x, level, xp: (x, level),
+)
+
+
+def _view(path: Any) -> _View:
     """The models' view of ``path``: :data:`tcd_core.FLOW`, or an ᾱ table (the VP path)."""
-    if isinstance(path, FlowPath):
-        return _FlowView()
-    return _VPView(path)
+    return _FLOW_VIEW if isinstance(path, FlowPath) else _vp_view(path)
 
 
 class TeacherModel:
