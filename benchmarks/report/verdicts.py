@@ -130,34 +130,46 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for key, base, shape, target, what, eta in specs:
         a = find_row(results, key, shape, eta=eta)
-        b = find_row(results, base, shape, eta=eta)
-        ratio = a["per_step_us"]["median"] / b["per_step_us"]["median"] if a and b else None
-        ratio_min = a["per_step_us"]["min"] / b["per_step_us"]["min"] if a and b else None
-        # A speed target only counts with the result intact: the adapter must stay bit-identical.
+        # The adapters must stay bit-identical; the other contenders have nothing to match.
         identical = (
             a["check"]["identical"]
             if a and a.get("check") and key in ("adapter", "adapter-lcm")
             else None
         )
-        met = None if ratio is None or target is None else ratio <= target
-        if met and identical is False:
-            met = False
-        out.append(
-            {
-                "what": what,
-                "contender": key,
-                "baseline": base,
-                "shape": shape,
-                "ratio": ratio,
-                "ratio_min": ratio_min,
-                "target": target,
-                "met": met,
-                "identical": identical,
-                "contender_us": a["per_step_us"]["median"] if a else None,
-                "baseline_us": b["per_step_us"]["median"] if b else None,
-            }
-        )
+        labels = {"what": what, "contender": key, "baseline": base, "shape": shape}
+        out.append(_judged(a, find_row(results, base, shape, eta=eta), target, identical, labels))
     return out
+
+
+def _judged(
+    row: dict[str, Any] | None,
+    baseline: dict[str, Any] | None,
+    target: float | None,
+    identical: bool | None,
+    labels: dict[str, Any],
+    *,
+    needs_check: bool = False,
+) -> dict[str, Any]:
+    """One verdict record: ``labels``, then ``row``'s time per step over ``baseline``'s (ratio of
+    medians and of minima; None without both rows) and whether it meets ``target``. A speed
+    target only counts with the result intact: ``identical`` False fails it, and so does None
+    (no check) where ``needs_check``."""
+    times = [r["per_step_us"] if r else None for r in (row, baseline)]
+    ours, theirs = times
+    ratio = ours["median"] / theirs["median"] if ours and theirs else None
+    met = None
+    if ratio is not None and target is not None:
+        met = ratio <= target and (identical is True if needs_check else identical is not False)
+    return {
+        **labels,
+        "ratio": ratio,
+        "ratio_min": ours["min"] / theirs["min"] if ours and theirs else None,
+        "target": target,
+        "met": met,
+        "identical": identical,
+        "contender_us": ours["median"] if ours else None,
+        "baseline_us": theirs["median"] if theirs else None,
+    }
 
 
 def _timing_cells(v: dict[str, Any]) -> list[str]:
@@ -224,11 +236,10 @@ def jax_loop_section(results: dict[str, Any]) -> str:
         f"information only. Times: a {eta_zero.STEPS}-step loop, the best of interleaved "
         "repeats, per step, threefry key, in the same process as the rest of this page."
     )
-    study = results.get("jax_loop")
-    if study is None:
-        return intro + "\n\nNot measured in this run (`--no-jax`, or recorded before the target)."
-    if study["status"] != "ok":
-        return intro + f"\n\nNot measured: {study['status']}: {study.get('reason')}"
+    missing = _unmeasured(results, "jax_loop", intro, "`--no-jax`, or recorded before the target")
+    if missing is not None:
+        return missing
+    study = results["jax_loop"]
     return "\n".join(
         [
             intro,
@@ -242,6 +253,17 @@ def jax_loop_section(results: dict[str, Any]) -> str:
             eta_zero.markdown(study["results"]).strip(),
         ]
     )
+
+
+def _unmeasured(results: dict[str, Any], key: str, intro: str, why_missing: str) -> str | None:
+    """The text of a section of ``results`` that has none: absent from the run
+    (``why_missing``), or not run to the end (its status and reason). None when it has results."""
+    section = results.get(key)
+    if section is None:
+        return f"{intro}\n\nNot measured in this run ({why_missing})."
+    if section["status"] != "ok":
+        return f"{intro}\n\nNot measured: {section['status']}: {section.get('reason')}"
+    return None
 
 
 def _cell(w: dict[str, Any]) -> tuple[Any, ...]:
@@ -264,29 +286,17 @@ def flow_verdicts(flow: dict[str, Any]) -> list[dict[str, Any]]:
         base_key = r.get("reference") if ok else None
         base = by_cell.get((_cell(w), base_key)) if base_key else None
         equal = w["eta"] in FLOW_EQUAL_WORK_ETAS
-        ratio = r["vs_reference"] if ok and base else None
         identical = r["check"]["identical"] if ok and r.get("check") else None
+        labels = {
+            "shape": w["shape_label"],
+            "dtype": w.get("dtype", "float32"),
+            "steps": w["steps"],
+            "eta": w["eta"],
+            "baseline": base_key,
+            "equal_work": equal,
+        }
         target = FLOW_TARGET if equal else None
-        met = None
-        if target is not None and ratio is not None:
-            met = ratio <= target and identical is True
-        out.append(
-            {
-                "shape": w["shape_label"],
-                "dtype": w.get("dtype", "float32"),
-                "steps": w["steps"],
-                "eta": w["eta"],
-                "baseline": base_key,
-                "equal_work": equal,
-                "ratio": ratio,
-                "ratio_min": r["vs_reference_min"] if ok and base else None,
-                "target": target,
-                "met": met,
-                "identical": identical,
-                "contender_us": r["per_step_us"]["median"] if ok else None,
-                "baseline_us": base["per_step_us"]["median"] if base else None,
-            }
-        )
+        out.append(_judged(r if ok else None, base, target, identical, labels, needs_check=True))
     return out
 
 
@@ -362,11 +372,10 @@ def flow_section(results: dict[str, Any]) -> str:
         "i.e. a speed-up (reference / ours) ≥ 1, with bit-identical final latents. The ratio of "
         "minima is shown as well: it is less sensitive to load on a shared machine."
     )
-    section = results.get("flow")
-    if section is None:
-        return intro + "\n\nNot measured in this run (recorded before the flow rows existed)."
-    if section["status"] != "ok":
-        return intro + f"\n\nNot measured: {section['status']}: {section.get('reason')}"
+    missing = _unmeasured(results, "flow", intro, "recorded before the flow rows existed")
+    if missing is not None:
+        return missing
+    section = results["flow"]
     flow = section["results"]
     verdicts = [v for v in flow_verdicts(flow) if v["target"] is not None]
     met = sum(1 for v in verdicts if v["met"])
