@@ -26,13 +26,20 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/kdiffusion i
     ) from exc
 
 from .model_sampling import FlowSchedule, model_sampling_sigmas, resolve_model_sampling
-from .noise import NoiseSampler, default_noise_sampler, diffusers_noise_sampler
+from .noise import (
+    STEP_NOISE,
+    NoiseSampler,
+    default_noise_sampler,
+    diffusers_noise_sampler,
+    step_noise_sampler,
+)
 from .sampling import sample_tcd
 from .schedule import SIGMA_RTOL, alphas_cumprod_from_sigmas, sigmas_from_alphas_cumprod
 from .sigmas import get_sigmas_tcd
 
 __all__ = [
     "SIGMA_RTOL",
+    "STEP_NOISE",
     "FlowSchedule",
     "NoiseSampler",
     "alphas_cumprod_from_sigmas",
@@ -43,4 +50,5 @@ __all__ = [
     "resolve_model_sampling",
     "sample_tcd",
     "sigmas_from_alphas_cumprod",
+    "step_noise_sampler",
 ]

@@ -1,4 +1,5 @@
-"""The default noise sampler: N(0, I) shaped like the latents, as k-diffusion samplers draw it."""
+"""The step noise: N(0, I) shaped like the latents, as k-diffusion samplers draw it, as ComfyUI
+draws it for a seed, or as a diffusers pipeline draws it from its generator."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["NoiseSampler", "default_noise_sampler", "diffusers_noise_sampler"]
+__all__ = [
+    "STEP_NOISE",
+    "NoiseSampler",
+    "default_noise_sampler",
+    "diffusers_noise_sampler",
+    "step_noise_sampler",
+]
 
 NoiseSampler = Callable[[Any, Any], torch.Tensor]
 """``noise_sampler(sigma, sigma_next)`` → z ~ N(0, I) shaped like the latents."""
@@ -68,3 +75,48 @@ def diffusers_noise_sampler(x: torch.Tensor, seed: int) -> NoiseSampler:
         return z.to(device=x.device, dtype=x.dtype)
 
     return sample_noise
+
+
+#: Where :func:`~tcd_kdiffusion.sample_tcd` draws its step noise from when it is given no
+#: ``noise_sampler``: ComfyUI's noise sampler for the seed (k-diffusion's convention), or a
+#: diffusers pipeline's generator stream for the seed.
+STEP_NOISE = ("comfyui", "diffusers")
+
+
+def check_step_noise(step_noise: Any) -> None:
+    """ValueError unless ``step_noise`` names one of :data:`STEP_NOISE` (one check for the
+    sampler and for the node, where the workflow is built)."""
+    if step_noise not in STEP_NOISE:
+        raise ValueError(f"`step_noise` must be one of {STEP_NOISE}, got {step_noise!r}")
+
+
+def step_noise_sampler(step_noise: str, x: torch.Tensor, seed: int | None) -> NoiseSampler:
+    """The noise sampler ``step_noise`` names, for the latents ``x`` and the workflow's ``seed``.
+
+    ``"comfyui"``: ComfyUI's own ``default_noise_sampler(x, seed)`` when ComfyUI is importable,
+    else :func:`default_noise_sampler` (the same draws: a generator on x's device seeded once, one
+    ``randn`` of x's shape per step; without a seed, torch's global generator, as k-diffusion
+    draws). ``"diffusers"``: :func:`diffusers_noise_sampler` for ``seed``, which it needs.
+
+    Example:
+        >>> import torch
+        >>> x = torch.zeros(1, 4, 8, 8)
+        >>> a, b = step_noise_sampler("diffusers", x, 5), diffusers_noise_sampler(x, 5)
+        >>> torch.equal(a(1.0, 0.5), b(1.0, 0.5))
+        True
+    """
+    check_step_noise(step_noise)
+    if step_noise == "diffusers":
+        if seed is None:
+            raise ValueError(
+                "step_noise='diffusers' draws the step noise from the workflow's seed, and the "
+                "sampler got none (extra_args['seed']; in ComfyUI, sample with SamplerCustom or "
+                "SamplerCustomAdvanced)"
+            )
+        return diffusers_noise_sampler(x, seed)
+    try:
+        from comfy.k_diffusion.sampling import default_noise_sampler as comfy_noise_sampler
+    except ImportError:
+        return default_noise_sampler(x, seed)
+    sampler: NoiseSampler = comfy_noise_sampler(x, seed=seed)
+    return sampler

@@ -44,7 +44,7 @@ from tcd_core import (
 )
 
 from .model_sampling import LCM_SIGMA_DATA, LCM_TIMESTEP_SCALING, FlowSchedule, resolve_schedule
-from .noise import NoiseSampler, default_noise_sampler
+from .noise import NoiseSampler, check_step_noise, step_noise_sampler
 from .schedule import Table, host_1d, timesteps_of
 
 __all__ = ["sample_tcd"]
@@ -313,6 +313,7 @@ def sample_tcd(
     noise_sampler: NoiseSampler | None = None,
     eta: Any = 0.3,
     alphas_cumprod: Any = None,
+    step_noise: str = "comfyui",
 ) -> torch.Tensor:
     r"""TCD's Strategic Stochastic Sampling (Algorithm 4) with k-diffusion's sampler signature.
 
@@ -354,19 +355,25 @@ def sample_tcd(
             z/√ᾱ_{t₀} = √(1+σ₀²)·z).
         sigmas: strictly decreasing 1-D noise levels, each an entry of the model's σ table
             (up to a relative 1e-5), normally ending in 0: :func:`~tcd_kdiffusion.get_sigmas_tcd`.
-        extra_args: keyword arguments for the model; ``extra_args["seed"]`` seeds the default
-            noise sampler (as in ComfyUI).
+        extra_args: keyword arguments for the model; ``extra_args["seed"]`` seeds the step
+            noise (as in ComfyUI).
         callback: called after each model call with ``{"x", "i", "sigma", "sigma_hat",
             "denoised"}`` (x is the step's input, sigma_hat = sigma).
         disable: disables the tqdm progress bar (there is none when tqdm is not installed).
-        noise_sampler: ``noise_sampler(sigma, sigma_next)`` → N(0, I) shaped like x; default
-            :func:`~tcd_kdiffusion.default_noise_sampler` (seeded from ``extra_args["seed"]``).
+        noise_sampler: ``noise_sampler(sigma, sigma_next)`` → N(0, I) shaped like x; default:
+            the one ``step_noise`` names.
         eta: η ∈ [0, 1] (the paper's γ; 0.3 is the recommended value for 4–8 steps), or a 1-D
             tensor with one η per batch element. For the reference's exact s use a Python float
             or a float64 tensor (a float32 η is rounded before 1 − η is taken).
         alphas_cumprod: the model's ᾱ table; default: found on the model (ComfyUI's
             ``model.inner_model.inner_model.model_sampling``, k-diffusion's ``sigmas``/``log_sigmas``
             wrappers, or an ``alphas_cumprod`` tensor), with ᾱ = 1/(1+σ²).
+        step_noise: where the step noise comes from without a ``noise_sampler``
+            (:func:`~tcd_kdiffusion.step_noise_sampler`): ``"comfyui"``, ComfyUI's noise sampler
+            for ``extra_args["seed"]`` (torch's global generator without a seed, as k-diffusion
+            draws); ``"diffusers"``, the step noise of a diffusers pipeline called with
+            ``generator=torch.Generator().manual_seed(seed)``, which reproduces its image at any η
+            (the guide's "Seeds" section says when).
 
     Returns:
         The final latents, with ``x``'s dtype.
@@ -374,7 +381,8 @@ def sample_tcd(
     Raises:
         ValueError: ``sigmas`` not strictly decreasing, negative, not finite or off the model's
             table (on a flow model: above 1); ``eta`` outside [0, 1] or of the wrong shape; no
-            table found; a ComfyUI model sampling TCD cannot sample;
+            table found; a ComfyUI model sampling TCD cannot sample; ``step_noise`` not one of
+            :data:`~tcd_kdiffusion.STEP_NOISE`, or ``"diffusers"`` without a seed;
             ``extra_args`` not a dict; ``x`` not a floating tensor. All before the model runs.
 
     Example:
@@ -404,6 +412,10 @@ def sample_tcd(
         extra_args = {}
     elif not isinstance(extra_args, dict):
         raise ValueError(f"`extra_args` must be a dict or None, got {type(extra_args).__name__}")
+    if noise_sampler is None:
+        noise_sampler = step_noise_sampler(step_noise, x, extra_args.get("seed"))
+    else:
+        check_step_noise(step_noise)
     sig = _host_sigmas(sigmas)
     eta_host = _host_eta(eta, x.shape[0])
     if len(sig) < 2:
@@ -415,8 +427,6 @@ def sample_tcd(
     else:
         plan = _host_plan(schedule, sig.tobytes(), eta_key)
     weights = _device_weights(plan, x)
-    if noise_sampler is None:
-        noise_sampler = default_noise_sampler(x, extra_args.get("seed"))
     if not isinstance(sigmas, torch.Tensor):
         sigmas = torch.tensor(sig, dtype=torch.float32, device=x.device)
 

@@ -110,6 +110,11 @@ def test_mappings_and_node_interfaces():
     assert pack.TCDSigmas.RETURN_TYPES == ("SIGMAS",)
     assert sigmas["model"] == ("MODEL",) and sigmas["steps"][0] == "INT"
     assert sigmas["denoise"][0] == "FLOAT" and sigmas["denoise"][1]["default"] == 1.0
+    # The text ComfyUI shows for a node is its docstring, on one line.
+    assert pack.SamplerTCD.DESCRIPTION.startswith("TCD (Trajectory Consistency Distillation)")
+    assert "eta is TCD's gamma" in pack.SamplerTCD.DESCRIPTION
+    assert pack.TCDSigmas.DESCRIPTION.startswith("TCD's sigmas:")
+    assert "\n" not in pack.SamplerTCD.DESCRIPTION + pack.TCDSigmas.DESCRIPTION
 
 
 def _load_like_comfyui(path: str, name: str):
@@ -159,7 +164,8 @@ def test_install_refuses_what_it_did_not_write(tmp_path, capsys):
 def test_sampler_node_builds_comfyuis_ksampler(comfy):
     sampler = tcd_sampler(0.25, "diffusers")
     assert isinstance(sampler, comfy["comfy.samplers"].KSAMPLER)
-    assert sampler.sampler_function is pack.sample_tcd_comfyui
+    assert sampler.sampler_function is sample_tcd  # the node's choices are its extra options
+    assert pack.sample_tcd_comfyui is sample_tcd  # the former name
     assert sampler.extra_options == {"eta": 0.25, "step_noise": "diffusers"}
     with pytest.raises(ValueError, match="step_noise"):
         pack.SamplerTCD().get_sampler(eta=0.3, step_noise="numpy")

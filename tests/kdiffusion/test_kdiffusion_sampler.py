@@ -111,6 +111,28 @@ def test_comfyui_default_noise_is_seeded_from_extra_args() -> None:
     assert torch.equal(a, b) and torch.equal(a, d) and not torch.equal(a, c)
 
 
+def test_diffusers_step_noise_is_the_pipelines_stream_for_the_seed() -> None:
+    """``step_noise="diffusers"`` outside ComfyUI (Forge, A1111, a script): the seed in
+    ``extra_args`` gives the stream of ``diffusers_noise_sampler``, not the default one; a
+    ``noise_sampler`` passed in wins; a name it does not know is refused even then."""
+    sig = get_sigmas_tcd(4, AC)
+    model = comfy_chain(toy_net(AC), {}, sig)
+    x = z_of() * (1 + sig[0] ** 2) ** 0.5
+    extra = {"seed": 9, "model_options": {}, "denoise_mask": None}
+    run = lambda **kw: sample_tcd(model, x, sig, dict(extra), disable=True, **kw)
+    ours = run(step_noise="diffusers")
+    assert torch.equal(ours, run(noise_sampler=tcd_kdiffusion.diffusers_noise_sampler(x, 9)))
+    assert not torch.equal(ours, run())  # the default: ComfyUI's stream for the seed
+    assert torch.equal(run(), run(step_noise="comfyui"))
+    custom = run(step_noise="diffusers", noise_sampler=default_noise_sampler(x, seed=9))
+    assert torch.equal(custom, run())
+    with pytest.raises(ValueError, match="step_noise"):
+        run(step_noise="numpy", noise_sampler=default_noise_sampler(x, seed=9))
+    with pytest.raises(ValueError, match="seed"):
+        sample_tcd(denoiser(), x, sig, disable=True, step_noise="diffusers")
+    assert tcd_kdiffusion.STEP_NOISE == ("comfyui", "diffusers")
+
+
 # --------------------------------------------------------------------------------------------
 # noise, callback, progress bar
 
