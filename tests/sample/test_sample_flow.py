@@ -33,7 +33,6 @@ from tcd_sample.toy import (
     DistilledModel,
     GaussianMixture,
     TeacherModel,
-    flow_ode,
     flow_sigmas,
     preset,
     probability_flow,
@@ -160,8 +159,10 @@ def test_single_gaussian_flow_is_the_exact_affine_map():
 
     for start, end in [(1.0, 0.0), (0.7, 0.05), (0.02, 0.9)]:
         exact = (1 - end) * mu + (x - (1 - start) * mu) * std(end) / std(start)
-        np.testing.assert_allclose(flow_ode(m, x, start, end), exact, rtol=0, atol=2e-5)
-        fine = flow_ode(m, x, start, end, max_step=0.01)
+        np.testing.assert_allclose(
+            probability_flow(m, x, start, end, path=FLOW), exact, rtol=0, atol=2e-5
+        )
+        fine = probability_flow(m, x, start, end, max_step=0.01, path=FLOW)
         np.testing.assert_allclose(fine, exact, rtol=0, atol=1e-8)
 
 
@@ -169,8 +170,8 @@ def test_single_gaussian_flow_is_the_exact_affine_map():
 def test_flow_agrees_with_a_much_finer_solve_and_with_the_vp_solver(name):
     m = preset(name)
     x = np.random.default_rng(3).standard_normal((200, 2))
-    coarse = flow_ode(m, x, 1.0, 0.0)
-    fine = flow_ode(m, x, 1.0, 0.0, max_step=0.01)
+    coarse = probability_flow(m, x, 1.0, 0.0, path=FLOW)
+    fine = probability_flow(m, x, 1.0, 0.0, max_step=0.01, path=FLOW)
     # measured against 20x finer steps: max |Δ| ≤ 5.5e-4 on every preset from σ = 1, 0.5, 0.1
     # or 0.03 (48–66 RK4 steps from σ = 1)
     assert np.max(np.abs(coarse - fine)) < 1e-3
@@ -182,7 +183,7 @@ def test_flow_agrees_with_a_much_finer_solve_and_with_the_vp_solver(name):
         return (1 - sig) ** 2 / ((1 - sig) ** 2 + sig**2)
 
     x_start = 0.5 * x[:50]
-    ours = flow_ode(m, x_start, start, end, max_step=0.01)
+    ours = probability_flow(m, x_start, start, end, max_step=0.01, path=FLOW)
     y = probability_flow(
         m, x_start * math.sqrt(alpha(start)) / (1 - start), alpha(start), alpha(end), max_step=0.02
     )
@@ -193,8 +194,8 @@ def test_flow_agrees_with_a_much_finer_solve_and_with_the_vp_solver(name):
 def test_flow_runs_backwards_to_where_it_started():
     m = preset("ring")
     x = np.random.default_rng(4).standard_normal((200, 2))
-    there = flow_ode(m, x, 0.8, 0.2, max_step=0.01)
-    back = flow_ode(m, there, 0.2, 0.8, max_step=0.01)
+    there = probability_flow(m, x, 0.8, 0.2, max_step=0.01, path=FLOW)
+    back = probability_flow(m, there, 0.2, 0.8, max_step=0.01, path=FLOW)
     np.testing.assert_allclose(back, x, atol=1e-6)
 
 
@@ -212,7 +213,7 @@ def test_distilled_euler_jump_lands_on_the_ode_solution(name, sigma):
     x = np.random.default_rng(int(10 * sigma)).standard_normal((200, 2))
     model = DistilledModel(m, FLOW)
     jump = step(TCD, model(x, sigma), sigma, x, 0.0, FLOW, eta=0.3, final=True).next_sample
-    fine = flow_ode(m, x, sigma, 0.0, max_step=0.01)
+    fine = probability_flow(m, x, sigma, 0.0, max_step=0.01, path=FLOW)
     assert np.max(np.abs(jump - fine)) < 1e-3
     if sigma >= 0.5:  # ...and it is not the teacher's jump, which lands on E[x₀ | x]
         teacher = step(TCD, TeacherModel(m, FLOW)(x, sigma), sigma, x, 0.0, FLOW, eta=0.3)
@@ -344,7 +345,9 @@ def test_euler_with_the_exact_velocity_converges_to_the_mixture(ring_flow_refere
     m, ref = ring_flow_reference
     model = TeacherModel(m, FLOW)
     x_T = np.random.default_rng(0).standard_normal((N, 2)).astype(np.float32)
-    end = flow_ode(m, x_T, 1.0, 0.0).astype(np.float64)  # within 5e-4: far below the distances
+    end = probability_flow(m, x_T, 1.0, 0.0, path=FLOW).astype(
+        np.float64
+    )  # within 5e-4: far below the distances
     swd, median = [], []
     for steps in (2, 4, 8, 16, 32):
         x = run(model, steps, N, 0, eta=0.0).samples.astype(np.float64)
@@ -411,7 +414,9 @@ def test_one_step_is_the_jump_from_x_T_and_draws_no_noise():
     got = run(TeacherModel(m, FLOW), 1, 200, 3).samples
     np.testing.assert_allclose(got, np.broadcast_to(mean, got.shape), rtol=0, atol=1e-6)
     got = run(DistilledModel(m, FLOW), 1, 200, 3, eta=1.0).samples
-    np.testing.assert_allclose(got, flow_ode(m, x_T, 1.0, 0.0), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        got, probability_flow(m, x_T, 1.0, 0.0, path=FLOW), rtol=0, atol=1e-6
+    )
 
 
 def test_sample_prediction_type_gives_the_velocity_result():

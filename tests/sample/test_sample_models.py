@@ -78,6 +78,9 @@ def test_single_gaussian_flow_is_the_exact_affine_map():
     )
     # RK4: the default λ-steps (≤ 0.1) are within 2e-6, 5x finer steps within 625x less
     np.testing.assert_allclose(probability_flow(m, x, a_from, a_to), exact, rtol=0, atol=5e-6)
+    # the levels' former keyword names (before one solver served both paths) still work
+    former = probability_flow(m, x, alpha_from=a_from, alpha_to=a_to)
+    np.testing.assert_array_equal(former, probability_flow(m, x, a_from, a_to))
     fine = probability_flow(m, x, a_from, a_to, max_step=0.02)
     np.testing.assert_allclose(fine, exact, rtol=0, atol=1e-8)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import Any
 
 import array_api_compat
@@ -13,7 +14,7 @@ BACKENDS = ("numpy", "torch", "jax")
 _MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax.numpy"}
 
 
-def load_backend(name: str) -> Any:
+def load_backend(name: str) -> ModuleType:
     """The Array API namespace of backend ``name``; ImportError when it is not installed.
 
     Backends are imported here, by name, on demand: the demo, like ``tcd_core``, never imports

@@ -19,7 +19,7 @@ v*(x, σ) = E[ε − x₀ | x_σ] (:meth:`GaussianMixture.posterior_mean` with (
 the probability-flow ODE is dx/dσ = v*(x, σ). It has the VP ODE's trajectories (in
 y = x/(1−σ), σ_y = σ/(1−σ) it is the same equation), but y and λ are infinite at both ends of
 the flow path (σ = 1: y = ε/0; σ = 0: λ = −∞), and a flow plan starts at σ = 1 and ends at
-σ = 0 exactly. So :func:`flow_ode` integrates in x, where both ends are ordinary points, with
+σ = 0 exactly. So :func:`probability_flow` on flow integrates in x, where both ends are ordinary points, with
 RK4 in ρ = log(σ + c), c half the smallest component std s: the steps in σ are ∝ σ + c, fine
 where the dynamics are fast (σ ≲ s, where |∂v*/∂x| peaks at ≈ 1/(2s)), coarse near σ = 1, where
 v* is nearly affine in x.
@@ -52,7 +52,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from tcd_core import FLOW_PREDICTION, FlowPath
+from tcd_core import FLOW, FLOW_PREDICTION, FlowPath
+from tcd_core._step_common import former_names
 
 from .mixture import GaussianMixture
 
@@ -60,7 +61,6 @@ __all__ = [
     "DistilledModel",
     "TeacherModel",
     "epsilon_to_prediction",
-    "flow_ode",
     "probability_flow",
     "teacher_epsilon",
     "teacher_velocity",
@@ -114,30 +114,43 @@ def teacher_epsilon(mixture: GaussianMixture, x: Any, alpha_bar: Any) -> Any:
     return _sqrt(sigma2, xp) * mixture.weighted_offset(x / sqrt_a, sigma2)
 
 
+@former_names(alpha_from="start", alpha_to="end")
 def probability_flow(
     mixture: GaussianMixture,
     x: Any,
-    alpha_from: Any,
-    alpha_to: Any,
+    start: Any,
+    end: Any,
     substeps: int | None = None,
-    max_step: float = 0.1,
+    max_step: float | None = None,
+    *,
+    path: Any = None,
 ) -> Any:
-    r"""Solve the probability-flow ODE from ᾱ_from to ᾱ_to with classic RK4 in λ = log σ.
+    r"""Solve the probability-flow ODE of ``mixture`` on ``path`` from the level ``start`` to the
+    level ``end`` with classic RK4. All samples take the same number of substeps (vectorised);
+    each sample's step is its own (u_end − u_start)/substeps in the path's ODE variable u.
 
-    y = x/√ᾱ obeys dy/dλ = σ²·g(y, σ²); the result is mapped back with x = √ᾱ_to·y. All samples
-    take the same number of substeps (vectorised); each sample's step is its own
-    (λ_to − λ_from)/substeps.
+    * **VP** (``path`` None, an ᾱ table or a :class:`~tcd_core.VPPath`; the levels are ᾱ):
+      y = x/√ᾱ obeys dy/dλ = σ²·g(y, σ²) in u = λ = log σ; the result is mapped back with
+      x = √ᾱ_end·y.
+    * **Flow** (:data:`tcd_core.FLOW`; the levels are σ ∈ [0, 1]): dx/dσ = v*(x, σ), integrated
+      in x itself with u = ρ = log(σ + c), c = half the smallest component std (see the module
+      docstring), as dx/dρ = (σ + c)·v*(x, σ) with σ = e^ρ − c. Both ends of the path are
+      ordinary points: σ = 1 (pure noise) and σ = 0 (the data).
 
     Args:
         mixture: the data distribution.
-        x: x at ᾱ_from, shape (N, 2).
-        alpha_from: ᾱ where x is, a Python float or an (N, 1) array.
-        alpha_to: ᾱ to solve to, a Python float or an (N, 1) array.
-        substeps: the number of RK4 steps; default ⌈max |Δλ| / max_step⌉ (at least 1).
-        max_step: the largest λ step when ``substeps`` is None.
+        x: x at ``start``, shape (N, 2).
+        start: the level where x is, a Python float or an (N, 1) array.
+        end: the level to solve to, a Python float or an (N, 1) array.
+        substeps: the number of RK4 steps; default ⌈max |Δu| / max_step⌉ (at least 1).
+        max_step: the largest step in u when ``substeps`` is None; default 0.1 (VP) or 0.05
+            (flow: 48–66 steps from σ = 1 to 0, within 6e-4 of a 20x finer solve from any σ on
+            every preset).
+        path: the noise path, as above.
 
     Example:
         >>> import numpy as np
+        >>> from tcd_core import FLOW
         >>> from tcd_sample.toy import GaussianMixture
         >>> m = GaussianMixture(((1.0, 0.0),), (0.5,), (1.0,))
         >>> # one Gaussian: the flow is affine, y − μ scales by √((s² + σ_to²)/(s² + σ_from²))
@@ -146,17 +159,38 @@ def probability_flow(
         >>> exact = np.sqrt(0.9) * ([1, 0] + (y - [1, 0]) * np.sqrt((0.25 + 1 / 9) / 1.25))
         >>> bool(np.allclose(x, exact, rtol=1e-7))
         True
+        >>> # on flow, x − (1−σ)·μ scales with the marginal's std √((1−σ)²·s² + σ²)
+        >>> x = probability_flow(m, np.array([[3.0, 1.0]]), 1.0, 0.0, path=FLOW)  # noise...
+        >>> exact = np.array([1.0, 0.0]) + 0.5 * np.array([3.0, 1.0])          # ...to the data
+        >>> bool(np.allclose(x, exact, rtol=0, atol=1e-6))
+        True
     """
     xp = array_api_compat.array_namespace(x)
-    lam_from = 0.5 * _log((1 - alpha_from) / alpha_from, xp)
-    lam_to = 0.5 * _log((1 - alpha_to) / alpha_to, xp)
+    if isinstance(path, FlowPath):
+        c = 0.5 * min(mixture.stds)
 
-    def drift(y: Any, lam: Any) -> Any:
+        def flow_drift(y: Any, rho: Any) -> Any:
+            scale = _exp(rho, xp)  # σ + c
+            return scale * teacher_velocity(mixture, y, scale - c)
+
+        step = _FLOW_MAX_STEP if max_step is None else max_step
+        u_start, u_end = _log(start + c, xp), _log(end + c, xp)
+        return _rk4(flow_drift, x, u_start, u_end, substeps, step)
+
+    def vp_drift(y: Any, lam: Any) -> Any:
         sigma2 = _exp(2 * lam, xp)
         return sigma2 * mixture.weighted_offset(y, sigma2)
 
-    y = _rk4(drift, x / _sqrt(alpha_from, xp), lam_from, lam_to, substeps, max_step)
-    return _sqrt(alpha_to, xp) * y
+    step = _VP_MAX_STEP if max_step is None else max_step
+    lam_start = 0.5 * _log((1 - start) / start, xp)
+    lam_end = 0.5 * _log((1 - end) / end, xp)
+    y = _rk4(vp_drift, x / _sqrt(start, xp), lam_start, lam_end, substeps, step)
+    return _sqrt(end, xp) * y
+
+
+#: The ODE's default largest steps: in λ = log σ on VP, in ρ = log(σ + c) on flow.
+_VP_MAX_STEP = 0.1
+_FLOW_MAX_STEP = 0.05
 
 
 def _rk4(
@@ -245,51 +279,6 @@ def teacher_velocity(mixture: GaussianMixture, x: Any, sigma: Any) -> Any:
     return mixture.posterior_mean(x, 1 - sigma, sigma, of=(-1.0, 1.0))
 
 
-def flow_ode(
-    mixture: GaussianMixture,
-    x: Any,
-    sigma_from: Any,
-    sigma_to: Any,
-    substeps: int | None = None,
-    max_step: float = 0.05,
-) -> Any:
-    r"""Solve the flow path's probability-flow ODE dx/dσ = v*(x, σ) from σ_from to σ_to with
-    classic RK4 in ρ = log(σ + c), c = half the smallest component std (see the module
-    docstring).
-
-    In ρ the equation is dx/dρ = (σ + c)·v*(x, σ) with σ = e^ρ − c. Both ends of the path are
-    ordinary points: σ = 1 (pure noise) and σ = 0 (the data). All samples take the same number
-    of substeps (vectorised); each sample's step is its own (ρ_to − ρ_from)/substeps.
-
-    Args:
-        mixture: the data distribution.
-        x: x at σ_from, shape (N, 2).
-        sigma_from: σ where x is, a Python float or an (N, 1) array, in [0, 1].
-        sigma_to: σ to solve to, a Python float or an (N, 1) array, in [0, 1].
-        substeps: the number of RK4 steps; default ⌈max |Δρ| / max_step⌉ (at least 1).
-        max_step: the largest ρ step when ``substeps`` is None (the default, 48–66 steps from
-            σ = 1 to 0, is within 6e-4 of a 20x finer solve from any σ on every preset).
-
-    Example:
-        >>> import numpy as np
-        >>> from tcd_sample.toy import GaussianMixture
-        >>> m = GaussianMixture(((1.0, 0.0),), (0.5,), (1.0,))
-        >>> # one Gaussian: x − (1−σ)·μ scales with the marginal's std √((1−σ)²·s² + σ²)
-        >>> x = flow_ode(m, np.array([[3.0, 1.0]]), 1.0, 0.0)           # from pure noise...
-        >>> exact = np.array([1.0, 0.0]) + 0.5 * np.array([3.0, 1.0])    # ...to the data
-        >>> bool(np.allclose(x, exact, rtol=0, atol=1e-6))
-        True
-    """
-    xp = array_api_compat.array_namespace(x)
-    c = 0.5 * min(mixture.stds)
-
-    def drift(y: Any, rho: Any) -> Any:
-        scale = _exp(rho, xp)  # σ + c
-        return scale * teacher_velocity(mixture, y, scale - c)
-
-    return _rk4(drift, x, _log(sigma_from + c, xp), _log(sigma_to + c, xp), substeps, max_step)
-
-
 def velocity_to_prediction(v: Any, x: Any, sigma: Any, prediction_type: str) -> Any:
     """Rewrite a flow velocity v = ε − x₀ at σ as the output a ``prediction_type`` model would
     give on the flow path x = (1−σ)·x₀ + σ·ε:
@@ -326,7 +315,7 @@ class _View:
     (u, τ) in which its DDIM/Euler jump is a straight line."""
 
     prediction_type: str
-    max_step: float  # the ODE's steps: λ-steps of probability_flow, ρ-steps of flow_ode
+    max_step: float  # the ODE's largest step (λ on VP, ρ on flow)
     end: float  # the level at the path's end
     level: Callable[[Any, Any], Any]  # (t, like) -> the level at t
     at_end: Callable[[Any], bool]  # t -> whether t is a host scalar at the path's end
@@ -342,7 +331,7 @@ def _vp_view(alphas_cumprod: Any) -> _View:
     table = _host_table(alphas_cumprod)
     return _View(
         prediction_type="epsilon",
-        max_step=0.1,
+        max_step=_VP_MAX_STEP,
         end=float(table[0]),
         level=functools.partial(_lookup, table),
         at_end=lambda t: isinstance(t, (int, np.integer)) and int(t) == 0,
@@ -371,14 +360,14 @@ def _flow_level(sigma: Any, like: Any) -> Any:
 #: coordinates (x, σ) themselves.
 _FLOW_VIEW = _View(
     prediction_type=FLOW_PREDICTION,
-    max_step=0.05,
+    max_step=_FLOW_MAX_STEP,
     end=0.0,
     level=_flow_level,
     at_end=lambda sigma: (
         isinstance(sigma, (int, float, np.integer, np.floating)) and float(sigma) == 0.0
     ),
     exact=teacher_velocity,
-    solve=flow_ode,
+    solve=functools.partial(probability_flow, path=FLOW),
     straight=lambda x, level, xp: (x, level),
 )
 
@@ -428,7 +417,7 @@ class DistilledModel(TeacherModel):
     VP: ε̂ = (y_t − y₀)/(σ_t − σ₀), where y₀ solves the probability-flow ODE from σ_t to σ₀
     (:func:`probability_flow`, RK4 with λ-steps of at most ``max_step``, 0.1 by default): the
     DDIM jump to timestep 0 lands on it. Flow: v̂ = (x_σ − x₀)/σ, where x₀ solves the ODE from σ
-    to 0 (:func:`flow_ode`, ρ-steps of at most ``max_step``, 0.05 by default): the Euler jump to
+    to 0 (:func:`probability_flow` on flow, ρ-steps of at most ``max_step``, 0.05 by default): the Euler jump to
     σ = 0 lands on it. At the end itself (t = 0, σ = 0) the jump is empty and the output is the
     teacher's.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -83,7 +84,7 @@ def _schedule(
     eta: float | None,
     path: Any,
     shift: float,
-    xp: Any,
+    xp: ModuleType,
     device: Any,
 ) -> _Schedule:
     ptype = config.prediction_type
@@ -158,7 +159,7 @@ def sample(
     num_inference_steps: int,
     num_samples: int,
     seed: int,
-    xp: Any = None,
+    xp: ModuleType | None = None,
     device: Any = None,
     trajectory: int = 0,
     *,
