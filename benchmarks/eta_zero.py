@@ -40,6 +40,7 @@ interleaved repeats, divided by the step count; compile seconds are ``lower(...)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -191,9 +192,9 @@ def run(
                     t0 = time.perf_counter()
                     fn.lower(x, key, eps).compile()
                     compile_s[name] = time.perf_counter() - t0
-                    calls[name] = lambda fn=fn: fn(x, key, eps)
+                    calls[name] = functools.partial(fn, x, key, eps)
                 for name, fn in traced.items():
-                    calls[name] = lambda fn=fn: fn(x, key, eps, eta)
+                    calls[name] = functools.partial(fn, x, key, eps, eta)
                 outputs = {name: np.asarray(call()) for name, call in calls.items()}
                 best = {name: float("inf") for name in calls}
                 names = list(calls)

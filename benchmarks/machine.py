@@ -52,6 +52,7 @@ def load_average() -> list[float] | None:
 
 def describe_machine(threads: int | None = None) -> dict[str, Any]:
     cpu = _cpuinfo()
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -111,10 +111,10 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         for shape in ("1x4x8x8", "1x4x128x128")
         for base, what in (("floor-torch", "torch floor"), ("reference", "reference"))
     ]
-    specs = [(*spec, HEADLINE_ETA) for spec in specs]
+    judged = [(*spec, HEADLINE_ETA) for spec in specs]
     # With η traced, the compiled loop skips the draw on the device when no element needs it.
     # The JAX loop's target is judged with the conv stand-in (``jax_loop_section``), not here.
-    specs += [
+    judged += [
         (
             "tcd-jax-jit-eta-threefry",
             "floor-jax-threefry",
@@ -128,7 +128,7 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
         for eta in (0.0, 0.3)
     ]
     out = []
-    for key, base, shape, target, what, eta in specs:
+    for key, base, shape, target, what, eta in judged:
         a = find_row(results, key, shape, eta=eta)
         # The adapters must stay bit-identical; the other contenders have nothing to match.
         identical = (
