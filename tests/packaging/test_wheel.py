@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import email
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -50,11 +51,43 @@ def _source_packages() -> dict[str, Path]:
     return found
 
 
+#: What is never source, where git cannot say (an unpacked sdist): build outputs, caches, venvs.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".venv*"
+)
+
+
+def _copy_source(tree: Path) -> None:
+    """The tree's source files (git's tracked and untracked-but-not-ignored ones) into ``tree``."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+        )
+    except OSError:  # no git
+        listed = None
+    if listed is None or listed.returncode != 0:
+        shutil.copytree(REPO, tree, ignore=_NOT_SOURCE)
+        return
+    for name in listed.stdout.decode().split("\0"):
+        source = REPO / name
+        if name and source.is_file():  # a tracked file deleted in the working tree is not there
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, tree / name)
+
+
 def _build(kind: str, out: Path) -> Path:
+    """Build from a copy of the source: setuptools builds in ``./build``, so two builds in the
+    tree at once (two pytest-xdist workers, or a ``pip install .`` beside the tests) race there,
+    and one once came out holding only metadata; and a stale ``build/lib`` would leak files the
+    tree no longer has into the wheel."""
+    tree = out.parent / f"{out.name}-tree"
+    _copy_source(tree)
     code = f"import sys; from setuptools import build_meta as b; print(b.build_{kind}(sys.argv[1]))"
     done = subprocess.run(
         [sys.executable, "-c", code, str(out)],
-        cwd=REPO,
+        cwd=tree,
         capture_output=True,
         text=True,
         timeout=300,
