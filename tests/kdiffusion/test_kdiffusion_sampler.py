@@ -4,6 +4,7 @@ conventions of the UIs."""
 
 from __future__ import annotations
 
+import importlib.abc
 import subprocess
 import sys
 
@@ -131,6 +132,32 @@ def test_diffusers_step_noise_is_the_pipelines_stream_for_the_seed() -> None:
     with pytest.raises(ValueError, match="seed"):
         sample_tcd(denoiser(), x, sig, disable=True, step_noise="diffusers")
     assert tcd_kdiffusion.STEP_NOISE == ("comfyui", "diffusers")
+
+
+def test_comfyui_step_noise_outside_comfyui_tries_no_import(monkeypatch) -> None:
+    """Outside ComfyUI, ``step_noise="comfyui"`` is our seeded ``default_noise_sampler``, found
+    without trying to import ComfyUI: a failed import on every call cost ~0.1 ms."""
+    tried: list[str] = []
+
+    class Spy(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] == "comfy":
+                tried.append(name)
+            return None
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "comfy"]:
+        monkeypatch.delitem(sys.modules, name)  # stand-ins another test left behind
+    monkeypatch.setattr(sys, "meta_path", [Spy(), *sys.meta_path])
+    sig = get_sigmas_tcd(4, AC)
+    model = comfy_chain(toy_net(AC), {}, sig)
+    x = z_of() * (1 + sig[0] ** 2) ** 0.5
+    extra = {"seed": 3, "model_options": {}, "denoise_mask": None}
+    ours = sample_tcd(model, x, sig, dict(extra), disable=True, step_noise="comfyui")
+    noise = default_noise_sampler(x, seed=3)
+    assert torch.equal(
+        ours, sample_tcd(model, x, sig, dict(extra), disable=True, noise_sampler=noise)
+    )
+    assert tried == []
 
 
 # --------------------------------------------------------------------------------------------
