@@ -154,8 +154,7 @@ def _judged(
     medians and of minima; None without both rows) and whether it meets ``target``. A speed
     target only counts with the result intact: ``identical`` False fails it, and so does None
     (no check) where ``needs_check``."""
-    times = [r["per_step_us"] if r else None for r in (row, baseline)]
-    ours, theirs = times
+    ours, theirs = (r["per_step_us"] if r else None for r in (row, baseline))
     ratio = ours["median"] / theirs["median"] if ours and theirs else None
     met = None
     if ratio is not None and target is not None:

@@ -19,10 +19,10 @@ v*(x, σ) = E[ε − x₀ | x_σ] (:meth:`GaussianMixture.posterior_mean` with (
 the probability-flow ODE is dx/dσ = v*(x, σ). It has the VP ODE's trajectories (in
 y = x/(1−σ), σ_y = σ/(1−σ) it is the same equation), but y and λ are infinite at both ends of
 the flow path (σ = 1: y = ε/0; σ = 0: λ = −∞), and a flow plan starts at σ = 1 and ends at
-σ = 0 exactly. So :func:`probability_flow` on flow integrates in x, where both ends are ordinary points, with
-RK4 in ρ = log(σ + c), c half the smallest component std s: the steps in σ are ∝ σ + c, fine
-where the dynamics are fast (σ ≲ s, where |∂v*/∂x| peaks at ≈ 1/(2s)), coarse near σ = 1, where
-v* is nearly affine in x.
+σ = 0 exactly. So :func:`probability_flow` on flow integrates in x, where both ends are
+ordinary points, with RK4 in ρ = log(σ + c), c half the smallest component std s: the steps in
+σ are ∝ σ + c, fine where the dynamics are fast (σ ≲ s, where |∂v*/∂x| peaks at ≈ 1/(2s)),
+coarse near σ = 1, where v* is nearly affine in x.
 
 On either path:
 
